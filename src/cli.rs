@@ -1,0 +1,68 @@
+//! The command line: the only place flag names are spelled. See
+//! preforkd(8) for the contract these implement.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::duration::parse_duration;
+
+/// preforkd: a pre-fork UNIX server.
+#[derive(Debug, Parser)]
+#[command(name = "preforkd", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve one service in the foreground, without a config file (like tcpserver).
+    Run(RunArgs),
+}
+
+/// `preforkd run ADDR (--builtin NAME | -- PROGRAM [ARGS...])`
+#[derive(Debug, Args)]
+#[command(
+    override_usage = "preforkd run [OPTIONS] ADDR --builtin NAME\n       preforkd run [OPTIONS] ADDR -- PROGRAM [ARGS]...",
+    after_help = "ADDR is IPv4:PORT, [IPv6]:PORT, :PORT (every address) or unix:/PATH; port 0 picks a free port.\n\
+                  Prints `listening on ADDR` on stderr once it serves."
+)]
+pub struct RunArgs {
+    /// Address to listen on.
+    #[arg(value_name = "ADDR")]
+    pub addr: String,
+
+    /// Serve a built-in service: echo, discard, daytime, chargen or time.
+    #[arg(
+        long,
+        value_name = "NAME",
+        required_unless_present = "program",
+        conflicts_with = "program"
+    )]
+    pub builtin: Option<String>,
+
+    /// Workers to pre-fork [default: the number of CPUs].
+    #[arg(short = 'w', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub workers: Option<u32>,
+
+    /// Length of the listen queue (capped by net.core.somaxconn).
+    #[arg(long, value_name = "N", default_value_t = crate::net::DEFAULT_BACKLOG,
+          value_parser = clap::value_parser!(i32).range(1..=65535))]
+    pub backlog: i32,
+
+    /// On SIGTERM, how long busy workers may take to finish before they are killed.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub graceful_timeout: Duration,
+
+    /// Log every worker exit and client disconnect (debug level).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// The program to run for each connection, with its arguments, after `--`.
+    #[arg(last = true, value_name = "PROGRAM")]
+    pub program: Vec<OsString>,
+}

@@ -1,0 +1,81 @@
+//! The errors a user can meet, each a closed variant whose `Display` is the
+//! one line `preforkd:` prints, and whose kind decides the exit status.
+
+use std::fmt;
+use std::io;
+
+use crate::net::AddrParseError;
+use crate::service::builtin::UnknownBuiltin;
+use crate::service::exec::ProgramError;
+use crate::sys::fd::describe;
+use crate::sys::process::ForkError;
+
+/// Everything that can stop preforkd from starting or running.
+#[derive(Debug)]
+pub enum Error {
+    /// A command-line mistake clap did not catch.
+    Usage(String),
+    /// An address that does not parse.
+    Address(AddrParseError),
+    /// A builtin name that does not exist.
+    UnknownBuiltin(UnknownBuiltin),
+    /// A program that does not exist or cannot be executed.
+    Program(ProgramError),
+    /// bind(2) or listen(2) failed.
+    Bind {
+        /// The address as the user wrote it.
+        addr: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// Something the master needs at startup failed.
+    Startup {
+        /// What could not be done.
+        what: &'static str,
+        /// Why.
+        source: io::Error,
+    },
+    /// The master could not fork.
+    Fork(ForkError),
+    /// The workers report they cannot work (exit status 78).
+    WorkersFailed {
+        /// The service whose workers failed.
+        service: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(msg) => f.write_str(msg),
+            Error::Address(e) => write!(f, "{e}"),
+            Error::UnknownBuiltin(e) => write!(f, "{e}"),
+            Error::Program(e) => write!(f, "{e}"),
+            Error::Bind { addr, source } => write!(f, "cannot bind {addr}: {}", describe(source)),
+            Error::Startup { what, source } => write!(f, "{what}: {}", describe(source)),
+            Error::Fork(e) => write!(f, "{e}"),
+            Error::WorkersFailed { service } => {
+                write!(
+                    f,
+                    "service {service}: workers cannot start (see the log above)"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Error {
+    /// 2 for a mistake in what the user asked (fix the command or config),
+    /// 1 for a failure at run time.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) | Error::Address(_) | Error::UnknownBuiltin(_) | Error::Program(_) => 2,
+            Error::Bind { .. }
+            | Error::Startup { .. }
+            | Error::Fork(_)
+            | Error::WorkersFailed { .. } => 1,
+        }
+    }
+}

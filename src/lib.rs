@@ -1,0 +1,187 @@
+//! preforkd: a pre-fork UNIX server.
+//!
+//! A master process binds and listens, then forks N workers that each block
+//! in accept(2) on the inherited listening socket. The kernel hands each
+//! connection to exactly one blocked worker; the master never touches a
+//! connection. It supervises: it reaps and respawns workers (with back-off
+//! when they die young), scales the pool on SIGTTIN/SIGTTOU, and stops
+//! gracefully on SIGTERM or at once on SIGINT/SIGQUIT.
+//!
+//! # The house, one room per concern
+//!
+//! | module | what lives there |
+//! |---|---|
+//! | `cli` | the command line (clap); the only place flag names are spelled |
+//! | [`config`] | value syntaxes (durations); the config file will live here |
+//! | [`net`] | addresses, binding, listening, the accepted [`Connection`] |
+//! | `master` | the supervisor: one signal loop, the pool, back-off, stop |
+//! | `worker` | the child: accept, run the handler, exit with a meaning |
+//! | [`service`] | handlers: the RFC 862–868 builtins and exec'd programs |
+//! | `sys` | every `unsafe` block and OS call: fork, signals, descriptors |
+//!
+//! # Writing your own pre-fork server
+//!
+//! Give [`Server`] a [`Handler`], or a closure over the [`Connection`]:
+//!
+//! ```no_run
+//! use std::io::Write;
+//! use preforkd::{Connection, Server};
+//!
+//! fn main() -> Result<(), preforkd::Error> {
+//!     let server = Server::bind("127.0.0.1:8080")?.workers(4);
+//!     eprintln!("serving on {}", server.local_display());
+//!     server.serve(|mut conn: Connection| conn.write_all(b"hello from a worker\n"))
+//! }
+//! ```
+//!
+//! `serve` forks the workers and returns when the server is stopped by a
+//! signal. The process must be single-threaded when it calls `serve`
+//! (forking a multi-threaded process is refused), and each worker is a copy
+//! of it: anything set up before `serve` is there in every worker.
+
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+mod error;
+pub mod log;
+mod master;
+pub mod net;
+pub mod service;
+#[allow(unsafe_code)]
+mod sys;
+mod worker;
+
+use std::time::Duration;
+
+pub use error::Error;
+pub use master::Phase;
+pub use net::{Connection, ListenAddr, Listener, Peer};
+pub use service::{Builtin, ExecSpec, Handler, Service};
+pub use worker::WorkerExit;
+
+/// How a [`Server`] runs its pool.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Workers to keep forked.
+    pub workers: usize,
+    /// On SIGTERM, how long busy workers may take before they are killed.
+    pub graceful_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            workers: default_workers(),
+            graceful_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One worker per CPU.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// A bound listener and the options of its pool: call [`Server::serve`]
+/// to fork the workers and supervise them.
+#[derive(Debug)]
+pub struct Server {
+    listener: Listener,
+    options: Options,
+    name: String,
+}
+
+impl Server {
+    /// Binds `addr` (`127.0.0.1:8080`, `[::1]:0`, `:8080`, `unix:/path`)
+    /// with the default backlog and options.
+    pub fn bind(addr: &str) -> Result<Server, Error> {
+        let addr: ListenAddr = addr.parse().map_err(Error::Address)?;
+        Server::bind_addr(&addr, net::DEFAULT_BACKLOG)
+    }
+
+    /// Binds `addr` with a listen queue of `backlog`.
+    pub fn bind_addr(addr: &ListenAddr, backlog: i32) -> Result<Server, Error> {
+        let listener = Listener::bind(addr, backlog).map_err(|source| Error::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+        Ok(Server {
+            listener,
+            options: Options::default(),
+            name: "server".into(),
+        })
+    }
+
+    /// Sets the number of workers.
+    pub fn workers(mut self, n: usize) -> Server {
+        self.options.workers = n.max(1);
+        self
+    }
+
+    /// Sets how long SIGTERM waits for busy workers.
+    pub fn graceful_timeout(mut self, timeout: Duration) -> Server {
+        self.options.graceful_timeout = timeout;
+        self
+    }
+
+    /// Names the service in log lines.
+    pub fn name(mut self, name: impl Into<String>) -> Server {
+        self.name = name.into();
+        self
+    }
+
+    /// The bound address, with the real port (`listening on` prints this).
+    pub fn local_display(&self) -> &str {
+        self.listener.local_display()
+    }
+
+    /// Forks the workers and supervises them until a signal stops the
+    /// server: SIGTERM (graceful) or SIGINT/SIGQUIT (at once). Prints
+    /// `listening on ADDR` on stderr once the workers are forked.
+    pub fn serve<H: Handler>(self, handler: H) -> Result<(), Error> {
+        master::Master::new(
+            &self.listener,
+            &handler,
+            self.name.clone(),
+            self.options.clone(),
+        )
+        .run()
+    }
+}
+
+/// Runs a parsed command line: what `main` calls.
+pub fn run(cli: cli::Cli) -> Result<(), Error> {
+    match cli.command {
+        cli::Command::Run(args) => run_one(args),
+    }
+}
+
+fn run_one(args: cli::RunArgs) -> Result<(), Error> {
+    crate::log::init_stderr(if args.verbose {
+        ::log::LevelFilter::Debug
+    } else {
+        ::log::LevelFilter::Info
+    });
+    let addr: ListenAddr = args.addr.parse().map_err(Error::Address)?;
+    let service = match (&args.builtin, args.program.split_first()) {
+        (Some(name), _) => Service::Builtin(name.parse().map_err(Error::UnknownBuiltin)?),
+        (None, Some((program, rest))) => {
+            Service::Exec(ExecSpec::new(program.as_ref(), rest.to_vec()).map_err(Error::Program)?)
+        }
+        (None, None) => {
+            return Err(Error::Usage(
+                "run needs --builtin NAME or -- PROGRAM [ARGS...]".into(),
+            ))
+        }
+    };
+    let workers = args.workers.map_or_else(default_workers, |n| n as usize);
+    Server::bind_addr(&addr, args.backlog)?
+        .workers(workers)
+        .graceful_timeout(args.graceful_timeout)
+        .name(service.to_string())
+        .serve(service)
+}

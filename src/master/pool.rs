@@ -1,0 +1,285 @@
+//! A pool of workers for one listener: who is alive, how many should be,
+//! and when the next fork is allowed.
+//!
+//! Pure bookkeeping: the pool never forks or signals; the master asks it how
+//! many workers to fork now and tells it what happened. That keeps the
+//! back-off rule in one place, testable without processes.
+//!
+//! The back-off rule. A worker that exits abnormally less than [`YOUNG`]
+//! after its fork "died young": it probably never got to serve (a broken
+//! setup, a resource limit, something killing it). After the first such
+//! death the pool respawns at once; from the second in a row on, it forks
+//! one worker at a time and waits 10 ms, 20 ms, 40 ms, ... up to
+//! [`MAX_BACKOFF`] between forks. So a pool that cannot work forks at most
+//! once a second, and a pool that recovers (a worker lives past `YOUNG`)
+//! goes back to respawning at once.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::sys::process::{ChildExit, Pid};
+use crate::worker::WorkerExit;
+
+/// A worker that dies younger than this, abnormally, counts as a failure.
+pub(crate) const YOUNG: Duration = Duration::from_secs(1);
+
+/// The longest wait between two forks while workers keep dying young.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+
+/// The wait before the next fork after `failures` young deaths in a row.
+pub(crate) fn backoff(failures: u32) -> Duration {
+    match failures {
+        0 | 1 => Duration::ZERO,
+        n => FIRST_BACKOFF
+            .saturating_mul(1 << (n - 2).min(16))
+            .min(MAX_BACKOFF),
+    }
+}
+
+/// What the master should make of a worker's exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Exited as asked, or lived long enough: replace it if the pool is short.
+    Normal,
+    /// Died young: the `in_a_row`-th; the next fork waits `retry_in`.
+    Failure { in_a_row: u32, retry_in: Duration },
+    /// Reported [`WorkerExit::Fatal`]: the pool stops forking.
+    Fatal,
+}
+
+#[derive(Debug)]
+pub(crate) struct Pool {
+    target: usize,
+    /// Live workers and when each was forked.
+    workers: BTreeMap<Pid, Instant>,
+    failures: u32,
+    not_before: Option<Instant>,
+    fatal: bool,
+}
+
+impl Pool {
+    pub(crate) fn new(target: usize) -> Pool {
+        Pool {
+            target,
+            workers: BTreeMap::new(),
+            failures: 0,
+            not_before: None,
+            fatal: false,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    pub(crate) fn target(&self) -> usize {
+        self.target
+    }
+
+    pub(crate) fn is_fatal(&self) -> bool {
+        self.fatal
+    }
+
+    pub(crate) fn pids(&self) -> impl Iterator<Item = Pid> + '_ {
+        self.workers.keys().copied()
+    }
+
+    /// How many workers to fork now: none while stopped by a fatal exit or
+    /// waiting out a back-off, one at a time while failing, else all that
+    /// are missing.
+    pub(crate) fn forks_due(&self, now: Instant) -> usize {
+        let missing = self.target.saturating_sub(self.workers.len());
+        if self.fatal || missing == 0 || self.not_before.is_some_and(|t| now < t) {
+            0
+        } else if self.failures > 0 {
+            1
+        } else {
+            missing
+        }
+    }
+
+    pub(crate) fn forked(&mut self, pid: Pid, now: Instant) {
+        self.workers.insert(pid, now);
+        self.not_before = (self.failures > 0).then(|| now + backoff(self.failures));
+    }
+
+    /// fork(2) itself failed: count it as a young death.
+    pub(crate) fn fork_failed(&mut self, now: Instant) -> Duration {
+        self.failures += 1;
+        let wait = backoff(self.failures).max(FIRST_BACKOFF);
+        self.not_before = Some(now + wait);
+        wait
+    }
+
+    /// Records the exit of `pid`; `None` if it is not one of ours.
+    pub(crate) fn exited(&mut self, pid: Pid, exit: ChildExit, now: Instant) -> Option<Verdict> {
+        let started = self.workers.remove(&pid)?;
+        let young = now.duration_since(started) < YOUNG;
+        let verdict = match exit {
+            ChildExit::Exited(code) if WorkerExit::from_code(code) == Some(WorkerExit::Fatal) => {
+                self.fatal = true;
+                Verdict::Fatal
+            }
+            ChildExit::Exited(0) => Verdict::Normal,
+            ChildExit::Exited(code) if WorkerExit::from_code(code) == Some(WorkerExit::Sick) => {
+                self.fail(now)
+            }
+            _ if young => self.fail(now),
+            _ => Verdict::Normal,
+        };
+        if verdict == Verdict::Normal && !young {
+            self.recovered();
+        }
+        Some(verdict)
+    }
+
+    fn fail(&mut self, now: Instant) -> Verdict {
+        self.failures += 1;
+        let retry_in = backoff(self.failures);
+        let earliest = now + retry_in;
+        self.not_before = Some(self.not_before.map_or(earliest, |t| t.max(earliest)));
+        Verdict::Failure {
+            in_a_row: self.failures,
+            retry_in,
+        }
+    }
+
+    fn recovered(&mut self) {
+        self.failures = 0;
+        self.not_before = None;
+    }
+
+    /// After failures, a worker that has lived past [`YOUNG`] shows the pool
+    /// works again. Returns true when that ends a failing streak.
+    pub(crate) fn check_recovered(&mut self, now: Instant) -> bool {
+        if self.failures == 0 {
+            return false;
+        }
+        if self
+            .workers
+            .values()
+            .any(|&t| now.duration_since(t) >= YOUNG)
+        {
+            self.recovered();
+            return true;
+        }
+        false
+    }
+
+    /// The next moment the pool needs the master's attention: a back-off
+    /// ending while workers are missing, or a young worker coming of age
+    /// while failures are counted.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let missing = self.workers.len() < self.target && !self.fatal;
+        let backoff_end = self.not_before.filter(|_| missing);
+        let coming_of_age = (self.failures > 0)
+            .then(|| self.workers.values().min().map(|&t| t + YOUNG))
+            .flatten();
+        [backoff_end, coming_of_age].into_iter().flatten().min()
+    }
+
+    /// One worker more.
+    pub(crate) fn grow(&mut self) {
+        self.target += 1;
+    }
+
+    /// One worker less (never below one); returns the worker to retire, the
+    /// most recently forked one.
+    pub(crate) fn shrink(&mut self) -> Option<Pid> {
+        if self.target <= 1 {
+            return None;
+        }
+        self.target -= 1;
+        if self.workers.len() > self.target {
+            self.workers
+                .iter()
+                .max_by_key(|(_, &t)| t)
+                .map(|(&pid, _)| pid)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::Signal;
+
+    fn pid(n: i32) -> Pid {
+        Pid::from_raw(n)
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_cap() {
+        assert_eq!(backoff(1), Duration::ZERO);
+        assert_eq!(backoff(2), Duration::from_millis(10));
+        assert_eq!(backoff(3), Duration::from_millis(20));
+        assert_eq!(backoff(8), Duration::from_millis(640));
+        assert_eq!(backoff(9), MAX_BACKOFF);
+        assert_eq!(backoff(1000), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn a_killed_old_worker_is_replaced_at_once() {
+        let t0 = Instant::now();
+        let mut pool = Pool::new(2);
+        pool.forked(pid(1), t0);
+        pool.forked(pid(2), t0);
+        let later = t0 + Duration::from_secs(5);
+        let v = pool.exited(pid(1), ChildExit::Signaled(Signal::SIGKILL), later);
+        assert_eq!(v, Some(Verdict::Normal));
+        assert_eq!(pool.forks_due(later), 1);
+    }
+
+    #[test]
+    fn young_deaths_slow_forking_down_and_recovery_resets_it() {
+        let t0 = Instant::now();
+        let mut pool = Pool::new(1);
+        let mut now = t0;
+        let mut forks = 0;
+        // Every worker dies 1 ms after its fork, for 10 simulated seconds.
+        while now < t0 + Duration::from_secs(10) {
+            if pool.forks_due(now) > 0 {
+                forks += 1;
+                pool.forked(pid(forks), now);
+                now += Duration::from_millis(1);
+                pool.exited(pid(forks), ChildExit::Signaled(Signal::SIGKILL), now);
+            }
+            now += Duration::from_millis(1);
+        }
+        assert!(forks <= 20, "{forks} forks in 10 s");
+        // The cause goes away: the next worker lives.
+        let deadline = pool.next_deadline().unwrap();
+        assert_eq!(pool.forks_due(deadline), 1);
+        pool.forked(pid(1000), deadline);
+        assert!(!pool.check_recovered(deadline + Duration::from_millis(10)));
+        assert!(pool.check_recovered(deadline + YOUNG));
+        assert_eq!(backoff(pool.failures), Duration::ZERO);
+    }
+
+    #[test]
+    fn fatal_stops_the_pool() {
+        let now = Instant::now();
+        let mut pool = Pool::new(3);
+        pool.forked(pid(1), now);
+        assert_eq!(
+            pool.exited(pid(1), ChildExit::Exited(78), now),
+            Some(Verdict::Fatal)
+        );
+        assert_eq!(pool.forks_due(now + Duration::from_secs(60)), 0);
+    }
+
+    #[test]
+    fn shrink_retires_the_newest_and_never_the_last() {
+        let t0 = Instant::now();
+        let mut pool = Pool::new(2);
+        pool.forked(pid(10), t0);
+        pool.forked(pid(5), t0 + Duration::from_millis(1));
+        assert_eq!(pool.shrink(), Some(pid(5)));
+        assert_eq!(pool.shrink(), None);
+        assert_eq!(pool.target(), 1);
+    }
+}

@@ -1,0 +1,309 @@
+//! Binding, listening and accepting; the accepted [`Connection`].
+//!
+//! Every socket is created close-on-exec. A listener is created once, by the
+//! master, and inherited by the workers across fork; workers accept on it
+//! with [`Listener::accept`], which reports EINTR instead of retrying it.
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use super::ListenAddr;
+use crate::sys;
+
+/// The listen(2) backlog when none is given. Linux caps it at
+/// net.core.somaxconn (4096 by default since 5.4).
+pub const DEFAULT_BACKLOG: i32 = 1024;
+
+/// A bound, listening socket.
+#[derive(Debug)]
+pub struct Listener {
+    socket: ListenSocket,
+    /// What `listening on` prints: the real address, with the real port.
+    shown: String,
+}
+
+#[derive(Debug)]
+enum ListenSocket {
+    Tcp(TcpListener),
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+        /// (device, inode) of the socket file we created, so that we only
+        /// ever remove our own file, not one a newer daemon bound since.
+        file_id: (u64, u64),
+    },
+}
+
+impl Listener {
+    /// Binds and listens on `addr` with the given backlog. TCP sockets get
+    /// SO_REUSEADDR, so a restart is not refused while old connections are
+    /// in TIME_WAIT. A stale Unix socket file (nobody accepts on it) is
+    /// replaced; a live one is "address already in use".
+    pub fn bind(addr: &ListenAddr, backlog: i32) -> io::Result<Listener> {
+        match addr {
+            ListenAddr::Ip(ip) => {
+                let v6_only = ip.is_ipv6();
+                Self::bind_tcp(*ip, v6_only, backlog)
+            }
+            ListenAddr::AnyIp(port) => {
+                let any6 = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, *port, 0, 0));
+                match Self::bind_tcp(any6, false, backlog) {
+                    Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                        Self::bind_tcp(([0, 0, 0, 0], *port).into(), false, backlog)
+                    }
+                    other => other,
+                }
+            }
+            ListenAddr::Unix(path) => Self::bind_unix(path, backlog),
+        }
+    }
+
+    fn bind_tcp(addr: SocketAddr, v6_only: bool, backlog: i32) -> io::Result<Listener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(v6_only)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(backlog)?;
+        let listener: TcpListener = socket.into();
+        let shown = listener.local_addr()?.to_string();
+        Ok(Listener {
+            socket: ListenSocket::Tcp(listener),
+            shown,
+        })
+    }
+
+    fn bind_unix(path: &Path, backlog: i32) -> io::Result<Listener> {
+        remove_if_stale(path)?;
+        let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+        socket.bind(&SockAddr::unix(path)?)?;
+        socket.listen(backlog)?;
+        let meta = std::fs::metadata(path)?;
+        Ok(Listener {
+            socket: ListenSocket::Unix {
+                listener: UnixListener::from(OwnedFd::from(socket)),
+                path: path.to_path_buf(),
+                file_id: (meta.dev(), meta.ino()),
+            },
+            shown: format!("unix:{}", path.display()),
+        })
+    }
+
+    /// Accepts one connection. Returns the raw errno so that the caller can
+    /// tell EINTR (a signal: look at your flags), EINVAL (the listener was
+    /// shut down: stop) and resource exhaustion apart.
+    pub fn accept(&self) -> Result<Connection, Errno> {
+        let fd = sys::fd::accept(self.as_fd())?;
+        let stream = match &self.socket {
+            ListenSocket::Tcp(_) => Stream::Tcp(TcpStream::from(fd)),
+            ListenSocket::Unix { path, .. } => Stream::Unix(UnixStream::from(fd), path.clone()),
+        };
+        Ok(Connection { stream })
+    }
+
+    /// The address as `listening on` prints it, with the real port.
+    pub fn local_display(&self) -> &str {
+        &self.shown
+    }
+
+    /// The bound TCP address, for a TCP listener.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.socket {
+            ListenSocket::Tcp(l) => l.local_addr().ok(),
+            ListenSocket::Unix { .. } => None,
+        }
+    }
+
+    /// Stops the listener for every process that shares it: blocked accepts
+    /// wake, new connections are refused (see [`sys::fd::shutdown_listener`]).
+    /// A Unix socket's file is also removed, so new clients fail at once.
+    pub fn shut_down(&self) {
+        sys::fd::shutdown_listener(self.as_fd());
+        self.remove_socket_file();
+    }
+
+    fn remove_socket_file(&self) {
+        if let ListenSocket::Unix { path, file_id, .. } = &self.socket {
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                if (meta.dev(), meta.ino()) == *file_id {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.remove_socket_file();
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.socket {
+            ListenSocket::Tcp(l) => l.as_fd(),
+            ListenSocket::Unix { listener, .. } => listener.as_fd(),
+        }
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// Removes `path` if it is a socket nobody accepts on (left by a daemon that
+/// was killed). Anything else at that path is left for bind to report.
+fn remove_if_stale(path: &Path) -> io::Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Ok(());
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::from_raw_os_error(libc::EADDRINUSE)),
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => std::fs::remove_file(path),
+        Err(_) => Ok(()),
+    }
+}
+
+/// One accepted connection, as a handler receives it.
+#[derive(Debug)]
+pub struct Connection {
+    stream: Stream,
+}
+
+#[derive(Debug)]
+enum Stream {
+    Tcp(TcpStream),
+    /// With the path of the listening socket (getsockname on an accepted
+    /// Unix socket does not always give it back).
+    Unix(UnixStream, PathBuf),
+}
+
+/// Who is at each end of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP connection. IPv4 clients of a dual-stack socket appear as IPv4,
+    /// not as `::ffff:a.b.c.d`.
+    Tcp {
+        /// The server's end.
+        local: SocketAddr,
+        /// The client's end.
+        remote: SocketAddr,
+    },
+    /// A Unix-domain connection.
+    Unix {
+        /// The path the server listens on.
+        local: PathBuf,
+        /// The client's effective user and group ids, where the system
+        /// reports them.
+        remote_ids: Option<(u32, u32)>,
+    },
+}
+
+impl Connection {
+    /// Both ends of the connection (getsockname and getpeername; not on the
+    /// accept path, only for handlers that ask).
+    pub fn peer(&self) -> io::Result<Peer> {
+        match &self.stream {
+            Stream::Tcp(s) => Ok(Peer::Tcp {
+                local: canonical(s.local_addr()?),
+                remote: canonical(s.peer_addr()?),
+            }),
+            Stream::Unix(s, path) => Ok(Peer::Unix {
+                local: path.clone(),
+                remote_ids: peer_ids(s),
+            }),
+        }
+    }
+
+    /// The TCP stream, for handlers that want socket options.
+    pub fn as_tcp(&self) -> Option<&TcpStream> {
+        match &self.stream {
+            Stream::Tcp(s) => Some(s),
+            Stream::Unix(..) => None,
+        }
+    }
+
+    /// Closes the sending direction (the client reads end-of-file) while
+    /// still reading.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        match &self.stream {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Unix(s, _) => s.shutdown(std::net::Shutdown::Write),
+        }
+    }
+
+    /// A second descriptor for the same connection.
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        self.as_fd().try_clone_to_owned()
+    }
+}
+
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn peer_ids(s: &UnixStream) -> Option<(u32, u32)> {
+    let cred = nix::sys::socket::getsockopt(s, nix::sys::socket::sockopt::PeerCredentials).ok()?;
+    Some((cred.uid(), cred.gid()))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn peer_ids(s: &UnixStream) -> Option<(u32, u32)> {
+    let (uid, gid) = nix::unistd::getpeereid(s).ok()?;
+    Some((uid.as_raw(), gid.as_raw()))
+}
+
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.stream {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s, _) => s.as_fd(),
+        }
+    }
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.stream {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s, _) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.stream {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s, _) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl From<Connection> for OwnedFd {
+    fn from(conn: Connection) -> OwnedFd {
+        match conn.stream {
+            Stream::Tcp(s) => s.into(),
+            Stream::Unix(s, _) => s.into(),
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Sockets: the addresses a user writes, binding and listening, and the
+//! accepted connection a handler receives.
+//!
+//! This module opens and accepts; it does not fork, supervise or serve.
+
+mod addr;
+mod listen;
+
+pub use addr::{AddrParseError, ListenAddr};
+pub use listen::{Connection, Listener, Peer, DEFAULT_BACKLOG};

@@ -1,0 +1,237 @@
+//! The built-in services of inetd, each to its RFC: echo (862), discard
+//! (863), chargen (864), daytime (867) and time (868), over TCP.
+//!
+//! echo and discard serve until the client closes; chargen sends until the
+//! client closes; daytime and time send one answer and close. A client that
+//! goes away (reset, broken pipe) is the normal end of a session, not an
+//! error.
+
+use std::fmt;
+use std::io::{self, ErrorKind, Read, Write};
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::net::Connection;
+use crate::sys;
+
+/// One of the built-in services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// RFC 862: send back what was received.
+    Echo,
+    /// RFC 863: read and throw away.
+    Discard,
+    /// RFC 864: send lines of rotating printable ASCII until the client leaves.
+    Chargen,
+    /// RFC 867: the date and time as text, then close.
+    Daytime,
+    /// RFC 868: seconds since 1900-01-01 as a 32-bit big-endian number, then close.
+    Time,
+}
+
+/// Every builtin, with its name and its standard port (inetd's `biltins[]`).
+pub const BUILTINS: [(Builtin, &str, u16); 5] = [
+    (Builtin::Echo, "echo", 7),
+    (Builtin::Discard, "discard", 9),
+    (Builtin::Daytime, "daytime", 13),
+    (Builtin::Chargen, "chargen", 19),
+    (Builtin::Time, "time", 37),
+];
+
+/// The error for a name that is not a builtin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownBuiltin(pub String);
+
+impl fmt::Display for UnknownBuiltin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = BUILTINS.iter().map(|(_, name, _)| *name).collect();
+        write!(
+            f,
+            "unknown builtin '{}' (expected one of: {})",
+            self.0,
+            names.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownBuiltin {}
+
+impl FromStr for Builtin {
+    type Err = UnknownBuiltin;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BUILTINS
+            .iter()
+            .find(|(_, name, _)| *name == s)
+            .map(|(b, _, _)| *b)
+            .ok_or_else(|| UnknownBuiltin(s.to_string()))
+    }
+}
+
+impl fmt::Display for Builtin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = BUILTINS
+            .iter()
+            .find(|(b, _, _)| b == self)
+            .map(|(_, n, _)| *n);
+        f.write_str(name.unwrap_or("?"))
+    }
+}
+
+impl Builtin {
+    /// The port inetd serves this builtin on.
+    pub fn standard_port(self) -> u16 {
+        BUILTINS
+            .iter()
+            .find(|(b, _, _)| *b == self)
+            .map(|(_, _, p)| *p)
+            .unwrap_or(0)
+    }
+
+    /// Serves one TCP connection.
+    pub fn handle(self, mut conn: Connection) -> io::Result<()> {
+        let result = match self {
+            Builtin::Echo => echo(&mut conn),
+            Builtin::Discard => discard(&mut conn),
+            Builtin::Chargen => chargen(&mut conn),
+            Builtin::Daytime => conn.write_all(daytime_text().as_bytes()),
+            Builtin::Time => conn.write_all(&time_since_1900().to_be_bytes()),
+        };
+        match result {
+            Err(e) if client_went_away(&e) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// Errors that only mean the client closed or reset the connection.
+pub fn client_went_away(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+    )
+}
+
+/// Reads into `buf`, retrying when a signal interrupts the read.
+fn read_some(conn: &mut Connection, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match conn.read(buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+fn echo(conn: &mut Connection) -> io::Result<()> {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = read_some(conn, &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        conn.write_all(&buf[..n])?;
+    }
+}
+
+fn discard(conn: &mut Connection) -> io::Result<()> {
+    let mut buf = [0u8; 16 * 1024];
+    while read_some(conn, &mut buf)? > 0 {}
+    Ok(())
+}
+
+/// Characters per chargen line, CRLF excluded (RFC 864).
+pub const CHARGEN_LINE: usize = 72;
+
+/// One full chargen cycle: 95 lines, line `i` being the 72 printable
+/// characters that start at the `i`-th of the 95 (space to tilde), wrapping.
+/// After 95 lines the pattern repeats, so the cycle is sent over and over.
+pub fn chargen_cycle() -> Vec<u8> {
+    let printable: Vec<u8> = (b' '..=b'~').collect();
+    let mut out = Vec::with_capacity(printable.len() * (CHARGEN_LINE + 2));
+    for start in 0..printable.len() {
+        out.extend((0..CHARGEN_LINE).map(|i| printable[(start + i) % printable.len()]));
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn chargen(conn: &mut Connection) -> io::Result<()> {
+    let cycle = chargen_cycle();
+    loop {
+        conn.write_all(&cycle)?;
+    }
+}
+
+const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// The daytime answer as inetd gives it: ctime(3) of the local time, CRLF.
+/// RFC 867 leaves the format free; this one is what clients of inetd parse.
+pub fn daytime_text() -> String {
+    let t = sys::time::local_now();
+    format!(
+        "{} {} {:2} {:02}:{:02}:{:02} {}\r\n",
+        WEEKDAYS[t.weekday.rem_euclid(7) as usize],
+        MONTHS[t.month.rem_euclid(12) as usize],
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        1900 + t.year
+    )
+}
+
+/// Seconds between 1900-01-01 and 1970-01-01 (RFC 868).
+pub const SECONDS_1900_TO_1970: u64 = 2_208_988_800;
+
+/// RFC 868 time: seconds since 1900, modulo 2^32 (the field is 32 bits and
+/// wraps in 2036, as the RFC's own arithmetic does).
+pub fn time_since_1900() -> u32 {
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    (unix + SECONDS_1900_TO_1970) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for (b, name, _) in BUILTINS {
+            assert_eq!(name.parse::<Builtin>(), Ok(b));
+            assert_eq!(b.to_string(), name);
+        }
+        assert!("ech0"
+            .parse::<Builtin>()
+            .unwrap_err()
+            .to_string()
+            .contains("echo, discard"));
+    }
+
+    #[test]
+    fn chargen_cycle_is_rfc_864() {
+        let cycle = chargen_cycle();
+        let lines: Vec<&[u8]> = cycle
+            .split(|&c| c == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(lines.len(), 95);
+        assert_eq!(&lines[0][..10], b" !\"#$%&'()");
+        assert_eq!(&lines[1][..3], b"!\"#");
+        assert!(lines
+            .iter()
+            .all(|l| l.len() == CHARGEN_LINE + 1 && l.ends_with(b"\r")));
+    }
+
+    #[test]
+    fn daytime_looks_like_ctime() {
+        let text = daytime_text();
+        assert_eq!(text.len(), 26, "{text:?}");
+        assert!(text.ends_with("\r\n"));
+    }
+}

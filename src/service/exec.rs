@@ -1,0 +1,188 @@
+//! Exec services: an external program with the connection on its stdin and
+//! stdout, as inetd and tcpserver run them.
+//!
+//! The worker spawns the program for each connection and waits for it. The
+//! program gets:
+//! - the connection as descriptors 0 and 1, the daemon's stderr as 2 (the
+//!   tcpserver convention: diagnostics go to the log, not to the client),
+//!   and no other descriptor (the worker closed everything it inherited,
+//!   and everything it opens is close-on-exec);
+//! - the daemon's environment plus the UCSPI variables tcpserver sets:
+//!   `PROTO=TCP`, `TCPREMOTEIP`, `TCPREMOTEPORT`, `TCPLOCALIP`,
+//!   `TCPLOCALPORT` (IPv6 addresses written plainly, IPv4 clients of a
+//!   dual-stack socket as IPv4), or for a Unix socket, as ipcserver sets
+//!   them, `PROTO=IPC`, `IPCLOCALPATH`, `IPCREMOTEEUID`, `IPCREMOTEEGID`;
+//! - default signal dispositions and an empty signal mask.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::net::{Connection, Peer};
+use crate::sys;
+
+/// The variables of the UCSPI conventions that a program could inherit
+/// from the daemon's own environment; they are removed before the ones that
+/// describe this connection are set.
+const UCSPI_VARIABLES: [&str; 12] = [
+    "PROTO",
+    "TCPREMOTEIP",
+    "TCPREMOTEPORT",
+    "TCPLOCALIP",
+    "TCPLOCALPORT",
+    "TCPREMOTEHOST",
+    "TCPLOCALHOST",
+    "TCPREMOTEINFO",
+    "IPCLOCALPATH",
+    "IPCREMOTEEUID",
+    "IPCREMOTEEGID",
+    "IPCREMOTEPATH",
+];
+
+/// A program to run for each connection.
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    program: PathBuf,
+    args: Vec<OsString>,
+}
+
+/// Why a program cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramError {
+    /// The program as the user wrote it.
+    pub program: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for ProgramError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot run {}: {}", self.program, self.reason)
+    }
+}
+
+impl std::error::Error for ProgramError {}
+
+impl ExecSpec {
+    /// Checks that `program` exists and is executable (searching `$PATH`
+    /// when it has no slash), so a typo is reported at startup rather than
+    /// once per connection.
+    pub fn new(program: &Path, args: Vec<OsString>) -> Result<ExecSpec, ProgramError> {
+        let err = |reason: String| ProgramError {
+            program: program.display().to_string(),
+            reason,
+        };
+        let resolved = if program.as_os_str().is_empty() {
+            return Err(err("the program name is empty".into()));
+        } else if program.components().count() > 1 || program.is_absolute() {
+            program.to_path_buf()
+        } else {
+            let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(program))
+                .find(|candidate| sys::process::is_executable(candidate).is_ok())
+                .ok_or_else(|| err("not found in $PATH".into()))?
+        };
+        match std::fs::metadata(&resolved) {
+            Err(e) => return Err(err(sys::fd::describe(&e))),
+            Ok(meta) if meta.is_dir() => return Err(err("is a directory".into())),
+            Ok(_) => {}
+        }
+        sys::process::is_executable(&resolved).map_err(|e| err(sys::fd::describe(&e)))?;
+        Ok(ExecSpec {
+            program: resolved,
+            args,
+        })
+    }
+
+    /// The program's file name, for logs.
+    pub fn name(&self) -> String {
+        self.program
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.program.display().to_string())
+    }
+
+    /// The program's path, as resolved at startup.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// Runs the program on `conn` and waits for it. A program that cannot
+    /// be started (removed since startup, say) is an error for this
+    /// connection only; a program that exits non-zero or is killed is
+    /// logged.
+    pub fn handle(&self, conn: Connection) -> io::Result<()> {
+        let peer = conn.peer()?;
+        let stdin = conn.try_clone_fd()?;
+        let stdout = OwnedFd::from(conn);
+        let mut command = Command::new(&self.program);
+        command
+            .args(&self.args)
+            .stdin(Stdio::from(stdin))
+            .stdout(Stdio::from(stdout));
+        for name in UCSPI_VARIABLES {
+            command.env_remove(name);
+        }
+        command.envs(ucspi_environment(&peer));
+        let spawned = command.spawn();
+        // The Command holds our copies of the connection: close them now, so
+        // the client sees end-of-file as soon as the program closes its own.
+        drop(command);
+        let mut child = spawned.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot run {}: {}",
+                    self.program.display(),
+                    sys::fd::describe(&e)
+                ),
+            )
+        })?;
+        let status = child.wait()?;
+        if !status.success() {
+            log::info!("{} for {}: {}", self.name(), describe_peer(&peer), status);
+        }
+        Ok(())
+    }
+}
+
+/// The UCSPI variables for one connection.
+pub fn ucspi_environment(peer: &Peer) -> Vec<(&'static str, String)> {
+    match peer {
+        Peer::Tcp { local, remote } => vec![
+            ("PROTO", "TCP".into()),
+            ("TCPREMOTEIP", remote.ip().to_string()),
+            ("TCPREMOTEPORT", remote.port().to_string()),
+            ("TCPLOCALIP", local.ip().to_string()),
+            ("TCPLOCALPORT", local.port().to_string()),
+        ],
+        Peer::Unix { local, remote_ids } => {
+            let mut env = vec![
+                ("PROTO", "IPC".into()),
+                ("IPCLOCALPATH", local.display().to_string()),
+            ];
+            if let Some((uid, gid)) = remote_ids {
+                env.push(("IPCREMOTEEUID", uid.to_string()));
+                env.push(("IPCREMOTEEGID", gid.to_string()));
+            }
+            env
+        }
+    }
+}
+
+/// A client as logs name it: `192.0.2.1:4321` or `unix:/path`.
+pub fn describe_peer(peer: &Peer) -> String {
+    match peer {
+        Peer::Tcp { remote, .. } => remote.to_string(),
+        Peer::Unix {
+            local,
+            remote_ids: Some((uid, _)),
+        } => {
+            format!("uid {uid} on unix:{}", local.display())
+        }
+        Peer::Unix { local, .. } => format!("unix:{}", local.display()),
+    }
+}

@@ -1,0 +1,65 @@
+//! What a worker does with a connection: the [`Handler`] trait, and the two
+//! kinds of service the daemon offers, built-in and exec.
+//!
+//! A handler runs in a worker process, one connection at a time; it does
+//! not accept, fork workers or supervise. Library users implement
+//! [`Handler`] (or pass a closure) to serve their own protocol.
+
+pub mod builtin;
+pub mod exec;
+
+use std::fmt;
+use std::io;
+
+pub use builtin::Builtin;
+pub use exec::ExecSpec;
+
+use crate::net::Connection;
+
+/// Serves one accepted connection.
+///
+/// Runs in a pre-forked worker process. The connection is closed when the
+/// handler returns or drops it. Returning an error only logs it (at debug
+/// level for a client that went away, warning otherwise); the worker goes
+/// back to accept either way, and so it does after a panic.
+pub trait Handler {
+    /// Serve `conn` until done.
+    fn handle(&self, conn: Connection) -> io::Result<()>;
+}
+
+impl<F> Handler for F
+where
+    F: Fn(Connection) -> io::Result<()>,
+{
+    fn handle(&self, conn: Connection) -> io::Result<()> {
+        self(conn)
+    }
+}
+
+/// A service of the daemon: a built-in protocol or an external program.
+#[derive(Debug, Clone)]
+pub enum Service {
+    /// One of the RFC 862–868 services.
+    Builtin(Builtin),
+    /// A program run with the connection on stdin and stdout.
+    Exec(ExecSpec),
+}
+
+impl Handler for Service {
+    fn handle(&self, conn: Connection) -> io::Result<()> {
+        match self {
+            Service::Builtin(b) => b.handle(conn),
+            Service::Exec(e) => e.handle(conn),
+        }
+    }
+}
+
+impl fmt::Display for Service {
+    /// The name logs use: the builtin's name or the program's file name.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Service::Builtin(b) => write!(f, "{b}"),
+            Service::Exec(e) => write!(f, "{}", e.name()),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Every `unsafe` block of the crate, and every raw OS call, lives below.
+//!
+//! The rest of the crate is compiled under `#![deny(unsafe_code)]` and calls
+//! these wrappers, each of which states and, where it can, checks the
+//! precondition that makes it sound:
+//!
+//! - [`process`]: `fork` (refused unless the process has one thread), the
+//!   reaping loop, process groups, `kill`, `_exit`, dying with the parent.
+//! - [`signal`]: the child's side of signal handling: resetting what the
+//!   master caught, and the worker's own stop flag.
+//! - [`fd`]: `accept4` without a hidden EINTR retry, closing every inherited
+//!   descriptor, `shutdown` of a listening socket.
+//! - [`time`]: local broken-down time for the daytime service.
+//!
+//! Nothing here knows about services, pools or configuration.
+
+pub mod fd;
+pub mod process;
+pub mod signal;
+pub mod time;

@@ -1,0 +1,240 @@
+//! Processes: fork, reap, signal, exit, die with the parent.
+//!
+//! `fork` here is a safe function because it checks the one condition that
+//! makes running ordinary Rust in the child sound: the caller has exactly one
+//! thread. It also blocks every signal across the fork so that no handler of
+//! the parent can run in the child before the child has reset it.
+
+use std::io;
+#[cfg(not(target_os = "linux"))]
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+pub use nix::unistd::Pid;
+
+/// The two sides of a successful [`fork`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fork {
+    /// In the parent, with the child's pid.
+    Parent(Pid),
+    /// In the child.
+    Child,
+}
+
+/// Why [`fork`] did not fork.
+#[derive(Debug)]
+pub enum ForkError {
+    /// The caller has this many threads; a forked child could deadlock on a
+    /// lock another thread held, so fork is refused.
+    Threaded(usize),
+    /// fork(2) itself failed (EAGAIN: process limit, ENOMEM).
+    Os(io::Error),
+}
+
+impl std::fmt::Display for ForkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForkError::Threaded(n) => {
+                write!(f, "refusing to fork: the process has {n} threads")
+            }
+            ForkError::Os(e) => write!(f, "fork: {}", super::fd::describe(e)),
+        }
+    }
+}
+
+/// Number of threads of the calling process.
+#[cfg(target_os = "linux")]
+pub fn thread_count() -> io::Result<usize> {
+    // /proc/self/stat: "pid (comm) state ppid ..."; num_threads is the 20th
+    // field, the 18th after the closing parenthesis of comm (which may itself
+    // contain spaces and parentheses, hence rsplit).
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let after_comm = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| io::Error::other("malformed /proc/self/stat"))?;
+    after_comm
+        .split_whitespace()
+        .nth(17)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| io::Error::other("malformed /proc/self/stat"))
+}
+
+/// Number of threads of the calling process. Without /proc there is no
+/// cheap portable query; the crate itself starts no thread in a process that
+/// forks, which is what this check guards (see BUGS in preforkd.8).
+#[cfg(not(target_os = "linux"))]
+pub fn thread_count() -> io::Result<usize> {
+    Ok(1)
+}
+
+/// Forks the calling process.
+///
+/// Refuses with [`ForkError::Threaded`] when the process has more than one
+/// thread. All signals are blocked across the call; in the child, the
+/// dispositions of `reset_in_child` are set back to the default *before* the
+/// signal mask is cleared, so a signal that arrives in that window is held
+/// and then acted on by default, never by a handler the parent installed.
+/// The parent's mask is restored as it was.
+pub fn fork(reset_in_child: &[Signal]) -> Result<Fork, ForkError> {
+    let threads = thread_count().map_err(ForkError::Os)?;
+    if threads != 1 {
+        return Err(ForkError::Threaded(threads));
+    }
+    let mut old = SigSet::empty();
+    nix::sys::signal::sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )
+    .map_err(|e| ForkError::Os(e.into()))?;
+    // SAFETY: the process has exactly one thread (checked above, and this
+    // crate starts none in between), so the child is a complete copy of the
+    // parent: no lock can be held by a thread that does not exist in the
+    // child, and the child may allocate, log and run ordinary Rust.
+    let forked = unsafe { nix::unistd::fork() };
+    match forked {
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            restore_mask(&old);
+            Ok(Fork::Parent(child))
+        }
+        Ok(nix::unistd::ForkResult::Child) => {
+            for &signal in reset_in_child {
+                super::signal::set_default(signal);
+            }
+            // The child starts with nothing blocked, whatever the parent had.
+            restore_mask(&SigSet::empty());
+            Ok(Fork::Child)
+        }
+        Err(e) => {
+            restore_mask(&old);
+            Err(ForkError::Os(e.into()))
+        }
+    }
+}
+
+fn restore_mask(mask: &SigSet) {
+    // sigprocmask fails only for an invalid `how`, which this is not.
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
+}
+
+/// How a child ended, from waitpid(2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildExit {
+    /// exit(2) with this status.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(Signal),
+}
+
+impl std::fmt::Display for ChildExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChildExit::Exited(code) => write!(f, "exit status {code}"),
+            ChildExit::Signaled(sig) => write!(f, "signal {}", sig.as_str()),
+        }
+    }
+}
+
+/// Reaps one child that has ended, without blocking. `None` when no child
+/// has ended (or there are no children at all).
+pub fn reap_any() -> io::Result<Option<(Pid, ChildExit)>> {
+    loop {
+        match nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => return Ok(Some((pid, ChildExit::Exited(code)))),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                return Ok(Some((pid, ChildExit::Signaled(sig))))
+            }
+            // Stopped/continued are not reported without WUNTRACED/WCONTINUED.
+            Ok(_) => return Ok(None),
+            Err(Errno::ECHILD) => return Ok(None),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Sends `signal` to `pid`. A process that is already gone (ESRCH) is not
+/// an error: it is what the caller wanted.
+pub fn kill(pid: Pid, signal: Signal) {
+    let _ = nix::sys::signal::kill(pid, signal);
+}
+
+/// Sends `signal` to the process group `pgid` (a worker and anything it
+/// spawned). ESRCH is ignored as in [`kill`].
+pub fn kill_group(pgid: Pid, signal: Signal) {
+    let _ = nix::sys::signal::killpg(pgid, signal);
+}
+
+/// Puts `pid` (0: the caller) in its own process group. Called on both sides
+/// of a fork so the group exists whichever side runs first; an error (the
+/// child already exited) is harmless and ignored.
+pub fn own_process_group(pid: Pid) {
+    let _ = nix::unistd::setpgid(pid, pid);
+}
+
+/// The calling process's pid.
+pub fn current_pid() -> Pid {
+    nix::unistd::getpid()
+}
+
+/// Ends the calling process at once with `code`: no destructors, no atexit
+/// handlers, no flushing of buffers the parent may also hold. Used by forked
+/// children, whose copies of the parent's objects must not be dropped.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit(2) is always safe to call; it does not return and runs
+    // no user code, so no Rust invariant can be observed broken afterwards.
+    unsafe { libc::_exit(code) }
+}
+
+/// Arranges for the caller to be killed with SIGKILL when `parent` dies.
+///
+/// On Linux, PR_SET_PDEATHSIG, then a check that the parent did not die
+/// before the request was made (the re-parented child would wait forever).
+#[cfg(target_os = "linux")]
+pub fn die_with_parent(parent: Pid) -> io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    if nix::unistd::getppid() != parent {
+        exit_now(0);
+    }
+    Ok(())
+}
+
+/// Arranges for the caller to exit when `parent` dies: where the kernel has
+/// no parent-death signal, a thread polls getppid(2) every 100 ms.
+#[cfg(not(target_os = "linux"))]
+pub fn die_with_parent(parent: Pid) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("parent-watch".into())
+        .spawn(move || loop {
+            if nix::unistd::getppid() != parent {
+                exit_now(0);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        })?;
+    Ok(())
+}
+
+/// Waits for one child to end and reaps it; `None` when there are no
+/// children left. Blocks: the caller must have made sure they are ending.
+pub fn reap_blocking() -> io::Result<Option<(Pid, ChildExit)>> {
+    loop {
+        match nix::sys::wait::waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, code)) => return Ok(Some((pid, ChildExit::Exited(code)))),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                return Ok(Some((pid, ChildExit::Signaled(sig))))
+            }
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(Errno::ECHILD) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether the caller may execute `path` (access(2) with X_OK, which
+/// accounts for the real user and group, as the kernel will at execve).
+pub fn is_executable(path: &std::path::Path) -> io::Result<()> {
+    nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).map_err(io::Error::from)
+}

@@ -1,0 +1,46 @@
+//! The child's side of signals.
+//!
+//! The master catches its signals through signal-hook, whose handlers write
+//! to a socket pair. A forked worker inherits both the handlers and the
+//! socket pair, so a signal sent to a worker would be reported to the
+//! *master*. [`set_default`] is what [`super::process::fork`] runs in the
+//! child to undo that; [`install_stop_flag`] is the worker's own handler.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+/// Sets the disposition of `signal` back to the default action.
+pub fn set_default(signal: Signal) {
+    let action = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing SIG_DFL runs no code of ours in signal context, so
+    // it cannot break any invariant; sigaction only fails for invalid
+    // signals (SIGKILL, SIGSTOP), which callers do not pass.
+    let _ = unsafe { nix::sys::signal::sigaction(signal, &action) };
+}
+
+/// Set by the handler [`install_stop_flag`] installs.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn record_stop(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Installs a handler for `signal` that only records its arrival, and
+/// returns the flag it sets.
+///
+/// The handler is installed *without* SA_RESTART, so a blocking accept(2),
+/// read(2) or write(2) in progress returns EINTR and the caller gets to look
+/// at the flag.
+pub fn install_stop_flag(signal: Signal) -> nix::Result<&'static AtomicBool> {
+    let action = SigAction::new(
+        SigHandler::Handler(record_stop),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler performs a single atomic store, which is
+    // async-signal-safe, and touches no other state.
+    unsafe { nix::sys::signal::sigaction(signal, &action) }?;
+    Ok(&STOP)
+}

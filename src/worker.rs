@@ -1,0 +1,153 @@
+//! The worker: one process, one connection at a time.
+//!
+//! A worker is forked by the master with the listening socket already open.
+//! It first cuts itself loose from the master's state (its signal handlers
+//! were reset by `sys::process::fork`; here it joins its own process group,
+//! arranges to die with the master, and closes every descriptor but the
+//! listener and stdio), then blocks in accept(2), serves the connection with
+//! the handler, and goes back to accept. It never reads configuration,
+//! forks workers, or talks to other workers.
+//!
+//! Stopping: SIGTERM only sets a flag. A worker blocked in accept sees EINTR
+//! and leaves; a busy worker finishes its connection first. When the master
+//! shuts the listener down, accept fails with EINVAL and the worker leaves
+//! too. It exits with a [`WorkerExit`] code the master understands.
+
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+
+use crate::net::Listener;
+use crate::service::builtin::client_went_away;
+use crate::service::Handler;
+use crate::sys;
+use crate::sys::process::Pid;
+
+/// How a worker tells the master why it exited. The values are part of the
+/// master/worker protocol and listed under EXIT STATUS in preforkd(8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WorkerExit {
+    /// Finished: asked to stop, or the listener was shut down.
+    Done = 0,
+    /// Out of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM) in accept.
+    /// The master respawns it with back-off.
+    Sick = 75, // EX_TEMPFAIL
+    /// Cannot work at all (its setup failed, the socket is unusable). The
+    /// master stops the pool instead of respawning in a loop.
+    Fatal = 78, // EX_CONFIG
+}
+
+impl WorkerExit {
+    /// The exit status with this meaning, if any.
+    pub fn from_code(code: i32) -> Option<WorkerExit> {
+        [WorkerExit::Done, WorkerExit::Sick, WorkerExit::Fatal]
+            .into_iter()
+            .find(|w| *w as i32 == code)
+    }
+}
+
+/// What a worker needs from the master: nothing else crosses the fork.
+pub(crate) struct Worker<'a> {
+    pub listener: &'a Listener,
+    pub handler: &'a dyn Handler,
+    pub master: Pid,
+    pub service: &'a str,
+}
+
+impl Worker<'_> {
+    /// The forked child's whole life. Never returns.
+    pub(crate) fn run(self) -> ! {
+        let exit = match self.setup() {
+            Ok(stop) => self.serve(stop),
+            Err(e) => {
+                log::error!("W0010 service {}: worker cannot start: {}", self.service, e);
+                WorkerExit::Fatal
+            }
+        };
+        let _ = io::stderr().flush();
+        sys::process::exit_now(exit as i32)
+    }
+
+    fn setup(&self) -> io::Result<&'static AtomicBool> {
+        sys::process::own_process_group(Pid::from_raw(0));
+        sys::process::die_with_parent(self.master)?;
+        sys::fd::close_all_except(&[0, 1, 2, self.listener.as_raw_fd()])?;
+        Ok(sys::signal::install_stop_flag(Signal::SIGTERM)?)
+    }
+
+    fn serve(&self, stop: &AtomicBool) -> WorkerExit {
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return WorkerExit::Done;
+            }
+            let conn = match self.listener.accept() {
+                Ok(conn) => conn,
+                Err(e) => match AcceptError::classify(e) {
+                    AcceptError::Retry => continue,
+                    AcceptError::ListenerClosed => return WorkerExit::Done,
+                    AcceptError::Exhausted => {
+                        log::warn!(
+                            "W0011 service {}: accept: {}; worker exits to be respawned",
+                            self.service,
+                            e.desc()
+                        );
+                        return WorkerExit::Sick;
+                    }
+                    AcceptError::Broken => {
+                        log::error!("W0012 service {}: accept: {}", self.service, e.desc());
+                        return WorkerExit::Fatal;
+                    }
+                },
+            };
+            self.serve_one(conn);
+        }
+    }
+
+    fn serve_one(&self, conn: crate::net::Connection) {
+        match panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(conn))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if client_went_away(&e) => {
+                log::debug!("service {}: client went away: {}", self.service, e)
+            }
+            Ok(Err(e)) => log::warn!("W0013 service {}: {}", self.service, e),
+            Err(_) => log::error!(
+                "W0014 service {}: the handler panicked; connection closed",
+                self.service
+            ),
+        }
+    }
+}
+
+/// What an accept(2) failure means for the worker.
+enum AcceptError {
+    /// A signal (look at the stop flag), or a connection that failed before
+    /// we took it: accept(2) on Linux reports pending network errors of the
+    /// new connection, to be treated like EAGAIN.
+    Retry,
+    /// The master shut the listener down (EINVAL).
+    ListenerClosed,
+    /// Out of descriptors or memory.
+    Exhausted,
+    /// The descriptor is not a listening socket: nothing will fix that.
+    Broken,
+}
+
+impl AcceptError {
+    fn classify(e: Errno) -> AcceptError {
+        match e {
+            Errno::EINVAL => AcceptError::ListenerClosed,
+            Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM => {
+                AcceptError::Exhausted
+            }
+            Errno::EBADF | Errno::ENOTSOCK | Errno::EFAULT => AcceptError::Broken,
+            // EINTR, EAGAIN, ECONNABORTED, EPROTO, EPERM (firewall) and the
+            // network errors accept(2) lists for Linux.
+            _ => AcceptError::Retry,
+        }
+    }
+}

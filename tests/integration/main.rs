@@ -1,0 +1,12 @@
+//! Integration tests: every test starts the real `preforkd` binary on
+//! loopback with port 0, talks to it over real sockets, signals it, and
+//! looks at its processes in /proc.
+
+mod builtin;
+mod errors;
+mod exec;
+mod library;
+mod run;
+mod stop;
+mod supervise;
+mod util;

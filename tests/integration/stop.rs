@@ -1,0 +1,115 @@
+//! Stopping: SIGTERM lets a session finish, SIGINT stops at once.
+
+use std::io::ErrorKind;
+use std::time::Duration;
+
+use crate::util::*;
+
+// Issue #2, acceptance 6 (TERM).
+#[test]
+fn term_lets_a_busy_worker_finish_its_exchange_and_refuses_new_connections() {
+    let mut d = Daemon::start(&["run", "127.0.0.1:0", "--workers", "2", "--builtin", "echo"]);
+    let workers = d.workers();
+    let mut c = d.connect();
+    assert_eq!(echo_once(&mut c, "first\n").unwrap(), "first\n");
+
+    d.signal(libc::SIGTERM);
+    let refused = wait_until(Duration::from_secs(5), || {
+        matches!(
+            std::net::TcpStream::connect_timeout(&d.addr(), Duration::from_secs(1)),
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused
+        )
+    });
+    assert!(
+        refused,
+        "new connections still accepted after TERM\n{}",
+        d.report()
+    );
+
+    // The session in progress goes on and completes.
+    assert_eq!(
+        echo_once(&mut c, "second\n").unwrap(),
+        "second\n",
+        "{}",
+        d.report()
+    );
+    assert!(
+        d.workers().len() == 1,
+        "the busy worker should be the only one left\n{}",
+        d.report()
+    );
+    drop(c);
+
+    let status = d
+        .wait_exit_within(Duration::from_secs(10))
+        .expect("master did not exit");
+    assert!(status.success(), "exit {status:?}\n{}", d.report());
+    assert!(wait_until(Duration::from_secs(2), || workers
+        .iter()
+        .all(|&p| is_gone(p))));
+}
+
+#[test]
+fn term_kills_a_worker_still_busy_after_the_graceful_timeout() {
+    let mut d = Daemon::start(&[
+        "run",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--graceful-timeout",
+        "500ms",
+        "--builtin",
+        "echo",
+    ]);
+    let mut c = d.connect();
+    echo_once(&mut c, "stay\n").unwrap();
+    d.signal(libc::SIGTERM);
+    let status = d
+        .wait_exit_within(Duration::from_secs(10))
+        .expect("master did not exit");
+    assert!(status.success(), "{}", d.report());
+    assert!(d.stderr().contains("graceful timeout"), "{}", d.report());
+    assert!(all_children_of(d.pid()).is_empty());
+}
+
+// Issue #2, acceptance 6 (INT and QUIT).
+#[test]
+fn int_and_quit_stop_at_once_leaving_no_worker() {
+    for sig in [libc::SIGINT, libc::SIGQUIT] {
+        let mut d = Daemon::start(&["run", "127.0.0.1:0", "--workers", "3", "--builtin", "echo"]);
+        let workers = d.workers();
+        let mut c = d.connect();
+        echo_once(&mut c, "busy\n").unwrap();
+        d.signal(sig);
+        let status = d
+            .wait_exit_within(Duration::from_secs(2))
+            .expect("master did not exit at once");
+        assert!(status.success(), "{}", d.report());
+        assert!(
+            workers.iter().all(|&p| is_gone(p)),
+            "workers left: {workers:?}"
+        );
+        // The busy client's connection was closed under it.
+        assert!(echo_once(&mut c, "again\n").is_err());
+    }
+}
+
+#[test]
+fn ttin_and_ttou_change_the_worker_count_by_one() {
+    let d = Daemon::start(&["run", "127.0.0.1:0", "--workers", "2", "--builtin", "echo"]);
+    d.signal(libc::SIGTTIN);
+    assert!(
+        wait_until(Duration::from_secs(5), || d.workers().len() == 3),
+        "{}",
+        d.report()
+    );
+    d.signal(libc::SIGTTOU);
+    assert!(
+        wait_until(Duration::from_secs(5), || d.workers().len() == 2),
+        "{}",
+        d.report()
+    );
+    // A TERM sent to one worker (as TTOU does) must not stop the master.
+    let mut c = d.connect();
+    assert_eq!(echo_once(&mut c, "ok\n").unwrap(), "ok\n");
+}

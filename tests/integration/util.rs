@@ -1,0 +1,349 @@
+//! The harness: start the real binary, read its `listening on` line, poll
+//! /proc with deadlines, and explain a failure with everything it saw.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_preforkd");
+
+/// Polls `cond` every millisecond until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A running `preforkd` started by a test; SIGKILLed (with its workers,
+/// which die with it) when dropped.
+pub struct Daemon {
+    child: Child,
+    args: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+    listening: String,
+    status: Option<ExitStatus>,
+}
+
+impl Daemon {
+    /// Starts `preforkd ARGS` and waits (10 s at most) for `listening on`.
+    pub fn start(args: &[&str]) -> Daemon {
+        Daemon::start_with(Command::new(BIN).args(args), args)
+    }
+
+    /// As [`Daemon::start`], with a prepared command (environment, ...).
+    pub fn start_with(command: &mut Command, args: &[&str]) -> Daemon {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn preforkd");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let mut d = Daemon {
+            child,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            stderr,
+            listening: String::new(),
+            status: None,
+        };
+        let found = wait_until(Duration::from_secs(10), || {
+            d.stderr().lines().any(|l| l.starts_with("listening on "))
+                || d.child.try_wait().ok().flatten().is_some()
+        });
+        let line = d
+            .stderr()
+            .lines()
+            .find(|l| l.starts_with("listening on "))
+            .map(str::to_string);
+        match line {
+            Some(l) if found => d.listening = l.trim_start_matches("listening on ").to_string(),
+            _ => panic!("preforkd did not start listening\n{}", d.report()),
+        }
+        d
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What followed `listening on`.
+    pub fn listening(&self) -> &str {
+        &self.listening
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listening
+            .parse()
+            .unwrap_or_else(|_| panic!("not an IP address: {}", self.listening))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr().port()
+    }
+
+    /// A client connection with 5 s read and write timeouts.
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect_timeout(&self.addr(), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect to {}: {e}\n{}", self.addr(), self.report()));
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        kill(self.pid(), sig);
+    }
+
+    /// Everything the daemon wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until stderr contains `text`.
+    pub fn wait_for_log(&self, text: &str, limit: Duration) -> bool {
+        wait_until(limit, || self.stderr().contains(text))
+    }
+
+    /// The worker processes: live children of the master.
+    pub fn workers(&self) -> Vec<u32> {
+        children_of(self.pid())
+    }
+
+    /// Waits for the master to exit; `None` if it is still running after `limit`.
+    pub fn wait_exit_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = &mut self.child;
+        let mut status = None;
+        wait_until(limit, || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        self.status = status;
+        status
+    }
+
+    /// Everything a person needs to understand a failure.
+    pub fn report(&self) -> String {
+        let mut out = format!("command: {BIN} {}\n", self.args.join(" "));
+        out += &format!("master pid: {}, exit: {:?}\n", self.pid(), self.status);
+        for pid in children_of(self.pid()) {
+            out += &format!(
+                "  child {pid}: state {} wchan {}\n",
+                proc_state(pid).unwrap_or('?'),
+                wchan(pid).unwrap_or_default()
+            );
+        }
+        out += "stderr:\n";
+        out += &self.stderr();
+        out
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn kill(pid: u32, sig: libc::c_int) {
+    // A test may signal a process that is already gone; that is fine.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::try_from(sig).unwrap(),
+    );
+}
+
+/// The fields of /proc/PID/stat after the command name.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// The process state letter (R, S, Z, ...), `None` if the process is gone.
+pub fn proc_state(pid: u32) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
+}
+
+/// True when `pid` no longer exists or is a zombie.
+pub fn is_gone(pid: u32) -> bool {
+    matches!(proc_state(pid), None | Some('Z') | Some('X'))
+}
+
+pub fn wchan(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/wchan")).ok()
+}
+
+/// Live (non-zombie) children of `parent`, from every /proc/PID/stat.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    all_children_of(parent)
+        .into_iter()
+        .filter(|&p| !is_gone(p))
+        .collect()
+}
+
+/// Every child of `parent`, zombies included.
+pub fn all_children_of(parent: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    let mut pids: Vec<u32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&pid| stat_fields(pid).and_then(|f| f.get(1)?.parse::<u32>().ok()) == Some(parent))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Zombie children of `parent`.
+pub fn zombies_of(parent: u32) -> Vec<u32> {
+    all_children_of(parent)
+        .into_iter()
+        .filter(|&p| proc_state(p) == Some('Z'))
+        .collect()
+}
+
+/// Pids of the processes that hold a descriptor for socket inode `inode`.
+pub fn socket_owners(inode: u64, among: &[u32]) -> Vec<u32> {
+    let target = format!("socket:[{inode}]");
+    among
+        .iter()
+        .copied()
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|d| {
+                d.filter_map(|e| e.ok()).any(|e| {
+                    std::fs::read_link(e.path()).is_ok_and(|l| l.to_str() == Some(&target))
+                })
+            })
+        })
+        .collect()
+}
+
+/// The inode of the server's end of a TCP connection over IPv4 loopback:
+/// the /proc/net/tcp row whose local port is `server_port` and remote port
+/// is `client_port`.
+pub fn server_socket_inode(server_port: u16, client_port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|row| {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        let port = |col: &str| u16::from_str_radix(col.rsplit(':').next()?, 16).ok();
+        (port(cols.get(1)?) == Some(server_port) && port(cols.get(2)?) == Some(client_port))
+            .then(|| cols.get(9)?.parse().ok())
+            .flatten()
+    })
+}
+
+/// Sends `line`, reads back as many bytes, and returns them as text.
+pub fn echo_once(stream: &mut TcpStream, line: &str) -> std::io::Result<String> {
+    stream.write_all(line.as_bytes())?;
+    let mut buf = vec![0u8; line.len()];
+    stream.read_exact(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Runs `preforkd ARGS` to completion (10 s at most; killed after that)
+/// with a tag in its environment, and checks nothing it started outlives it.
+pub fn run_to_exit(args: &[&str]) -> Output {
+    run_command_to_exit(Command::new(BIN).args(args))
+}
+
+pub fn run_command_to_exit(command: &mut Command) -> Output {
+    let tag = format!("{}-{:?}", std::process::id(), Instant::now());
+    let mut child = command
+        .env("PREFORKD_TEST_TAG", &tag)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn preforkd");
+    let exited = wait_until(Duration::from_secs(10), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(exited, "preforkd did not exit within 10 s: {output:?}");
+    let left = processes_tagged(&tag);
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    output
+}
+
+/// Processes whose environment holds PREFORKD_TEST_TAG=tag.
+pub fn processes_tagged(tag: &str) -> Vec<u32> {
+    let needle = format!("PREFORKD_TEST_TAG={tag}\0");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| String::from_utf8_lossy(&env).contains(&needle))
+        })
+        .filter(|&pid| !is_gone(pid))
+        .collect()
+}
+
+/// A fresh directory under the target dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("preforkd-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes an executable script.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.0.join(name);
+        std::fs::write(&path, body).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Distinct set helper for reports.
+pub fn set(v: &[u32]) -> BTreeSet<u32> {
+    v.iter().copied().collect()
+}
