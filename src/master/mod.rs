@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::net::Listener;
 use crate::service::Handler;
 use crate::sys;
-use crate::sys::process::{ChildExit, Fork, Pid};
+use crate::sys::process::{ChildExit, Fork, ForkError, Pid};
 use crate::worker::Worker;
 use crate::Options;
 use pool::{Pool, Verdict};
@@ -39,6 +39,8 @@ pub enum Phase {
         /// When the remaining workers get SIGKILL.
         deadline: Instant,
     },
+    /// Fast stop: every worker is being killed.
+    Killing,
     /// Every worker is gone.
     Stopped,
 }
@@ -83,6 +85,7 @@ impl<'a> Master<'a> {
     /// handlers are in place and the first workers are forked, so whoever
     /// reads that line may signal us at once.
     pub(crate) fn run(mut self) -> Result<(), Error> {
+        self.set_phase(Phase::Starting);
         let mut signals = Signals::install().map_err(|e| Error::Startup {
             what: "cannot install signal handlers",
             source: e,
@@ -120,13 +123,19 @@ impl<'a> Master<'a> {
 
     fn set_phase(&mut self, phase: Phase) {
         let name = match phase {
-            Phase::Starting => "starting".to_string(),
-            Phase::Running => format!("running with {} workers", self.pool.target()),
-            Phase::Draining { .. } => format!(
-                "stopping gracefully: waiting up to {:?} for {} workers",
-                self.options.graceful_timeout,
-                self.pool.len()
+            Phase::Starting => format!(
+                "starting {} for service {} on {}",
+                workers(self.pool.target()),
+                self.service,
+                self.listener.local_display()
             ),
+            Phase::Running => format!("running with {}", workers(self.pool.target())),
+            Phase::Draining { .. } => format!(
+                "stopping gracefully: waiting up to {:?} for {}",
+                self.options.graceful_timeout,
+                workers(self.pool.len())
+            ),
+            Phase::Killing => format!("stopping now: killing {}", workers(self.pool.len())),
             Phase::Stopped => "stopped".to_string(),
         };
         log::info!("M0001 master {}: {}", self.pid, name);
@@ -188,7 +197,7 @@ impl<'a> Master<'a> {
             log::debug!("reaped unknown child {pid}: {exit}");
             return;
         };
-        if matches!(self.phase, Phase::Draining { .. } | Phase::Stopped) {
+        if self.phase != Phase::Running {
             log::debug!("service {}: worker {pid} left ({exit})", self.service);
             return;
         }
@@ -232,7 +241,7 @@ impl<'a> Master<'a> {
         if self.phase == Phase::Stopped {
             return;
         }
-        log::info!("M0007 master {}: stopping now", self.pid);
+        self.set_phase(Phase::Killing);
         self.listener.shut_down();
         self.kill_all();
     }
@@ -264,7 +273,7 @@ impl<'a> Master<'a> {
                 .flatten()
                 .min(),
             Phase::Running => self.pool.next_deadline(),
-            Phase::Starting | Phase::Stopped => None,
+            Phase::Starting | Phase::Killing | Phase::Stopped => None,
         }
     }
 
@@ -295,7 +304,7 @@ impl<'a> Master<'a> {
                     self.next_nudge = Some(now + DRAIN_NUDGE);
                 }
             }
-            Phase::Starting | Phase::Stopped => {}
+            Phase::Starting | Phase::Killing | Phase::Stopped => {}
         }
         Ok(())
     }
@@ -315,8 +324,8 @@ impl<'a> Master<'a> {
                     sys::process::own_process_group(pid);
                     self.pool.forked(pid, now);
                 }
-                Err(sys::process::ForkError::Threaded(n)) => {
-                    return Err(Error::Fork(sys::process::ForkError::Threaded(n)));
+                Err(e @ (ForkError::Threaded(_) | ForkError::Unverifiable(_))) => {
+                    return Err(Error::Fork(e));
                 }
                 Err(e) => {
                     let wait = self.pool.fork_failed(now);
@@ -330,5 +339,14 @@ impl<'a> Master<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// "1 worker", "3 workers".
+fn workers(n: usize) -> String {
+    if n == 1 {
+        "1 worker".to_string()
+    } else {
+        format!("{n} workers")
     }
 }

@@ -108,7 +108,10 @@ impl Builtin {
 pub fn client_went_away(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+        ErrorKind::BrokenPipe
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::NotConnected
     )
 }
 

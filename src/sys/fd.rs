@@ -5,16 +5,32 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
-use nix::sys::socket::{Shutdown, SockFlag};
+use nix::sys::socket::Shutdown;
+#[cfg(not(target_vendor = "apple"))]
+use nix::sys::socket::SockFlag;
 
 /// accept4(2) with SOCK_CLOEXEC on `listener`.
 ///
 /// Unlike `std::net::TcpListener::accept`, EINTR is *returned*, not retried:
 /// a worker blocked here must see its stop signal.
+#[cfg(not(target_vendor = "apple"))]
 pub fn accept(listener: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
     let fd = nix::sys::socket::accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC)?;
     // SAFETY: accept4 just returned this descriptor; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// accept(2), then close-on-exec: macOS has no accept4. The gap between the
+/// two calls is harmless here because a worker is single-threaded, so no
+/// exec can happen in between.
+#[cfg(target_vendor = "apple")]
+pub fn accept(listener: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let fd = nix::sys::socket::accept(listener.as_raw_fd())?;
+    // SAFETY: accept just returned this descriptor; nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    Ok(fd)
 }
 
 /// shutdown(2) of a listening socket. On Linux this stops a TCP listener at

@@ -29,6 +29,9 @@ pub enum ForkError {
     /// The caller has this many threads; a forked child could deadlock on a
     /// lock another thread held, so fork is refused.
     Threaded(usize),
+    /// The thread count could not be read (no /proc?), so fork is refused
+    /// rather than risked.
+    Unverifiable(io::Error),
     /// fork(2) itself failed (EAGAIN: process limit, ENOMEM).
     Os(io::Error),
 }
@@ -39,6 +42,11 @@ impl std::fmt::Display for ForkError {
             ForkError::Threaded(n) => {
                 write!(f, "refusing to fork: the process has {n} threads")
             }
+            ForkError::Unverifiable(e) => write!(
+                f,
+                "refusing to fork: cannot count the threads of this process (/proc/self/stat: {})",
+                super::fd::describe(e)
+            ),
             ForkError::Os(e) => write!(f, "fork: {}", super::fd::describe(e)),
         }
     }
@@ -79,7 +87,7 @@ pub fn thread_count() -> io::Result<usize> {
 /// and then acted on by default, never by a handler the parent installed.
 /// The parent's mask is restored as it was.
 pub fn fork(reset_in_child: &[Signal]) -> Result<Fork, ForkError> {
-    let threads = thread_count().map_err(ForkError::Os)?;
+    let threads = thread_count().map_err(ForkError::Unverifiable)?;
     if threads != 1 {
         return Err(ForkError::Threaded(threads));
     }

@@ -50,10 +50,16 @@ fn permission_denied_on_a_low_port() {
     );
     let args = ["run", "127.0.0.1:1", "--builtin", "echo"];
     let out = if nix::unistd::geteuid().is_root() {
-        // As root, run it as nobody (setpriv, util-linux).
+        // As root, run it as nobody (setpriv, util-linux), from a copy that
+        // nobody can reach whatever the permissions of the checkout are.
+        let dir = TempDir::new("lowport");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.path().join("preforkd");
+        std::fs::copy(BIN, &copy).unwrap();
         run_command_to_exit(
             Command::new("setpriv")
-                .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&copy)
                 .args(args),
         )
     } else {

@@ -3,6 +3,7 @@
 //! looks at its processes in /proc.
 
 mod builtin;
+mod docs;
 mod errors;
 mod exec;
 mod library;

@@ -113,3 +113,66 @@ fn ttin_and_ttou_change_the_worker_count_by_one() {
     let mut c = d.connect();
     assert_eq!(echo_once(&mut c, "ok\n").unwrap(), "ok\n");
 }
+
+#[test]
+fn int_also_kills_the_programs_workers_are_running() {
+    let mut d = Daemon::start(&[
+        "run",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--",
+        "/bin/sleep",
+        "60",
+    ]);
+    let _c = d.connect();
+    let mut programs = Vec::new();
+    let started = wait_until(Duration::from_secs(5), || {
+        programs = d.workers().into_iter().flat_map(children_of).collect();
+        !programs.is_empty()
+    });
+    assert!(started, "no program started\n{}", d.report());
+    d.signal(libc::SIGINT);
+    d.wait_exit_within(Duration::from_secs(2))
+        .expect("master did not exit at once");
+    assert!(
+        wait_until(Duration::from_secs(1), || programs
+            .iter()
+            .all(|&p| is_gone(p))),
+        "programs left running: {programs:?}"
+    );
+}
+
+#[test]
+fn term_waits_for_a_running_program_to_finish() {
+    let dir = TempDir::new("slowprog");
+    let script = dir.script("slow.sh", "#!/bin/sh\nread line\necho \"got $line\"\n");
+    let mut d = Daemon::start(&[
+        "run",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--",
+        script.to_str().unwrap(),
+    ]);
+    let mut c = d.connect();
+    // The program is running, waiting for a line.
+    assert!(wait_until(Duration::from_secs(5), || d
+        .workers()
+        .iter()
+        .any(|&w| !children_of(w).is_empty())));
+    d.signal(libc::SIGTERM);
+    // The master has acted on TERM once new connections are refused.
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::net::TcpStream::connect_timeout(&d.addr(), Duration::from_secs(1)).is_err()
+    }));
+    use std::io::{Read, Write};
+    c.write_all(b"late\n").unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    assert_eq!(out, "got late\n", "{}", d.report());
+    let status = d
+        .wait_exit_within(Duration::from_secs(10))
+        .expect("master did not exit");
+    assert!(status.success(), "{}", d.report());
+}
