@@ -22,6 +22,23 @@ pub struct Cli {
 pub enum Command {
     /// Serve one service in the foreground, without a config file (like tcpserver).
     Run(RunArgs),
+    /// Serve every service of the config file (in the foreground in this version).
+    Serve(ConfigArgs),
+    /// Check a config file: print every error with file:line:column, exit 2 if any.
+    Check(ConfigArgs),
+}
+
+/// `-c FILE`, for the commands that read the config.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The config file [default: /etc/preforkd/preforkd.toml; `serve` falls
+    /// back to the embedded default when it does not exist].
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Log every worker exit and client disconnect (debug level).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 }
 
 /// `preforkd run ADDR (--builtin NAME | -- PROGRAM [ARGS...])`

@@ -37,6 +37,8 @@ pub enum Error {
     },
     /// The master could not fork.
     Fork(ForkError),
+    /// The config file cannot be read or is wrong.
+    Config(crate::config::ConfigError),
     /// The workers report they cannot work (exit status 78).
     WorkersFailed {
         /// The service whose workers failed.
@@ -54,6 +56,7 @@ impl fmt::Display for Error {
             Error::Bind { addr, source } => write!(f, "cannot bind {addr}: {}", describe(source)),
             Error::Startup { what, source } => write!(f, "{what}: {}", describe(source)),
             Error::Fork(e) => write!(f, "{e}"),
+            Error::Config(e) => write!(f, "{e}"),
             Error::WorkersFailed { service } => {
                 write!(
                     f,
@@ -67,11 +70,34 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl Error {
+    /// Everything to print for this error: one line `preforkd: ...`, or
+    /// for a config file every diagnostic (file:line:column, the line, a
+    /// caret) and then one `preforkd:` line counting them.
+    pub fn report(&self) -> String {
+        match self {
+            Error::Config(crate::config::ConfigError::Invalid(diags)) => {
+                let mut out: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+                let file = diags.first().map_or("config", |d| d.file.as_str());
+                let n = diags.len();
+                out.push(format!(
+                    "preforkd: {file}: {n} error{}",
+                    if n == 1 { "" } else { "s" }
+                ));
+                out.join("\n")
+            }
+            other => format!("preforkd: {other}"),
+        }
+    }
+
     /// 2 for a mistake in what the user asked (fix the command or config),
     /// 1 for a failure at run time.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) | Error::Address(_) | Error::UnknownBuiltin(_) | Error::Program(_) => 2,
+            Error::Usage(_)
+            | Error::Address(_)
+            | Error::UnknownBuiltin(_)
+            | Error::Program(_)
+            | Error::Config(_) => 2,
             Error::Bind { .. }
             | Error::Startup { .. }
             | Error::Fork(_)

@@ -43,11 +43,13 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+mod commands;
 pub mod config;
 mod error;
 pub mod log;
 mod master;
 pub mod net;
+pub mod privileges;
 pub mod service;
 #[allow(unsafe_code)]
 mod sys;
@@ -91,6 +93,7 @@ pub fn default_workers() -> usize {
 #[derive(Debug)]
 pub struct Server {
     listener: Listener,
+    addr: ListenAddr,
     options: Options,
     name: String,
 }
@@ -111,6 +114,7 @@ impl Server {
         })?;
         Ok(Server {
             listener,
+            addr: addr.clone(),
             options: Options::default(),
             name: "server".into(),
         })
@@ -143,45 +147,35 @@ impl Server {
     /// server: SIGTERM (graceful) or SIGINT/SIGQUIT (at once). Prints
     /// `listening on ADDR` on stderr once the workers are forked.
     pub fn serve<H: Handler>(self, handler: H) -> Result<(), Error> {
+        let pool = master::plan::PoolPlan {
+            service: self.name,
+            addr: self.addr,
+            protocol: config::Protocol::Tcp,
+            backlog: net::DEFAULT_BACKLOG,
+            socket_mode: None,
+            socket_owner: None,
+            job: master::plan::Job::Stream(std::rc::Rc::new(handler)),
+            privileges: privileges::Privileges::default(),
+            workers: self.options.workers,
+            fingerprint: String::new(),
+        };
+        // The listener is bound already, under the key the pool will ask for.
+        let key = pool.socket_key();
+        let plan = master::plan::Plan {
+            pools: vec![pool],
+            graceful_timeout: self.options.graceful_timeout,
+        };
         master::Master::new(
-            &self.listener,
-            &handler,
-            self.name.clone(),
-            self.options.clone(),
-        )
+            vec![(key, self.listener)],
+            plan,
+            None,
+            master::Announce::Address,
+        )?
         .run()
     }
 }
 
 /// Runs a parsed command line: what `main` calls.
 pub fn run(cli: cli::Cli) -> Result<(), Error> {
-    match cli.command {
-        cli::Command::Run(args) => run_one(args),
-    }
-}
-
-fn run_one(args: cli::RunArgs) -> Result<(), Error> {
-    crate::log::init_stderr(if args.verbose {
-        ::log::LevelFilter::Debug
-    } else {
-        ::log::LevelFilter::Info
-    });
-    let addr: ListenAddr = args.addr.parse().map_err(Error::Address)?;
-    let service = match (&args.builtin, args.program.split_first()) {
-        (Some(name), _) => Service::Builtin(name.parse().map_err(Error::UnknownBuiltin)?),
-        (None, Some((program, rest))) => {
-            Service::Exec(ExecSpec::new(program.as_ref(), rest.to_vec()).map_err(Error::Program)?)
-        }
-        (None, None) => {
-            return Err(Error::Usage(
-                "run needs --builtin NAME or -- PROGRAM [ARGS...]".into(),
-            ))
-        }
-    };
-    let workers = args.workers.map_or_else(default_workers, |n| n as usize);
-    Server::bind_addr(&addr, args.backlog)?
-        .workers(workers)
-        .graceful_timeout(args.graceful_timeout)
-        .name(service.to_string())
-        .serve(service)
+    commands::run(cli)
 }

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     match preforkd::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("preforkd: {err}");
+            eprintln!("{}", err.report());
             ExitCode::from(err.exit_code())
         }
     }

@@ -8,6 +8,11 @@
 //! the handler, and goes back to accept. It never reads configuration,
 //! forks workers, or talks to other workers.
 //!
+//! Before the first accept it drops to its service's privileges (user,
+//! group, chroot, limits); if that fails it exits with
+//! [`WorkerExit::Fatal`] and never serves. A datagram worker blocks in
+//! recvfrom(2) instead of accept(2) and answers each datagram it may.
+//!
 //! Stopping: SIGTERM only sets a flag. A worker blocked in accept sees EINTR
 //! and leaves; a busy worker finishes its connection first. When the master
 //! shuts the listener down, accept fails with EINVAL and the worker leaves
@@ -21,9 +26,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
+use crate::master::plan::Job;
 use crate::net::Listener;
-use crate::service::builtin::client_went_away;
-use crate::service::Handler;
+use crate::privileges::Privileges;
+use crate::service::builtin::{answerable, client_went_away};
+use crate::service::{Builtin, Handler};
 use crate::sys;
 use crate::sys::process::Pid;
 
@@ -52,14 +59,17 @@ impl WorkerExit {
 }
 
 /// What a worker needs from the master: nothing else crosses the fork.
-pub(crate) struct Worker<'a> {
+pub(crate) struct Worker<'a, 'h> {
     pub listener: &'a Listener,
-    pub handler: &'a dyn Handler,
+    pub job: &'a Job<'h>,
+    pub privileges: &'a Privileges,
     pub master: Pid,
     pub service: &'a str,
+    /// The daemon's UDP service ports, never answered (see `answerable`).
+    pub udp_ports: Vec<u16>,
 }
 
-impl Worker<'_> {
+impl Worker<'_, '_> {
     /// The forked child's whole life. Never returns.
     pub(crate) fn run(self) -> ! {
         let exit = match self.setup() {
@@ -77,10 +87,56 @@ impl Worker<'_> {
         sys::process::own_process_group(Pid::from_raw(0));
         sys::process::die_with_parent(self.master)?;
         sys::fd::close_all_except(&[0, 1, 2, self.listener.as_raw_fd()])?;
-        Ok(sys::signal::install_stop_flag(Signal::SIGTERM)?)
+        let stop = sys::signal::install_stop_flag(Signal::SIGTERM)?;
+        self.privileges.apply()?;
+        Ok(stop)
     }
 
     fn serve(&self, stop: &AtomicBool) -> WorkerExit {
+        match self.job {
+            Job::Stream(handler) => self.serve_connections(handler.as_ref(), stop),
+            Job::Datagram(builtin) => self.serve_datagrams(*builtin, stop),
+        }
+    }
+
+    /// Receives datagrams and answers them, one at a time.
+    fn serve_datagrams(&self, builtin: Builtin, stop: &AtomicBool) -> WorkerExit {
+        let Some(socket) = self.listener.as_udp() else {
+            log::error!("W0012 service {}: not a datagram socket", self.service);
+            return WorkerExit::Fatal;
+        };
+        let mut buf = vec![0u8; 65536];
+        let mut answered = 0usize;
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return WorkerExit::Done;
+            }
+            let (len, source) = match socket.recv_from(&mut buf) {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // ICMP errors of earlier answers (ECONNREFUSED) and the like.
+                    log::debug!("service {}: recvfrom: {e}", self.service);
+                    continue;
+                }
+            };
+            if let Err(why) = answerable(source, &self.udp_ports) {
+                log::debug!(
+                    "service {}: dropped a datagram from {source}: {why}",
+                    self.service
+                );
+                continue;
+            }
+            if let Some(reply) = builtin.datagram_reply(&buf[..len], answered) {
+                match socket.send_to(&reply, source) {
+                    Ok(_) => answered += 1,
+                    Err(e) => log::debug!("service {}: sendto {source}: {e}", self.service),
+                }
+            }
+        }
+    }
+
+    fn serve_connections(&self, handler: &dyn Handler, stop: &AtomicBool) -> WorkerExit {
         loop {
             if stop.load(Ordering::SeqCst) {
                 return WorkerExit::Done;
@@ -104,12 +160,12 @@ impl Worker<'_> {
                     }
                 },
             };
-            self.serve_one(conn);
+            self.serve_one(handler, conn);
         }
     }
 
-    fn serve_one(&self, conn: crate::net::Connection) {
-        match panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(conn))) {
+    fn serve_one(&self, handler: &dyn Handler, conn: crate::net::Connection) {
+        match panic::catch_unwind(AssertUnwindSafe(|| handler.handle(conn))) {
             Ok(Ok(())) => {}
             Ok(Err(e)) if client_went_away(&e) => {
                 log::debug!("service {}: client went away: {}", self.service, e)

@@ -1,4 +1,657 @@
-//! The typed configuration: for now, the value syntaxes shared by the
-//! command line and (later) the config file.
+//! The configuration: the TOML file `preforkd serve` runs and `preforkd
+//! check` validates, turned into typed values, with every mistake reported
+//! at its file:line:column.
+//!
+//! Reading happens in three steps, so that one run reports every error it
+//! can: the TOML syntax (all syntax errors), the shape of each table
+//! (unknown keys, wrong types: one error per table), and the meaning of each
+//! value (addresses, users, programs, durations: every error). This module
+//! does not bind, fork or look at running processes.
 
+pub mod diag;
 pub mod duration;
+mod raw;
+pub mod size;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+pub use diag::Diagnostic;
+use raw::{RawDaemon, RawLimits, RawService, SizeOrNumber};
+
+use crate::net::ListenAddr;
+use crate::privileges::{Account, Limits, Privileges};
+use crate::service::{Builtin, ExecSpec, Service};
+
+/// Where `serve` and `check` look without `-c`.
+pub const DEFAULT_PATH: &str = "/etc/preforkd/preforkd.toml";
+
+/// What `serve` runs when there is no config file at all: the five
+/// builtins on 127.0.0.1, each on 7000 + its standard port, so a first run
+/// works without root.
+pub const EMBEDDED_DEFAULT: &str = r#"# The embedded default of preforkd: the inetd builtins on localhost,
+# each on port 7000 + its standard port.
+[[service]]
+name = "echo"
+listen = ["127.0.0.1:7007"]
+builtin = "echo"
+workers = 2
+
+[[service]]
+name = "discard"
+listen = ["127.0.0.1:7009"]
+builtin = "discard"
+workers = 2
+
+[[service]]
+name = "daytime"
+listen = ["127.0.0.1:7013"]
+builtin = "daytime"
+workers = 1
+
+[[service]]
+name = "chargen"
+listen = ["127.0.0.1:7019"]
+builtin = "chargen"
+workers = 1
+
+[[service]]
+name = "time"
+listen = ["127.0.0.1:7037"]
+builtin = "time"
+workers = 1
+"#;
+
+/// The name diagnostics give the embedded default.
+pub const EMBEDDED_NAME: &str = "(embedded default)";
+
+/// TCP or UDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    /// Stream: accept, then serve a connection.
+    Tcp,
+    /// Datagram: each worker receives and answers datagrams.
+    Udp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// On SIGTERM, how long busy workers may take.
+    pub graceful_timeout: Duration,
+}
+
+/// One `[[service]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// Its name, unique in the file.
+    pub name: String,
+    /// Where it listens; one pool of workers per address.
+    pub listen: Vec<ListenAddr>,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// What serves a connection.
+    pub service: Service,
+    /// Workers per address.
+    pub workers: usize,
+    /// listen(2) backlog.
+    pub backlog: i32,
+    /// What the workers drop to.
+    pub privileges: Privileges,
+    /// Mode of a Unix socket file.
+    pub socket_mode: Option<u32>,
+    /// Owner (uid, gid) of a Unix socket file.
+    pub socket_owner: Option<(u32, u32)>,
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from, as named.
+    pub file: String,
+    /// `[daemon]`.
+    pub daemon: DaemonConfig,
+    /// Every `[[service]]`, in file order.
+    pub services: Vec<ServiceConfig>,
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is wrong; every problem found.
+    Invalid(Vec<Diagnostic>),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, source } => write!(
+                f,
+                "cannot read {}: {}",
+                path.display(),
+                crate::sys::fd::describe(source)
+            ),
+            ConfigError::Invalid(diags) => {
+                let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+                write!(f, "{}", lines.join("\n"))
+            }
+        }
+    }
+}
+
+/// Reads and checks the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&path.display().to_string(), &text).map_err(ConfigError::Invalid)
+}
+
+/// Checks `text`, naming it `file` in diagnostics.
+pub fn parse(file: &str, text: &str) -> Result<Config, Vec<Diagnostic>> {
+    let mut checker = Checker {
+        file,
+        text,
+        diags: Vec::new(),
+    };
+    let (root, syntax) = DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        for e in syntax {
+            checker.toml_error(&e, 0..0);
+        }
+        return Err(checker.diags);
+    }
+    let config = checker.config(root.into_inner());
+    match config {
+        Some(c) if checker.diags.is_empty() => Ok(c),
+        _ => Err(checker.diags),
+    }
+}
+
+struct Checker<'a> {
+    file: &'a str,
+    text: &'a str,
+    diags: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.diags
+            .push(Diagnostic::at(self.file, self.text, span, message));
+    }
+
+    fn toml_error(&mut self, e: &toml::de::Error, fallback: Range<usize>) {
+        let message = e.message().trim().replace('\n', " ");
+        self.error(e.span().unwrap_or(fallback), message);
+    }
+
+    fn deserialize<T: for<'de> Deserialize<'de>>(
+        &mut self,
+        value: Spanned<DeValue<'_>>,
+    ) -> Option<T> {
+        let span = value.span();
+        match T::deserialize(ValueDeserializer::from(value)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.toml_error(&e, span);
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, root: DeTable<'_>) -> Option<Config> {
+        let mut raw_daemon = RawDaemon::default();
+        let mut raw_services = Vec::new();
+        for (key, value) in root {
+            match key.get_ref().as_ref() {
+                "daemon" => raw_daemon = self.deserialize(value)?,
+                "service" => {
+                    let span = value.span();
+                    match value.into_inner() {
+                        DeValue::Array(items) => {
+                            for item in items {
+                                let span = item.span();
+                                if let Some(s) = self.deserialize::<RawService>(item) {
+                                    raw_services.push((s, span));
+                                }
+                            }
+                        }
+                        _ => self.error(span, "`service` must be written as [[service]] tables"),
+                    }
+                }
+                other => self.error(
+                    key.span(),
+                    format!("unknown section '{other}' (expected [daemon] or [[service]])"),
+                ),
+            }
+        }
+        let daemon = self.daemon(&raw_daemon);
+        let default_account = self.account(raw_daemon.user.as_ref(), raw_daemon.group.as_ref());
+        if raw_services.is_empty() && self.diags.is_empty() {
+            self.diags.push(Diagnostic::whole_file(
+                self.file,
+                "no [[service]] is defined",
+            ));
+        }
+        let mut services = Vec::new();
+        let mut names: BTreeMap<String, usize> = BTreeMap::new();
+        let mut addresses: BTreeMap<(ListenAddr, Protocol), String> = BTreeMap::new();
+        for (raw, span) in &raw_services {
+            let Some(service) = self.service(raw, span.clone(), default_account.clone().flatten())
+            else {
+                continue;
+            };
+            let line = Diagnostic::at(self.file, self.text, span.clone(), "").line;
+            if let Some(first) = names.insert(service.name.clone(), line) {
+                self.error(
+                    raw.name.span(),
+                    format!(
+                        "duplicate service name '{}' (first defined at line {first})",
+                        service.name
+                    ),
+                );
+            }
+            for (addr, spanned) in service.listen.iter().zip(raw.listen.get_ref()) {
+                // Port 0 asks the system for a fresh port each time.
+                let key = (addr.clone(), service.protocol);
+                if addr.is_port_zero() {
+                    continue;
+                }
+                if let Some(other) = addresses.insert(key, service.name.clone()) {
+                    self.error(
+                        spanned.span(),
+                        format!("duplicate listen address {addr}/{} (already used by service '{other}')", service.protocol),
+                    );
+                }
+            }
+            services.push(service);
+        }
+        Some(Config {
+            file: self.file.to_string(),
+            daemon: daemon?,
+            services,
+        })
+    }
+
+    fn daemon(&mut self, raw: &RawDaemon) -> Option<DaemonConfig> {
+        let graceful_timeout = match &raw.graceful_timeout {
+            None => Duration::from_secs(30),
+            Some(s) => self.duration(s)?,
+        };
+        Some(DaemonConfig { graceful_timeout })
+    }
+
+    fn duration(&mut self, s: &Spanned<String>) -> Option<Duration> {
+        duration::parse_duration(s.get_ref())
+            .map_err(|e| self.error(s.span(), e))
+            .ok()
+    }
+
+    /// The account of `user` (and `group`); `Some(None)` when none is asked
+    /// for, `None` on an error (already reported).
+    fn account(
+        &mut self,
+        user: Option<&Spanned<String>>,
+        group: Option<&Spanned<String>>,
+    ) -> Option<Option<Account>> {
+        let Some(user) = user else {
+            if let Some(g) = group {
+                self.error(g.span(), "`group` needs a `user` to go with it");
+                return None;
+            }
+            return Some(None);
+        };
+        match Account::lookup(user.get_ref(), group.map(|g| g.get_ref().as_str())) {
+            Ok(a) => Some(Some(a)),
+            Err(e) => {
+                let span = if e.contains("group") {
+                    group.map(|g| g.span())
+                } else {
+                    None
+                };
+                self.error(span.unwrap_or(user.span()), e);
+                None
+            }
+        }
+    }
+
+    fn service(
+        &mut self,
+        raw: &RawService,
+        span: Range<usize>,
+        default_account: Option<Account>,
+    ) -> Option<ServiceConfig> {
+        let errors_before = self.diags.len();
+        let name = raw.name.get_ref().clone();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            self.error(
+                raw.name.span(),
+                format!("invalid service name '{name}': use letters, digits, '-', '_' and '.'"),
+            );
+        }
+        let protocol = match raw.protocol.as_ref().map(|p| p.get_ref().as_str()) {
+            None | Some("tcp") => Protocol::Tcp,
+            Some("udp") => Protocol::Udp,
+            Some(other) => {
+                let span = raw
+                    .protocol
+                    .as_ref()
+                    .map(|p| p.span())
+                    .unwrap_or(span.clone());
+                self.error(
+                    span,
+                    format!("unknown protocol '{other}' (expected tcp or udp)"),
+                );
+                Protocol::Tcp
+            }
+        };
+        if raw.listen.get_ref().is_empty() {
+            self.error(raw.listen.span(), "`listen` needs at least one address");
+        }
+        let mut listen = Vec::new();
+        for addr in raw.listen.get_ref() {
+            match addr.get_ref().parse::<ListenAddr>() {
+                Ok(ListenAddr::Unix(_)) if protocol == Protocol::Udp => {
+                    self.error(addr.span(), "a unix: address cannot serve udp")
+                }
+                Ok(a) => listen.push(a),
+                Err(e) => self.error(addr.span(), e.to_string()),
+            }
+        }
+        let workers = match &raw.workers {
+            None => crate::default_workers(),
+            Some(w) if (1..=4096).contains(w.get_ref()) => *w.get_ref() as usize,
+            Some(w) => {
+                self.error(
+                    w.span(),
+                    format!(
+                        "invalid workers = {}: expected a number from 1 to 4096",
+                        w.get_ref()
+                    ),
+                );
+                1
+            }
+        };
+        let backlog = match &raw.backlog {
+            None => crate::net::DEFAULT_BACKLOG,
+            Some(b) if (1..=65535).contains(b.get_ref()) => *b.get_ref() as i32,
+            Some(b) => {
+                self.error(
+                    b.span(),
+                    format!(
+                        "invalid backlog = {}: expected a number from 1 to 65535",
+                        b.get_ref()
+                    ),
+                );
+                1
+            }
+        };
+        let account = match (&raw.user, &raw.group) {
+            (None, None) => default_account,
+            (user, group) => self.account(user.as_ref(), group.as_ref()).flatten(),
+        };
+        let chroot = raw.chroot.as_ref().map(|c| PathBuf::from(c.get_ref()));
+        if let (Some(dir), Some(raw_dir)) = (&chroot, &raw.chroot) {
+            if !dir.is_absolute() || !dir.is_dir() {
+                self.error(
+                    raw_dir.span(),
+                    format!(
+                        "chroot '{}' is not an existing absolute directory",
+                        dir.display()
+                    ),
+                );
+            }
+        }
+        let limits = raw
+            .limits
+            .as_ref()
+            .map(|l| self.limits(l.get_ref()))
+            .unwrap_or_default();
+        let service = self.handler(raw, &span, protocol, chroot.as_deref());
+        let (socket_mode, socket_owner) = self.socket_file(raw);
+        if self.diags.len() > errors_before {
+            return None;
+        }
+        Some(ServiceConfig {
+            name,
+            listen,
+            protocol,
+            service: service?,
+            workers,
+            backlog,
+            privileges: Privileges {
+                account,
+                chroot,
+                limits,
+                no_new_privs: raw.no_new_privs.unwrap_or(false),
+            },
+            socket_mode,
+            socket_owner,
+        })
+    }
+
+    fn handler(
+        &mut self,
+        raw: &RawService,
+        span: &Range<usize>,
+        protocol: Protocol,
+        chroot: Option<&Path>,
+    ) -> Option<Service> {
+        match (&raw.builtin, &raw.exec) {
+            (Some(b), None) => match b.get_ref().parse::<Builtin>() {
+                Ok(builtin) => Some(Service::Builtin(builtin)),
+                Err(e) => {
+                    self.error(b.span(), e.to_string());
+                    None
+                }
+            },
+            (None, Some(exec)) => {
+                if protocol == Protocol::Udp {
+                    self.error(
+                        exec.span(),
+                        "exec services are tcp only (udp serves builtins)",
+                    );
+                    return None;
+                }
+                let Some((program, args)) = exec.get_ref().split_first() else {
+                    self.error(
+                        exec.span(),
+                        "`exec` needs a program: exec = [\"/path/to/program\", \"arg\", ...]",
+                    );
+                    return None;
+                };
+                let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+                match ExecSpec::new_in(Path::new(program), args, chroot) {
+                    Ok(spec) => Some(Service::Exec(
+                        spec.with_env(raw.env.clone().unwrap_or_default())
+                            .with_directory(
+                                raw.directory.as_ref().map(|d| PathBuf::from(d.get_ref())),
+                            ),
+                    )),
+                    Err(e) => {
+                        self.error(exec.span(), e.to_string());
+                        None
+                    }
+                }
+            }
+            (Some(b), Some(_)) => {
+                self.error(
+                    b.span(),
+                    "a service has either `builtin` or `exec`, not both",
+                );
+                None
+            }
+            (None, None) => {
+                self.error(
+                    span.clone(),
+                    format!(
+                        "service '{}' needs `builtin = \"NAME\"` or `exec = [\"PROGRAM\", ...]`",
+                        raw.name.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn limits(&mut self, raw: &RawLimits) -> Limits {
+        let mut count = |v: &Option<Spanned<i64>>, what: &str| -> Option<u64> {
+            let v = v.as_ref()?;
+            u64::try_from(*v.get_ref())
+                .map_err(|_| {
+                    self.error(
+                        v.span(),
+                        format!("invalid {what}: expected a positive number"),
+                    )
+                })
+                .ok()
+        };
+        let open_files = count(&raw.nofile, "nofile");
+        let processes = count(&raw.nproc, "nproc");
+        let address_space = raw.address_space.as_ref().and_then(|v| match v.get_ref() {
+            SizeOrNumber::Number(n) => u64::try_from(*n).ok().or_else(|| {
+                self.error(v.span(), "invalid as: expected a positive number of bytes");
+                None
+            }),
+            SizeOrNumber::Text(t) => size::parse_size(t)
+                .map_err(|e| self.error(v.span(), e))
+                .ok(),
+        });
+        let cpu_seconds = raw.cpu.as_ref().and_then(|v| match v.get_ref() {
+            SizeOrNumber::Number(n) => u64::try_from(*n).ok().or_else(|| {
+                self.error(
+                    v.span(),
+                    "invalid cpu: expected a positive number of seconds",
+                );
+                None
+            }),
+            SizeOrNumber::Text(t) => duration::parse_duration(t)
+                .map(|d| d.as_secs())
+                .map_err(|e| self.error(v.span(), e))
+                .ok(),
+        });
+        Limits {
+            open_files,
+            address_space,
+            cpu_seconds,
+            processes,
+        }
+    }
+
+    fn socket_file(&mut self, raw: &RawService) -> (Option<u32>, Option<(u32, u32)>) {
+        let mode = raw.socket_mode.as_ref().and_then(|m| {
+            u32::from_str_radix(m.get_ref().trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .or_else(|| {
+                    self.error(
+                        m.span(),
+                        format!(
+                            "invalid socket_mode '{}': expected octal, as in \"0660\"",
+                            m.get_ref()
+                        ),
+                    );
+                    None
+                })
+        });
+        let owner = raw.socket_owner.as_ref().and_then(|o| {
+            let (user, group) = match o.get_ref().split_once([':', '.']) {
+                Some((u, g)) => (u, Some(g)),
+                None => (o.get_ref().as_str(), None),
+            };
+            Account::lookup(user, group)
+                .map(|a| (a.uid, a.gid))
+                .map_err(|e| self.error(o.span(), e))
+                .ok()
+        });
+        (mode, owner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_is_valid() {
+        let c = parse(EMBEDDED_NAME, EMBEDDED_DEFAULT).unwrap();
+        let ports: Vec<String> = c.services.iter().map(|s| s.listen[0].to_string()).collect();
+        assert_eq!(
+            ports,
+            [
+                "127.0.0.1:7007",
+                "127.0.0.1:7009",
+                "127.0.0.1:7013",
+                "127.0.0.1:7019",
+                "127.0.0.1:7037"
+            ]
+        );
+    }
+
+    #[test]
+    fn reports_every_error_with_its_position() {
+        let text = "[[service]]\nname = \"a\"\nlisten = [\"1.2.3.4:x\"]\nbuiltin = \"ech0\"\nworkers = 0\n";
+        let diags = parse("t.toml", text).unwrap_err();
+        let heads: Vec<String> = diags.iter().map(|d| d.headline()).collect();
+        assert_eq!(heads.len(), 3, "{heads:?}");
+        assert!(
+            heads[0].starts_with("t.toml:3:11: invalid address"),
+            "{heads:?}"
+        );
+        assert!(
+            heads
+                .iter()
+                .any(|h| h.starts_with("t.toml:4:11: unknown builtin")),
+            "{heads:?}"
+        );
+        assert!(
+            heads
+                .iter()
+                .any(|h| h.starts_with("t.toml:5:11: invalid workers")),
+            "{heads:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_position() {
+        let text = "[[service]]\nname = \"a\"\nlisten = [\"127.0.0.1:1\"]\nbuiltin = \"echo\"\ncolour = 1\n";
+        let diags = parse("t.toml", text).unwrap_err();
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(
+            diags[0]
+                .headline()
+                .starts_with("t.toml:5:1: unknown field `colour`"),
+            "{}",
+            diags[0]
+        );
+    }
+}

@@ -1,28 +1,35 @@
-//! The master: forks the workers, watches them, and stops them.
+//! The master: forks the workers, watches them, reloads and stops them.
 //!
-//! The master never accepts a connection. It holds the listening socket
-//! (bound before it starts), forks the pool's workers, and then sits in one
-//! loop: wait for a signal or the next timer, act on it, repeat. Signal
-//! handlers only record (see [`signals`]); every decision is taken here, in
-//! order, single-threaded, so a worker forked from this loop is a whole copy
-//! of a one-thread process.
+//! The master never accepts a connection. It holds the listening sockets,
+//! forks the workers of each pool (one pool per service and address), and
+//! then sits in one loop: wait for a signal or the next timer, act on it,
+//! repeat. Signal handlers only record (see [`signals`]); every decision is
+//! taken here, in order, single-threaded, so a worker forked from this loop
+//! is a whole copy of a one-thread process.
+//!
+//! What lives elsewhere: the back-off arithmetic ([`pool`]), what to keep
+//! on a reload ([`reload`]), what a plan is ([`plan`]).
 //!
 //! The lifecycle is [`Phase`]; every change of phase is logged.
 
+pub(crate) mod plan;
 mod pool;
+mod reload;
 pub(crate) mod signals;
 
+use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use crate::config::Protocol;
 use crate::error::Error;
 use crate::net::Listener;
-use crate::service::Handler;
 use crate::sys;
 use crate::sys::process::{ChildExit, Fork, ForkError, Pid};
 use crate::worker::Worker;
-use crate::Options;
+use plan::{Plan, PoolPlan, SocketKey};
 use pool::{Pool, Verdict};
 use signals::{Event, Signals};
 
@@ -31,9 +38,9 @@ use signals::{Event, Signals};
 pub enum Phase {
     /// Forking the first workers.
     Starting,
-    /// Serving; the pool is kept at its size.
+    /// Serving; every pool is kept at its size.
     Running,
-    /// Graceful stop: the listener is shut, busy workers finish their
+    /// Graceful stop: the listeners are shut, busy workers finish their
     /// connection; at `deadline` the rest are killed.
     Draining {
         /// When the remaining workers get SIGKILL.
@@ -45,58 +52,100 @@ pub enum Phase {
     Stopped,
 }
 
-/// How often a draining master repeats SIGTERM to workers that have not
+/// How often a stopping master repeats SIGTERM to workers that have not
 /// left yet. A worker can miss the first one when it arrives between its
-/// check of the stop flag and its call to accept(2); on TCP the shutdown of
-/// the listener wakes it anyway, so this only matters for Unix sockets.
-const DRAIN_NUDGE: Duration = Duration::from_millis(250);
+/// check of the stop flag and its call to accept(2). On a TCP socket that
+/// the master shuts down the worker wakes anyway; a socket kept across a
+/// reload, a Unix or a UDP socket has no such wake-up.
+const NUDGE_EVERY: Duration = Duration::from_millis(250);
+
+/// How the `listening on` lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Announce {
+    /// `listening on ADDR` (`preforkd run`, the library).
+    Address,
+    /// `listening on ADDR (PROTO service NAME)` (`preforkd serve`).
+    WithService,
+}
+
+/// A function that reads the configuration again, for SIGHUP.
+pub(crate) type Reloader<'a> = Box<dyn FnMut() -> Result<Plan<'a>, Vec<String>> + 'a>;
+
+/// One pool at work: its plan, its socket, its workers.
+struct PoolRun<'a> {
+    plan: PoolPlan<'a>,
+    listener: Rc<Listener>,
+    pool: Pool,
+    generation: u32,
+    /// Set when a reload replaced or removed it: the workers are finishing
+    /// and are killed at this deadline.
+    retiring: Option<Instant>,
+}
 
 pub(crate) struct Master<'a> {
-    listener: &'a Listener,
-    handler: &'a dyn Handler,
-    service: String,
-    options: Options,
-    pool: Pool,
+    sockets: BTreeMap<SocketKey, Rc<Listener>>,
+    pools: Vec<PoolRun<'a>>,
+    graceful_timeout: Duration,
+    reloader: Option<Reloader<'a>>,
+    generation: u32,
     phase: Phase,
     next_nudge: Option<Instant>,
+    announce: Announce,
     pid: Pid,
 }
 
 impl<'a> Master<'a> {
+    /// Takes the sockets already bound (the library's, or none), binds the
+    /// rest of the plan's, and prepares its pools. Fails on the first
+    /// address that cannot be bound; nothing has been forked then.
     pub(crate) fn new(
-        listener: &'a Listener,
-        handler: &'a dyn Handler,
-        service: String,
-        options: Options,
-    ) -> Master<'a> {
-        Master {
-            listener,
-            handler,
-            service,
-            pool: Pool::new(options.workers.max(1)),
-            options,
+        bound: Vec<(SocketKey, Listener)>,
+        plan: Plan<'a>,
+        reloader: Option<Reloader<'a>>,
+        announce: Announce,
+    ) -> Result<Master<'a>, Error> {
+        let mut master = Master {
+            sockets: bound.into_iter().map(|(k, l)| (k, Rc::new(l))).collect(),
+            pools: Vec::new(),
+            graceful_timeout: plan.graceful_timeout,
+            reloader,
+            generation: 1,
             phase: Phase::Starting,
             next_nudge: None,
+            announce,
             pid: sys::process::current_pid(),
+        };
+        for p in &plan.pools {
+            if let std::collections::btree_map::Entry::Vacant(slot) =
+                master.sockets.entry(p.socket_key())
+            {
+                let listener = bind(p).map_err(|source| Error::Bind {
+                    addr: p.addr.to_string(),
+                    source,
+                })?;
+                slot.insert(Rc::new(listener));
+            }
         }
+        for p in plan.pools {
+            master.add_pool(p);
+        }
+        Ok(master)
     }
 
-    /// Runs until stopped. Prints `listening on ADDR` once the signal
+    /// Runs until stopped. Prints the `listening on` lines once the signal
     /// handlers are in place and the first workers are forked, so whoever
-    /// reads that line may signal us at once.
+    /// reads them may signal us at once.
     pub(crate) fn run(mut self) -> Result<(), Error> {
         self.set_phase(Phase::Starting);
         let mut signals = Signals::install().map_err(|e| Error::Startup {
             what: "cannot install signal handlers",
             source: e,
         })?;
-        self.fill_pool(Instant::now())?;
-        if self.pool.is_fatal() {
-            return Err(Error::WorkersFailed {
-                service: self.service.clone(),
-            });
+        self.fill_pools(Instant::now())?;
+        self.check_some_pool_works()?;
+        for run in &self.pools {
+            self.announce_socket(run);
         }
-        crate::log::announce(&format!("listening on {}", self.listener.local_display()));
         self.set_phase(Phase::Running);
 
         while self.phase != Phase::Stopped {
@@ -112,30 +161,66 @@ impl<'a> Master<'a> {
                 self.act(event);
             }
             self.run_timers(Instant::now())?;
-            if self.pool.is_fatal() && self.pool.len() == 0 && self.phase == Phase::Running {
-                return Err(Error::WorkersFailed {
-                    service: self.service.clone(),
-                });
+            if self.phase == Phase::Running {
+                self.check_some_pool_works()?;
             }
         }
         Ok(())
     }
 
+    fn announce_socket(&self, run: &PoolRun<'_>) {
+        let addr = run.listener.local_display();
+        let line = match self.announce {
+            Announce::Address => format!("listening on {addr}"),
+            Announce::WithService => {
+                format!(
+                    "listening on {addr} ({} service {})",
+                    run.plan.protocol, run.plan.service
+                )
+            }
+        };
+        crate::log::announce(&line);
+    }
+
+    /// Every pool stopped for good (its workers cannot start): nothing is
+    /// served, so the master gives up rather than idle.
+    fn check_some_pool_works(&self) -> Result<(), Error> {
+        let live: Vec<&PoolRun<'_>> = self.pools.iter().filter(|r| r.retiring.is_none()).collect();
+        if !live.is_empty() && live.iter().all(|r| r.pool.is_fatal() && r.pool.len() == 0) {
+            let mut names: Vec<&str> = live.iter().map(|r| r.plan.service.as_str()).collect();
+            names.dedup();
+            return Err(Error::WorkersFailed {
+                service: names.join(", "),
+            });
+        }
+        Ok(())
+    }
+
     fn set_phase(&mut self, phase: Phase) {
-        let name = match phase {
-            Phase::Starting => format!(
-                "starting {} for service {} on {}",
-                workers(self.pool.target()),
-                self.service,
-                self.listener.local_display()
+        let live = self.pools.iter().filter(|r| r.retiring.is_none());
+        let target: usize = live.clone().map(|r| r.pool.target()).sum();
+        let running: usize = self.pools.iter().map(|r| r.pool.len()).sum();
+        let what = match self.pools.as_slice() {
+            [one] => format!(
+                "service {} on {}",
+                one.plan.service,
+                one.listener.local_display()
             ),
-            Phase::Running => format!("running with {}", workers(self.pool.target())),
+            many => format!("{} pools", many.len()),
+        };
+        let name = match phase {
+            Phase::Starting => format!("starting {} for {what}", workers(target)),
+            Phase::Running => format!(
+                "running with {}, generation {}",
+                workers(target),
+                self.generation
+            ),
             Phase::Draining { .. } => format!(
                 "stopping gracefully: waiting up to {:?} for {}",
-                self.options.graceful_timeout,
-                workers(self.pool.len())
+                self.graceful_timeout,
+                workers(running)
             ),
-            Phase::Killing => format!("stopping now: killing {}", workers(self.pool.len())),
+            Phase::Killing => format!("stopping now: killing {}", workers(running)),
             Phase::Stopped => "stopped".to_string(),
         };
         log::info!("M0001 master {}: {}", self.pid, name);
@@ -147,33 +232,39 @@ impl<'a> Master<'a> {
             Event::Reap => self.reap(),
             Event::StopGraceful => self.stop_gracefully(),
             Event::StopFast => self.stop_now(),
-            Event::AddWorker if self.phase == Phase::Running => {
-                self.pool.grow();
-                log::info!(
-                    "M0002 service {}: TTIN: now {} workers",
-                    self.service,
-                    self.pool.target()
-                );
-            }
-            Event::RemoveWorker if self.phase == Phase::Running => {
-                if let Some(pid) = self.pool.shrink() {
-                    sys::process::kill(pid, Signal::SIGTERM);
-                }
-                log::info!(
-                    "M0003 service {}: TTOU: now {} workers",
-                    self.service,
-                    self.pool.target()
-                );
+            Event::AddWorker | Event::RemoveWorker if self.phase == Phase::Running => {
+                self.scale(event == Event::AddWorker)
             }
             Event::AddWorker | Event::RemoveWorker => {}
-            Event::Reload => {
-                log::warn!("M0004 HUP: `preforkd run` has no configuration to reload; ignored")
-            }
+            Event::Reload if self.phase == Phase::Running => self.reload(),
+            Event::Reload => {}
             // Log output goes to stderr, which is not reopened.
             Event::ReopenLogs => log::debug!("USR1: no log file to reopen"),
             Event::Upgrade => {
-                log::warn!("M0005 USR2: binary upgrade is not supported by `preforkd run`; ignored")
+                log::warn!("M0005 USR2: binary upgrade is not supported yet; ignored")
             }
+        }
+    }
+
+    /// TTIN / TTOU: one worker more or less in every live pool.
+    fn scale(&mut self, up: bool) {
+        for run in self.pools.iter_mut().filter(|r| r.retiring.is_none()) {
+            if up {
+                run.pool.grow();
+            } else if let Some(pid) = run.pool.shrink() {
+                sys::process::kill(pid, Signal::SIGTERM);
+            }
+            let (id, sig) = if up {
+                ("M0002", "TTIN")
+            } else {
+                ("M0003", "TTOU")
+            };
+            log::info!(
+                "{id} service {} on {}: {sig}: now {}",
+                run.plan.service,
+                run.listener.local_display(),
+                workers(run.pool.target())
+            );
         }
     }
 
@@ -193,31 +284,40 @@ impl<'a> Master<'a> {
 
     fn worker_exited(&mut self, pid: Pid, exit: ChildExit) {
         let now = Instant::now();
-        let Some(verdict) = self.pool.exited(pid, exit, now) else {
+        let phase = self.phase;
+        let Some((run, verdict)) = self
+            .pools
+            .iter_mut()
+            .find_map(|r| r.pool.exited(pid, exit, now).map(|v| (r, v)))
+        else {
             log::debug!("reaped unknown child {pid}: {exit}");
             return;
         };
-        if self.phase != Phase::Running {
-            log::debug!("service {}: worker {pid} left ({exit})", self.service);
+        let service = &run.plan.service;
+        if phase != Phase::Running || run.retiring.is_some() {
+            log::debug!("service {service}: worker {pid} left ({exit})");
             return;
         }
         match verdict {
             Verdict::Normal if exit == ChildExit::Exited(0) => {
-                log::debug!("service {}: worker {pid} exited", self.service)
+                log::debug!("service {service}: worker {pid} exited")
             }
             Verdict::Normal => {
-                log::warn!("W0001 service {}: worker {pid} died ({exit}); replacing it", self.service)
+                log::warn!("W0001 service {service}: worker {pid} died ({exit}); replacing it")
             }
             Verdict::Failure { in_a_row, retry_in } => log::warn!(
-                "W0002 service {}: worker {pid} died young ({exit}), {in_a_row} in a row; next fork in {} ms{}",
-                self.service,
+                "W0002 service {service}: worker {pid} died young ({exit}), {in_a_row} in a row; next fork in {} ms{}",
                 retry_in.as_millis(),
-                if retry_in >= pool::MAX_BACKOFF { " (forking at most once a second until a worker survives)" } else { "" }
+                if retry_in >= pool::MAX_BACKOFF {
+                    " (forking at most once a second until a worker survives)"
+                } else {
+                    ""
+                }
             ),
-            Verdict::Fatal => log::error!(
-                "W0003 service {}: worker {pid} cannot work ({exit}); not respawning",
-                self.service
+            Verdict::Fatal if run.pool.len() == 0 => log::error!(
+                "W0003 service {service}: workers cannot start ({exit}); service stopped, not respawning"
             ),
+            Verdict::Fatal => log::debug!("service {service}: worker {pid} cannot start ({exit})"),
         }
     }
 
@@ -225,35 +325,27 @@ impl<'a> Master<'a> {
         if self.phase != Phase::Running {
             return;
         }
-        self.listener.shut_down();
-        for pid in self.pool.pids() {
-            sys::process::kill(pid, Signal::SIGTERM);
+        for listener in self.sockets.values() {
+            listener.shut_down();
         }
+        self.signal_workers(|_| true, Signal::SIGTERM);
         let now = Instant::now();
-        let is_tcp = self.listener.local_addr().is_some();
-        self.next_nudge = (!is_tcp).then(|| now + DRAIN_NUDGE);
+        self.next_nudge = Some(now + NUDGE_EVERY);
         self.set_phase(Phase::Draining {
-            deadline: now + self.options.graceful_timeout,
+            deadline: now + self.graceful_timeout,
         });
     }
 
     fn stop_now(&mut self) {
-        if self.phase == Phase::Stopped {
+        if matches!(self.phase, Phase::Killing | Phase::Stopped) {
             return;
         }
         self.set_phase(Phase::Killing);
-        self.listener.shut_down();
-        self.kill_all();
-    }
-
-    /// SIGKILL to every worker's process group (the worker and any program
-    /// it runs), then reap them all.
-    fn kill_all(&mut self) {
-        for pid in self.pool.pids() {
-            sys::process::kill_group(pid, Signal::SIGKILL);
-            sys::process::kill(pid, Signal::SIGKILL);
+        for listener in self.sockets.values() {
+            listener.shut_down();
         }
-        while self.pool.len() > 0 {
+        self.kill_where(|_| true);
+        while self.pools.iter().any(|r| r.pool.len() > 0) {
             match sys::process::reap_blocking() {
                 Ok(Some((pid, exit))) => self.worker_exited(pid, exit),
                 Ok(None) => break,
@@ -266,13 +358,40 @@ impl<'a> Master<'a> {
         self.set_phase(Phase::Stopped);
     }
 
+    fn signal_workers(&self, which: impl Fn(&PoolRun<'_>) -> bool, signal: Signal) {
+        for run in self.pools.iter().filter(|r| which(r)) {
+            for pid in run.pool.pids() {
+                sys::process::kill(pid, signal);
+            }
+        }
+    }
+
+    /// SIGKILL to the process group of every worker of the chosen pools:
+    /// the worker and any program it runs.
+    fn kill_where(&self, which: impl Fn(&PoolRun<'_>) -> bool) {
+        for run in self.pools.iter().filter(|r| which(r)) {
+            for pid in run.pool.pids() {
+                sys::process::kill_group(pid, Signal::SIGKILL);
+                sys::process::kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
+        let retiring = self.pools.iter().filter_map(|r| r.retiring);
+        let nudge = self
+            .next_nudge
+            .filter(|_| self.pools.iter().any(|r| r.pool.len() > 0));
         match self.phase {
-            Phase::Draining { deadline } => [Some(deadline), self.next_nudge]
-                .into_iter()
-                .flatten()
+            Phase::Draining { deadline } => [Some(deadline), nudge].into_iter().flatten().min(),
+            Phase::Running => self
+                .pools
+                .iter()
+                .filter(|r| r.retiring.is_none())
+                .filter_map(|r| r.pool.next_deadline())
+                .chain(retiring)
+                .chain(nudge)
                 .min(),
-            Phase::Running => self.pool.next_deadline(),
             Phase::Starting | Phase::Killing | Phase::Stopped => None,
         }
     }
@@ -280,28 +399,31 @@ impl<'a> Master<'a> {
     fn run_timers(&mut self, now: Instant) -> Result<(), Error> {
         match self.phase {
             Phase::Running => {
-                if self.pool.check_recovered(now) {
-                    log::info!(
-                        "W0004 service {}: workers survive again; back-off reset",
-                        self.service
-                    );
+                for run in self.pools.iter_mut().filter(|r| r.retiring.is_none()) {
+                    if run.pool.check_recovered(now) {
+                        log::info!(
+                            "W0004 service {}: workers survive again; back-off reset",
+                            run.plan.service
+                        );
+                    }
                 }
-                self.fill_pool(now)?;
+                self.finish_retiring(now);
+                self.fill_pools(now)?;
             }
             Phase::Draining { deadline } => {
-                if self.pool.len() == 0 {
+                let left: usize = self.pools.iter().map(|r| r.pool.len()).sum();
+                if left == 0 {
                     self.set_phase(Phase::Stopped);
                 } else if now >= deadline {
                     log::warn!(
-                        "M0008 graceful timeout: killing {} workers still busy",
-                        self.pool.len()
+                        "M0008 graceful timeout: killing {} still busy",
+                        workers(left)
                     );
-                    self.kill_all();
+                    self.kill_where(|_| true);
+                    self.next_nudge = None;
                 } else if self.next_nudge.is_some_and(|t| now >= t) {
-                    for pid in self.pool.pids() {
-                        sys::process::kill(pid, Signal::SIGTERM);
-                    }
-                    self.next_nudge = Some(now + DRAIN_NUDGE);
+                    self.signal_workers(|_| true, Signal::SIGTERM);
+                    self.next_nudge = Some(now + NUDGE_EVERY);
                 }
             }
             Phase::Starting | Phase::Killing | Phase::Stopped => {}
@@ -309,36 +431,104 @@ impl<'a> Master<'a> {
         Ok(())
     }
 
-    /// Forks as many workers as the pool wants now.
-    fn fill_pool(&mut self, now: Instant) -> Result<(), Error> {
-        for _ in 0..self.pool.forks_due(now) {
-            match sys::process::fork(&signals::CAUGHT) {
-                Ok(Fork::Child) => Worker {
-                    listener: self.listener,
-                    handler: self.handler,
-                    master: self.pid,
-                    service: &self.service,
-                }
-                .run(),
-                Ok(Fork::Parent(pid)) => {
-                    sys::process::own_process_group(pid);
-                    self.pool.forked(pid, now);
-                }
-                Err(e @ (ForkError::Threaded(_) | ForkError::Unverifiable(_))) => {
-                    return Err(Error::Fork(e));
-                }
-                Err(e) => {
-                    let wait = self.pool.fork_failed(now);
-                    log::error!(
-                        "W0005 service {}: {e}; retrying in {} ms",
-                        self.service,
-                        wait.as_millis()
-                    );
-                    break;
+    /// Retiring pools: nudge their workers, kill them at the deadline, and
+    /// forget the pools that are empty.
+    fn finish_retiring(&mut self, now: Instant) {
+        if self.next_nudge.is_some_and(|t| now >= t) {
+            self.signal_workers(|r| r.retiring.is_some(), Signal::SIGTERM);
+            self.next_nudge = Some(now + NUDGE_EVERY);
+        }
+        let overdue = |r: &PoolRun<'_>| r.retiring.is_some_and(|t| now >= t) && r.pool.len() > 0;
+        if self.pools.iter().any(overdue) {
+            log::warn!("M0008 graceful timeout: killing the old generation's workers still busy");
+            self.kill_where(overdue);
+        }
+        self.pools
+            .retain(|r| r.retiring.is_none() || r.pool.len() > 0);
+        if !self.pools.iter().any(|r| r.retiring.is_some()) {
+            self.next_nudge = None;
+        }
+    }
+
+    /// Forks as many workers as each live pool wants now.
+    fn fill_pools(&mut self, now: Instant) -> Result<(), Error> {
+        let udp_ports: Vec<u16> = self
+            .sockets
+            .iter()
+            .filter(|((_, proto, _), _)| *proto == Protocol::Udp)
+            .filter_map(|(_, l)| l.local_addr().map(|a| a.port()))
+            .collect();
+        for i in 0..self.pools.len() {
+            let run = &self.pools[i];
+            if run.retiring.is_some() {
+                continue;
+            }
+            for _ in 0..run.pool.forks_due(now) {
+                let run = &self.pools[i];
+                match sys::process::fork(&signals::CAUGHT) {
+                    Ok(Fork::Child) => Worker {
+                        listener: &run.listener,
+                        job: &run.plan.job,
+                        privileges: &run.plan.privileges,
+                        master: self.pid,
+                        service: &run.plan.service,
+                        udp_ports: udp_ports.clone(),
+                    }
+                    .run(),
+                    Ok(Fork::Parent(pid)) => {
+                        sys::process::own_process_group(pid);
+                        self.pools[i].pool.forked(pid, now);
+                    }
+                    Err(e @ (ForkError::Threaded(_) | ForkError::Unverifiable(_))) => {
+                        return Err(Error::Fork(e));
+                    }
+                    Err(e) => {
+                        let wait = self.pools[i].pool.fork_failed(now);
+                        log::error!(
+                            "W0005 service {}: {e}; retrying in {} ms",
+                            self.pools[i].plan.service,
+                            wait.as_millis()
+                        );
+                        break;
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Adds a pool for `plan` on its socket (which must be bound). A pool
+    /// whose workers could never drop to their account (the master is not
+    /// root) is stopped at once, with one log line, instead of forking
+    /// workers that would all fail.
+    fn add_pool(&mut self, plan: PoolPlan<'a>) {
+        let listener = Rc::clone(&self.sockets[&plan.socket_key()]);
+        let mut pool = Pool::new(plan.workers.max(1));
+        if let Some(account) = &plan.privileges.account {
+            if let Err(why) = crate::privileges::can_become(account) {
+                log::error!("W0006 service {}: {why}; service not started", plan.service);
+                pool.stop_for_good();
+            }
+        }
+        self.pools.push(PoolRun {
+            plan,
+            listener,
+            pool,
+            generation: self.generation,
+            retiring: None,
+        });
+    }
+}
+
+/// Binds the socket of a pool's plan, with its file mode and owner.
+fn bind(plan: &PoolPlan<'_>) -> std::io::Result<Listener> {
+    match plan.protocol {
+        Protocol::Tcp => {
+            let listener = Listener::bind(&plan.addr, plan.backlog)?;
+            listener.set_file_access(plan.socket_mode, plan.socket_owner)?;
+            Ok(listener)
+        }
+        Protocol::Udp => Listener::bind_udp(&plan.addr),
     }
 }
 

@@ -180,6 +180,21 @@ impl Pool {
         [backoff_end, coming_of_age].into_iter().flatten().min()
     }
 
+    /// Sets the pool's size; returns the workers to retire (the newest)
+    /// when it shrinks. Zero retires the whole pool.
+    pub(crate) fn set_target(&mut self, target: usize) -> Vec<Pid> {
+        self.target = target;
+        let mut by_age: Vec<(Instant, Pid)> = self.workers.iter().map(|(&p, &t)| (t, p)).collect();
+        by_age.sort_unstable();
+        let extra = self.workers.len().saturating_sub(target);
+        by_age.iter().rev().take(extra).map(|&(_, p)| p).collect()
+    }
+
+    /// Never fork again (the workers could not work).
+    pub(crate) fn stop_for_good(&mut self) {
+        self.fatal = true;
+    }
+
     /// One worker more.
     pub(crate) fn grow(&mut self) {
         self.target += 1;

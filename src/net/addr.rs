@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 /// An address to listen on, as parsed from the command line or config.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ListenAddr {
     /// One IPv4 or IPv6 address and port. An explicit `[::]` is IPv6 only,
     /// so that `0.0.0.0:7` and `[::]:7` can both be listed.
@@ -81,6 +81,13 @@ impl FromStr for ListenAddr {
                 "the host must be an IP address (names are not resolved)",
             )),
         }
+    }
+}
+
+impl ListenAddr {
+    /// Port 0: the system picks a free port at bind time.
+    pub fn is_port_zero(&self) -> bool {
+        matches!(self, ListenAddr::Ip(a) if a.port() == 0) || *self == ListenAddr::AnyIp(0)
     }
 }
 

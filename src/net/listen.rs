@@ -5,7 +5,7 @@
 //! with [`Listener::accept`], which reports EINTR instead of retrying it.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, TcpStream};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -32,6 +32,7 @@ pub struct Listener {
 #[derive(Debug)]
 enum ListenSocket {
     Tcp(TcpListener),
+    Udp(UdpSocket),
     Unix {
         listener: UnixListener,
         path: PathBuf,
@@ -81,6 +82,54 @@ impl Listener {
         })
     }
 
+    /// Binds a UDP socket (SO_REUSEADDR; an explicit `[::]` is IPv6 only,
+    /// `:PORT` dual-stack). Unix addresses are refused: datagram services
+    /// are IP only.
+    pub fn bind_udp(addr: &ListenAddr) -> io::Result<Listener> {
+        let (ip, v6_only) = match addr {
+            ListenAddr::Ip(ip) => (*ip, ip.is_ipv6()),
+            ListenAddr::AnyIp(port) => (
+                SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, *port, 0, 0)),
+                false,
+            ),
+            ListenAddr::Unix(_) => return Err(io::Error::from_raw_os_error(libc::EPROTONOSUPPORT)),
+        };
+        let socket = Socket::new(Domain::for_address(ip), Type::DGRAM, None)?;
+        socket.set_reuse_address(true)?;
+        if ip.is_ipv6() {
+            socket.set_only_v6(v6_only)?;
+        }
+        socket.bind(&ip.into())?;
+        let udp: UdpSocket = socket.into();
+        let shown = udp.local_addr()?.to_string();
+        Ok(Listener {
+            socket: ListenSocket::Udp(udp),
+            shown,
+        })
+    }
+
+    /// Sets the mode and owner of a Unix socket's file (no-op for IP).
+    pub fn set_file_access(&self, mode: Option<u32>, owner: Option<(u32, u32)>) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        if let ListenSocket::Unix { path, .. } = &self.socket {
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+            }
+            if let Some(mode) = mode {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The UDP socket, for a datagram listener.
+    pub fn as_udp(&self) -> Option<&UdpSocket> {
+        match &self.socket {
+            ListenSocket::Udp(u) => Some(u),
+            _ => None,
+        }
+    }
+
     fn bind_unix(path: &Path, backlog: i32) -> io::Result<Listener> {
         remove_if_stale(path)?;
         let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
@@ -105,6 +154,7 @@ impl Listener {
         let stream = match &self.socket {
             ListenSocket::Tcp(_) => Stream::Tcp(TcpStream::from(fd)),
             ListenSocket::Unix { path, .. } => Stream::Unix(UnixStream::from(fd), path.clone()),
+            ListenSocket::Udp(_) => return Err(Errno::EOPNOTSUPP),
         };
         Ok(Connection { stream })
     }
@@ -114,10 +164,17 @@ impl Listener {
         &self.shown
     }
 
-    /// The bound TCP address, for a TCP listener.
+    /// Whether this is a TCP listener (whose shutdown wakes every process
+    /// blocked in accept on it).
+    pub fn is_tcp(&self) -> bool {
+        matches!(self.socket, ListenSocket::Tcp(_))
+    }
+
+    /// The bound IP address, for a TCP or UDP socket.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match &self.socket {
             ListenSocket::Tcp(l) => l.local_addr().ok(),
+            ListenSocket::Udp(u) => u.local_addr().ok(),
             ListenSocket::Unix { .. } => None,
         }
     }
@@ -151,6 +208,7 @@ impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match &self.socket {
             ListenSocket::Tcp(l) => l.as_fd(),
+            ListenSocket::Udp(u) => u.as_fd(),
             ListenSocket::Unix { listener, .. } => listener.as_fd(),
         }
     }

@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -102,6 +103,62 @@ impl Builtin {
             other => other,
         }
     }
+}
+
+/// The most a chargen datagram carries (RFC 864: "between 0 and 512").
+pub const CHARGEN_DATAGRAM: usize = 512;
+
+impl Builtin {
+    /// The answer to one datagram (RFC 862-868, UDP): `None` for discard.
+    /// No answer is larger than the request, except chargen's (at most
+    /// [`CHARGEN_DATAGRAM`] bytes), daytime's and time's (a few bytes), so
+    /// a forged source address cannot be used to amplify traffic.
+    /// `sent` counts the datagrams this worker answered, to rotate chargen.
+    pub fn datagram_reply(self, request: &[u8], sent: usize) -> Option<Vec<u8>> {
+        match self {
+            Builtin::Echo => Some(request.to_vec()),
+            Builtin::Discard => None,
+            Builtin::Chargen => {
+                let cycle = chargen_cycle();
+                let line = CHARGEN_LINE + 2;
+                let start = (sent % 95) * line;
+                Some(
+                    cycle
+                        .iter()
+                        .cycle()
+                        .skip(start)
+                        .take(CHARGEN_DATAGRAM)
+                        .copied()
+                        .collect(),
+                )
+            }
+            Builtin::Daytime => Some(daytime_text().into_bytes()),
+            Builtin::Time => Some(time_since_1900().to_be_bytes().to_vec()),
+        }
+    }
+}
+
+/// Whether a datagram from `source` may be answered. Refused, as inetd
+/// does: a privileged source port (below 1024: a service port, perhaps
+/// another echo or chargen server, the classic ping-pong loop), a source
+/// port that is one of this daemon's own UDP service ports, and broadcast
+/// or multicast sources (always forged).
+pub fn answerable(source: SocketAddr, daemon_udp_ports: &[u16]) -> Result<(), &'static str> {
+    let ip = source.ip().to_canonical();
+    if source.port() < 1024 {
+        return Err("source port below 1024");
+    }
+    if daemon_udp_ports.contains(&source.port()) {
+        return Err("source port is a UDP service port of this daemon");
+    }
+    let broadcast = match ip {
+        IpAddr::V4(v4) => v4.is_broadcast() || v4.is_multicast(),
+        IpAddr::V6(v6) => v6.is_multicast(),
+    };
+    if broadcast || ip.is_unspecified() {
+        return Err("broadcast, multicast or unspecified source");
+    }
+    Ok(())
 }
 
 /// Errors that only mean the client closed or reset the connection.
@@ -229,6 +286,25 @@ mod tests {
         assert!(lines
             .iter()
             .all(|l| l.len() == CHARGEN_LINE + 1 && l.ends_with(b"\r")));
+    }
+
+    #[test]
+    fn datagram_answers_are_capped_and_sources_checked() {
+        assert_eq!(
+            Builtin::Echo.datagram_reply(b"abc", 0),
+            Some(b"abc".to_vec())
+        );
+        assert_eq!(Builtin::Discard.datagram_reply(b"abc", 0), None);
+        let c0 = Builtin::Chargen.datagram_reply(b"", 0).unwrap();
+        let c1 = Builtin::Chargen.datagram_reply(b"", 1).unwrap();
+        assert_eq!(c0.len(), CHARGEN_DATAGRAM);
+        assert_eq!(&c1[..2], b"!\"");
+        let ok: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        assert_eq!(answerable(ok, &[7007]), Ok(()));
+        assert!(answerable("127.0.0.1:7".parse().unwrap(), &[]).is_err());
+        assert!(answerable("127.0.0.1:7007".parse().unwrap(), &[7007]).is_err());
+        assert!(answerable("255.255.255.255:4000".parse().unwrap(), &[]).is_err());
+        assert!(answerable("[::ffff:127.0.0.1]:80".parse().unwrap(), &[]).is_err());
     }
 
     #[test]

@@ -42,10 +42,12 @@ const UCSPI_VARIABLES: [&str; 12] = [
 ];
 
 /// A program to run for each connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecSpec {
     program: PathBuf,
     args: Vec<OsString>,
+    env: Vec<(String, String)>,
+    directory: Option<PathBuf>,
 }
 
 /// Why a program cannot be run.
@@ -70,10 +72,35 @@ impl ExecSpec {
     /// when it has no slash), so a typo is reported at startup rather than
     /// once per connection.
     pub fn new(program: &Path, args: Vec<OsString>) -> Result<ExecSpec, ProgramError> {
+        ExecSpec::new_in(program, args, None)
+    }
+
+    /// As [`ExecSpec::new`], for a worker that will chroot to `root`: an
+    /// absolute `program` is looked for under `root`, and kept as the
+    /// path the worker will see.
+    pub fn new_in(
+        program: &Path,
+        args: Vec<OsString>,
+        root: Option<&Path>,
+    ) -> Result<ExecSpec, ProgramError> {
         let err = |reason: String| ProgramError {
             program: program.display().to_string(),
             reason,
         };
+        if let Some(root) = root {
+            if !program.is_absolute() {
+                return Err(err("must be an absolute path inside the chroot".into()));
+            }
+            let outside = root.join(program.strip_prefix("/").unwrap_or(program));
+            ExecSpec::new_in(&outside, vec![], None)
+                .map_err(|e| err(format!("{} (looked for {})", e.reason, outside.display())))?;
+            return Ok(ExecSpec {
+                program: program.to_path_buf(),
+                args,
+                env: vec![],
+                directory: None,
+            });
+        }
         let resolved = if program.as_os_str().is_empty() {
             return Err(err("the program name is empty".into()));
         } else if program.components().count() > 1 || program.is_absolute() {
@@ -94,7 +121,22 @@ impl ExecSpec {
         Ok(ExecSpec {
             program: resolved,
             args,
+            env: vec![],
+            directory: None,
         })
+    }
+
+    /// Adds variables to the program's environment (before the UCSPI ones,
+    /// which win).
+    pub fn with_env(mut self, env: impl IntoIterator<Item = (String, String)>) -> ExecSpec {
+        self.env.extend(env);
+        self
+    }
+
+    /// Runs the program in `dir` instead of the worker's directory.
+    pub fn with_directory(mut self, dir: Option<PathBuf>) -> ExecSpec {
+        self.directory = dir;
+        self
     }
 
     /// The program's file name, for logs.
@@ -123,10 +165,14 @@ impl ExecSpec {
             .args(&self.args)
             .stdin(Stdio::from(stdin))
             .stdout(Stdio::from(stdout));
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         for name in UCSPI_VARIABLES {
             command.env_remove(name);
         }
         command.envs(ucspi_environment(&peer));
+        if let Some(dir) = &self.directory {
+            command.current_dir(dir);
+        }
         let spawned = command.spawn();
         // The Command holds our copies of the connection: close them now, so
         // the client sees end-of-file as soon as the program closes its own.

@@ -37,7 +37,7 @@ where
 }
 
 /// A service of the daemon: a built-in protocol or an external program.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Service {
     /// One of the RFC 862–868 services.
     Builtin(Builtin),

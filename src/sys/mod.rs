@@ -10,11 +10,13 @@
 //!   master caught, and the worker's own stop flag.
 //! - [`fd`]: `accept4` without a hidden EINTR retry, closing every inherited
 //!   descriptor, `shutdown` of a listening socket.
+//! - [`privs`]: account lookups, setrlimit, chroot, setgroups/setgid/setuid.
 //! - [`time`]: local broken-down time for the daytime service.
 //!
 //! Nothing here knows about services, pools or configuration.
 
 pub mod fd;
+pub mod privs;
 pub mod process;
 pub mod signal;
 pub mod time;

@@ -3,11 +3,13 @@
 //! looks at its processes in /proc.
 
 mod builtin;
+mod check;
 mod docs;
 mod errors;
 mod exec;
 mod library;
 mod run;
+mod serve;
 mod stop;
 mod supervise;
 mod util;

@@ -347,3 +347,109 @@ impl Drop for TempDir {
 pub fn set(v: &[u32]) -> BTreeSet<u32> {
     v.iter().copied().collect()
 }
+
+/// One `listening on ADDR (PROTO service NAME)` line of `preforkd serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listening {
+    pub addr: String,
+    pub protocol: String,
+    pub service: String,
+}
+
+impl Daemon {
+    /// Starts `preforkd serve -c FILE` on `config` (written to `dir`) and
+    /// waits until the master runs.
+    pub fn serve(dir: &TempDir, config: &str) -> Daemon {
+        let path = dir.path().join("preforkd.toml");
+        std::fs::write(&path, config).unwrap();
+        let path = path.to_str().unwrap().to_string();
+        let d = Daemon::start(&["serve", "-c", &path]);
+        assert!(
+            d.wait_for_log("M0001", Duration::from_secs(10))
+                && d.wait_for_log("running with", Duration::from_secs(10)),
+            "{}",
+            d.report()
+        );
+        d
+    }
+
+    /// Every `listening on` line with its service, in order.
+    pub fn listening_lines(&self) -> Vec<Listening> {
+        self.stderr()
+            .lines()
+            .filter_map(|l| l.strip_prefix("listening on "))
+            .filter_map(|rest| {
+                let (addr, tail) = rest.split_once(" (")?;
+                let tail = tail.strip_suffix(')')?;
+                let mut words = tail.split(' ');
+                let protocol = words.next()?.to_string();
+                let service = words.nth(1)?.to_string();
+                Some(Listening {
+                    addr: addr.to_string(),
+                    protocol,
+                    service,
+                })
+            })
+            .collect()
+    }
+
+    /// The address service `name` listens on over `protocol` (the last
+    /// announced, so after a reload the newest).
+    pub fn address_of(&self, name: &str, protocol: &str) -> String {
+        self.listening_lines()
+            .into_iter()
+            .rev()
+            .find(|l| l.service == name && l.protocol == protocol)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {protocol} address for service {name}\n{}",
+                    self.report()
+                )
+            })
+            .addr
+    }
+
+    pub fn connect_to(&self, addr: &str) -> TcpStream {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}\n{}", self.report()));
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
+}
+
+/// The Uid:, Gid: and Groups: lines of /proc/PID/status.
+pub fn ids_of(pid: u32) -> (String, String, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    (field("Uid:"), field("Gid:"), field("Groups:"))
+}
+
+/// A loopback port below 1024 that nothing listens on for `udp` or TCP
+/// (needs root to be used).
+pub fn free_low_port(udp: bool) -> u16 {
+    (600..1000)
+        .find(|&p| {
+            if udp {
+                std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+            } else {
+                std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+            }
+        })
+        .expect("no free port below 1024")
+}
+
+/// Fails the test with a clear message unless it runs as root.
+pub fn require_root(what: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root ({what}); CI runs as root: run it with sudo"
+    );
+}

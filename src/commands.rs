@@ -1,0 +1,115 @@
+//! What each subcommand does, from parsed arguments to a result: `run`
+//! (one service from the command line), `serve` (the config file) and
+//! `check` (validate it). Printing the final error and choosing the exit
+//! status is `main`'s job.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{Cli, Command, ConfigArgs, RunArgs};
+use crate::config::{self, Config, ConfigError};
+use crate::error::Error;
+use crate::master::plan::Plan;
+use crate::master::{Announce, Master};
+use crate::service::{ExecSpec, Service};
+use crate::{default_workers, ListenAddr, Server};
+
+/// Runs a parsed command line.
+pub(crate) fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Run(args) => run_one(args),
+        Command::Serve(args) => serve(args),
+        Command::Check(args) => check(args),
+    }
+}
+
+fn init_log(verbose: bool) {
+    crate::log::init_stderr(if verbose {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Info
+    });
+}
+
+fn run_one(args: RunArgs) -> Result<(), Error> {
+    init_log(args.verbose);
+    let addr: ListenAddr = args.addr.parse().map_err(Error::Address)?;
+    let service = match (&args.builtin, args.program.split_first()) {
+        (Some(name), _) => Service::Builtin(name.parse().map_err(Error::UnknownBuiltin)?),
+        (None, Some((program, rest))) => {
+            Service::Exec(ExecSpec::new(program.as_ref(), rest.to_vec()).map_err(Error::Program)?)
+        }
+        (None, None) => {
+            return Err(Error::Usage(
+                "run needs --builtin NAME or -- PROGRAM [ARGS...]".into(),
+            ))
+        }
+    };
+    let workers = args.workers.map_or_else(default_workers, |n| n as usize);
+    Server::bind_addr(&addr, args.backlog)?
+        .workers(workers)
+        .graceful_timeout(args.graceful_timeout)
+        .name(service.to_string())
+        .serve(service)
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// A file named with -c: it must exist.
+    File(PathBuf),
+    /// No -c: the default path if it exists, else the embedded default.
+    Default,
+}
+
+impl Source {
+    fn of(args: &ConfigArgs) -> Source {
+        args.config.clone().map_or(Source::Default, Source::File)
+    }
+
+    fn load(&self) -> Result<Config, ConfigError> {
+        match self {
+            Source::File(path) => config::load(path),
+            Source::Default if Path::new(config::DEFAULT_PATH).exists() => {
+                config::load(Path::new(config::DEFAULT_PATH))
+            }
+            Source::Default => config::parse(config::EMBEDDED_NAME, config::EMBEDDED_DEFAULT)
+                .map_err(ConfigError::Invalid),
+        }
+    }
+}
+
+fn serve(args: ConfigArgs) -> Result<(), Error> {
+    init_log(args.verbose);
+    let source = Source::of(&args);
+    if matches!(source, Source::Default) && !Path::new(config::DEFAULT_PATH).exists() {
+        log::info!(
+            "M0020 no -c given and no {}: serving the embedded default (the builtins on 127.0.0.1:70xx)",
+            config::DEFAULT_PATH
+        );
+    }
+    let config = source.load().map_err(Error::Config)?;
+    let plan = Plan::from_config(&config);
+    let reloader = Box::new(move || {
+        source
+            .load()
+            .map(|c| Plan::from_config(&c))
+            .map_err(|e| match e {
+                ConfigError::Invalid(diags) => diags.iter().map(|d| d.headline()).collect(),
+                read => vec![read.to_string()],
+            })
+    });
+    Master::new(vec![], plan, Some(reloader), Announce::WithService)?.run()
+}
+
+fn check(args: ConfigArgs) -> Result<(), Error> {
+    let source = Source::of(&args);
+    let config = source.load().map_err(Error::Config)?;
+    let pools: usize = config.services.iter().map(|s| s.listen.len()).sum();
+    println!(
+        "{}: ok: {} services on {} addresses",
+        config.file,
+        config.services.len(),
+        pools
+    );
+    Ok(())
+}

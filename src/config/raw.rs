@@ -1,0 +1,57 @@
+//! The config file as serde reads it: every field a user may write, with
+//! its span, and nothing interpreted yet. Unknown keys are rejected here.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// `[daemon]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDaemon {
+    pub user: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    pub graceful_timeout: Option<Spanned<String>>,
+}
+
+/// `[[service]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub name: Spanned<String>,
+    pub listen: Spanned<Vec<Spanned<String>>>,
+    pub protocol: Option<Spanned<String>>,
+    pub builtin: Option<Spanned<String>>,
+    pub exec: Option<Spanned<Vec<String>>>,
+    pub workers: Option<Spanned<i64>>,
+    pub backlog: Option<Spanned<i64>>,
+    pub user: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    pub chroot: Option<Spanned<String>>,
+    pub directory: Option<Spanned<String>>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub limits: Option<Spanned<RawLimits>>,
+    pub no_new_privs: Option<bool>,
+    pub socket_mode: Option<Spanned<String>>,
+    pub socket_owner: Option<Spanned<String>>,
+}
+
+/// `limits = { ... }`: setrlimit(2) for the workers and their programs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub nofile: Option<Spanned<i64>>,
+    #[serde(rename = "as")]
+    pub address_space: Option<Spanned<SizeOrNumber>>,
+    pub cpu: Option<Spanned<SizeOrNumber>>,
+    pub nproc: Option<Spanned<i64>>,
+}
+
+/// A number, or a string with a unit ("512M", "60s").
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum SizeOrNumber {
+    Number(i64),
+    Text(String),
+}

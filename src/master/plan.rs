@@ -1,0 +1,106 @@
+//! What the master is asked to run: a [`Plan`] of pools, each one job
+//! (a handler, or a builtin answering datagrams) on one address with N
+//! workers. `preforkd run` and the library make a plan of one pool;
+//! `preforkd serve` makes one from the config file, at start and at each
+//! reload. The master compares plans by pool key and fingerprint to decide
+//! what a reload keeps.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::config::{Config, Protocol};
+use crate::net::ListenAddr;
+use crate::privileges::Privileges;
+use crate::service::{Builtin, Handler, Service};
+
+/// A socket, as the master keys it: kept across reloads while its address
+/// and protocol stay in the plan. Port 0 asks for a fresh port, so such a
+/// socket belongs to its service alone (the third field names it).
+pub(crate) type SocketKey = (ListenAddr, Protocol, Option<String>);
+
+/// What a worker does with its socket.
+#[derive(Clone)]
+pub(crate) enum Job<'a> {
+    /// Accept connections and run the handler on each.
+    Stream(Rc<dyn Handler + 'a>),
+    /// Receive datagrams and answer each with this builtin.
+    Datagram(Builtin),
+}
+
+/// One pool: a job on an address.
+#[derive(Clone)]
+pub(crate) struct PoolPlan<'a> {
+    /// The service's name, for logs.
+    pub service: String,
+    /// Where.
+    pub addr: ListenAddr,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// listen(2) backlog (TCP and Unix).
+    pub backlog: i32,
+    /// Mode and owner of a Unix socket file.
+    pub socket_mode: Option<u32>,
+    /// Owner (uid, gid) of a Unix socket file.
+    pub socket_owner: Option<(u32, u32)>,
+    /// What the workers do.
+    pub job: Job<'a>,
+    /// What the workers drop to.
+    pub privileges: Privileges,
+    /// How many.
+    pub workers: usize,
+    /// Everything about the pool but its worker count: a reload replaces
+    /// the workers of a pool whose fingerprint changed.
+    pub fingerprint: String,
+}
+
+impl PoolPlan<'_> {
+    pub(crate) fn socket_key(&self) -> SocketKey {
+        let owner = self.addr.is_port_zero().then(|| self.service.clone());
+        (self.addr.clone(), self.protocol, owner)
+    }
+
+    /// Same service on the same socket (a reload may keep it).
+    pub(crate) fn same_pool(&self, other: &PoolPlan<'_>) -> bool {
+        self.service == other.service && self.socket_key() == other.socket_key()
+    }
+}
+
+/// Everything the master runs.
+pub(crate) struct Plan<'a> {
+    pub pools: Vec<PoolPlan<'a>>,
+    pub graceful_timeout: Duration,
+}
+
+impl Plan<'static> {
+    /// One pool per service and listen address of `config`.
+    pub(crate) fn from_config(config: &Config) -> Plan<'static> {
+        let mut pools = Vec::new();
+        for s in &config.services {
+            let job = match (&s.service, s.protocol) {
+                (Service::Builtin(b), Protocol::Udp) => Job::Datagram(*b),
+                (service, _) => Job::Stream(Rc::new(service.clone())),
+            };
+            let mut fingerprinted = s.clone();
+            fingerprinted.workers = 0;
+            fingerprinted.listen.clear();
+            for addr in &s.listen {
+                pools.push(PoolPlan {
+                    service: s.name.clone(),
+                    addr: addr.clone(),
+                    protocol: s.protocol,
+                    backlog: s.backlog,
+                    socket_mode: s.socket_mode,
+                    socket_owner: s.socket_owner,
+                    job: job.clone(),
+                    privileges: s.privileges.clone(),
+                    workers: s.workers,
+                    fingerprint: format!("{fingerprinted:?}"),
+                });
+            }
+        }
+        Plan {
+            pools,
+            graceful_timeout: config.daemon.graceful_timeout,
+        }
+    }
+}

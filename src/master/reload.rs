@@ -1,0 +1,146 @@
+//! SIGHUP: read the configuration again and move to it without refusing a
+//! connection.
+//!
+//! A bad file changes nothing: every error is logged and the running
+//! configuration stays. A good one is applied in this order:
+//! 1. bind every new address, all or nothing (a failure changes nothing);
+//! 2. keep each pool whose service, address and settings are the same
+//!    (only its worker count may change), and fork the workers of new or
+//!    changed pools;
+//! 3. retire the pools that were changed or removed: their workers get
+//!    SIGTERM, finish the connection in hand, and are killed if still busy
+//!    after the graceful timeout;
+//! 4. shut down the sockets no pool uses any more. Sockets that stay are
+//!    never closed, so nothing waiting in their queue is lost.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+
+use super::plan::SocketKey;
+use super::{bind, Master, PoolRun, NUDGE_EVERY};
+use crate::sys;
+
+impl Master<'_> {
+    pub(super) fn reload(&mut self) {
+        let Some(reloader) = self.reloader.as_mut() else {
+            log::warn!("M0004 HUP: there is no configuration file to reload; ignored");
+            return;
+        };
+        let plan = match reloader() {
+            Ok(plan) => plan,
+            Err(errors) => {
+                for e in &errors {
+                    log::error!("M0010 reload refused: {e}");
+                }
+                log::error!(
+                    "M0010 reload refused: {} error(s); the running configuration is unchanged",
+                    errors.len()
+                );
+                return;
+            }
+        };
+
+        // 1. New addresses, all or nothing.
+        let mut fresh: BTreeMap<SocketKey, Rc<crate::net::Listener>> = BTreeMap::new();
+        for p in &plan.pools {
+            let key = p.socket_key();
+            if self.sockets.contains_key(&key) || fresh.contains_key(&key) {
+                continue;
+            }
+            match bind(p) {
+                Ok(l) => {
+                    fresh.insert(key, Rc::new(l));
+                }
+                Err(e) => {
+                    log::error!(
+                        "M0011 reload refused: cannot bind {} for service {}: {}; the running configuration is unchanged",
+                        p.addr,
+                        p.service,
+                        sys::fd::describe(&e)
+                    );
+                    return;
+                }
+            }
+        }
+        let new_sockets: BTreeSet<SocketKey> = fresh.keys().cloned().collect();
+        self.sockets.extend(fresh);
+        self.generation += 1;
+        self.graceful_timeout = plan.graceful_timeout;
+        let now = Instant::now();
+
+        // 2. Keep what is unchanged, resize it; note what must go.
+        let mut wanted: Vec<_> = plan.pools.into_iter().map(Some).collect();
+        let (mut kept, mut retired) = (0, 0);
+        for run in self.pools.iter_mut().filter(|r| r.retiring.is_none()) {
+            let same = wanted.iter().position(|w| {
+                w.as_ref().is_some_and(|w| {
+                    w.same_pool(&run.plan) && w.fingerprint == run.plan.fingerprint
+                })
+            });
+            match same.and_then(|i| wanted[i].take()) {
+                Some(w) => {
+                    for pid in run.pool.set_target(w.workers.max(1)) {
+                        sys::process::kill(pid, Signal::SIGTERM);
+                    }
+                    run.plan.workers = w.workers;
+                    kept += 1;
+                }
+                None => {
+                    run.retiring = Some(now + self.graceful_timeout);
+                    run.pool.set_target(0);
+                    retired += 1;
+                }
+            }
+        }
+        let started_before = self.pools.len();
+        for w in wanted.into_iter().flatten() {
+            self.add_pool(w);
+        }
+        let started = self.pools.len() - started_before;
+        // New workers first...
+        if let Err(e) = self.fill_pools(now) {
+            log::error!("M0012 reload: {e}");
+        }
+        // 3. ...then the old ones leave.
+        self.signal_workers(|r| r.retiring.is_some(), Signal::SIGTERM);
+        if retired > 0 {
+            self.next_nudge = Some(now + NUDGE_EVERY);
+        }
+
+        // 4. Sockets no live pool uses.
+        let planned: BTreeSet<SocketKey> = self
+            .pools
+            .iter()
+            .filter(|r| r.retiring.is_none())
+            .map(|r| r.plan.socket_key())
+            .collect();
+        self.sockets.retain(|key, listener| {
+            let keep = planned.contains(key);
+            if !keep {
+                listener.shut_down();
+            }
+            keep
+        });
+
+        for run in self
+            .pools
+            .iter()
+            .filter(|r| new_sockets.contains(&r.plan.socket_key()))
+        {
+            self.announce_socket(run);
+        }
+        log::info!(
+            "M0013 reloaded: generation {}: {kept} pools kept, {started} started, {retired} retiring",
+            self.generation
+        );
+        let generation = self.generation;
+        debug_assert!(self
+            .pools
+            .iter()
+            .filter(|r| r.retiring.is_none())
+            .all(|r: &PoolRun<'_>| r.generation <= generation));
+    }
+}

@@ -1,0 +1,135 @@
+//! What a worker becomes before it accepts: which user and group, which
+//! root directory, which resource limits.
+//!
+//! The master stays root (it must bind new low ports on reload); each
+//! worker drops to its service's account right after the fork, before its
+//! first accept, so neither the handler nor an exec'd program ever runs
+//! with the master's privileges. The system calls are in `sys::privs`.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::sys;
+use crate::sys::privs::Limit;
+
+/// An account to run as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The user's name, for logs.
+    pub user: String,
+    /// The user id.
+    pub uid: u32,
+    /// The group id: the user's primary group, or the one asked for.
+    pub gid: u32,
+}
+
+impl Account {
+    /// Looks up `user` (and `group`, instead of the user's primary group).
+    pub fn lookup(user: &str, group: Option<&str>) -> Result<Account, String> {
+        let (uid, primary) = sys::privs::lookup_user(user)
+            .map_err(|e| format!("cannot look up user '{user}': {}", sys::fd::describe(&e)))?
+            .ok_or_else(|| format!("unknown user '{user}'"))?;
+        let gid = match group {
+            None => primary,
+            Some(g) => sys::privs::lookup_group(g)
+                .map_err(|e| format!("cannot look up group '{g}': {}", sys::fd::describe(&e)))?
+                .ok_or_else(|| format!("unknown group '{g}'"))?,
+        };
+        Ok(Account {
+            user: user.to_string(),
+            uid,
+            gid,
+        })
+    }
+}
+
+/// Whether this process can become `account`: as root, always; otherwise
+/// only if it already is that user and group.
+pub fn can_become(account: &Account) -> Result<(), String> {
+    let (uid, gid) = sys::privs::current_ids();
+    if uid == 0 || (uid == account.uid && gid == account.gid) {
+        Ok(())
+    } else {
+        Err(format!(
+            "cannot switch to user {} (uid {}, gid {}): the master is not running as root",
+            account.user, account.uid, account.gid
+        ))
+    }
+}
+
+/// Resource limits (soft and hard) for a worker and what it runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// RLIMIT_NOFILE.
+    pub open_files: Option<u64>,
+    /// RLIMIT_AS, in bytes.
+    pub address_space: Option<u64>,
+    /// RLIMIT_CPU, in seconds.
+    pub cpu_seconds: Option<u64>,
+    /// RLIMIT_NPROC.
+    pub processes: Option<u64>,
+}
+
+/// Everything a worker drops to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Privileges {
+    /// Run as this account (None: stay as the master is).
+    pub account: Option<Account>,
+    /// chroot(2) here first.
+    pub chroot: Option<PathBuf>,
+    /// setrlimit(2) these.
+    pub limits: Limits,
+    /// Set PR_SET_NO_NEW_PRIVS.
+    pub no_new_privs: bool,
+}
+
+impl Privileges {
+    /// Applies everything, in the safe order; the first failure is the
+    /// error, and the worker must not serve after it.
+    pub fn apply(&self) -> io::Result<()> {
+        let limits = [
+            (Limit::OpenFiles, self.limits.open_files),
+            (Limit::AddressSpace, self.limits.address_space),
+            (Limit::CpuSeconds, self.limits.cpu_seconds),
+            (Limit::Processes, self.limits.processes),
+        ];
+        for (limit, value) in limits {
+            if let Some(v) = value {
+                sys::privs::set_limit(limit, v).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("setrlimit {limit:?} {v}: {}", sys::fd::describe(&e)),
+                    )
+                })?;
+            }
+        }
+        if let Some(dir) = &self.chroot {
+            sys::privs::chroot(dir).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("chroot {}: {}", dir.display(), sys::fd::describe(&e)),
+                )
+            })?;
+        }
+        if let Some(a) = &self.account {
+            sys::privs::become_user(a.uid, a.gid).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot switch to user {} (uid {}, gid {}): {}",
+                        a.user,
+                        a.uid,
+                        a.gid,
+                        sys::fd::describe(&e)
+                    ),
+                )
+            })?;
+        }
+        if self.no_new_privs {
+            sys::privs::no_new_privs().map_err(|e| {
+                io::Error::new(e.kind(), format!("no_new_privs: {}", sys::fd::describe(&e)))
+            })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! `preforkd serve`: many services from one config file, TCP and UDP.
+
+use std::io::{Read, Write};
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use crate::util::*;
+
+fn udp_exchange(from: &UdpSocket, to: &str, payload: &[u8]) -> Option<Vec<u8>> {
+    from.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    from.send_to(payload, to).unwrap();
+    let mut buf = [0u8; 2048];
+    from.recv_from(&mut buf)
+        .ok()
+        .map(|(n, _)| buf[..n].to_vec())
+}
+
+// Issue #3, acceptance 1.
+#[test]
+fn one_config_serves_tcp_exec_unix_and_udp_services() {
+    let dir = TempDir::new("five");
+    let sock = dir.path().join("echo.sock");
+    let config = format!(
+        r#"
+[daemon]
+graceful_timeout = "5s"
+
+[[service]]
+name = "echo"
+listen = ["127.0.0.1:0"]
+builtin = "echo"
+workers = 2
+
+[[service]]
+name = "greeter"
+listen = ["127.0.0.1:0"]
+exec = ["/bin/sh", "-c", "echo \"hello $GREETING from $TCPREMOTEIP\"; pwd"]
+env = {{ GREETING = "there" }}
+directory = "/tmp"
+workers = 1
+
+[[service]]
+name = "local-echo"
+listen = ["unix:{}"]
+builtin = "echo"
+socket_mode = "0600"
+workers = 1
+
+[[service]]
+name = "echo-udp"
+protocol = "udp"
+listen = ["127.0.0.1:0"]
+builtin = "echo"
+workers = 1
+
+[[service]]
+name = "daytime-udp"
+protocol = "udp"
+listen = ["127.0.0.1:0"]
+builtin = "daytime"
+workers = 1
+"#,
+        sock.display()
+    );
+    let d = Daemon::serve(&dir, &config);
+
+    let mut c = d.connect_to(&d.address_of("echo", "tcp"));
+    assert_eq!(echo_once(&mut c, "tcp echo\n").unwrap(), "tcp echo\n");
+
+    let mut c = d.connect_to(&d.address_of("greeter", "tcp"));
+    let mut out = String::new();
+    c.read_to_string(&mut out)
+        .unwrap_or_else(|e| panic!("{e}: got {out:?}\n{}", d.report()));
+    assert_eq!(out, "hello there from 127.0.0.1\n/tmp\n");
+
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let mut u = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    u.write_all(b"unix\n").unwrap();
+    let mut buf = [0u8; 5];
+    u.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"unix\n");
+
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let echoed = udp_exchange(&client, &d.address_of("echo-udp", "udp"), b"datagram");
+    assert_eq!(echoed.as_deref(), Some(&b"datagram"[..]), "{}", d.report());
+    let day =
+        udp_exchange(&client, &d.address_of("daytime-udp", "udp"), b"").expect("no daytime answer");
+    assert_eq!(day.len(), 26, "{:?}", String::from_utf8_lossy(&day));
+    assert!(day.ends_with(b"\r\n"));
+
+    // 2 + 1 + 1 + 1 + 1 workers.
+    assert!(
+        wait_until(Duration::from_secs(5), || d.workers().len() == 6),
+        "{}",
+        d.report()
+    );
+}
+
+// Issue #3, acceptance 1: no config at all.
+#[test]
+fn serve_without_a_config_serves_the_embedded_default() {
+    assert!(
+        !std::path::Path::new("/etc/preforkd/preforkd.toml").exists(),
+        "/etc/preforkd/preforkd.toml exists: this test checks the embedded default"
+    );
+    let d = Daemon::start(&["serve"]);
+    assert!(
+        d.wait_for_log("running with", Duration::from_secs(10)),
+        "{}",
+        d.report()
+    );
+    assert!(d.stderr().contains("embedded default"), "{}", d.report());
+    let names: Vec<(String, String)> = d
+        .listening_lines()
+        .into_iter()
+        .map(|l| (l.service, l.addr))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("echo", "127.0.0.1:7007"),
+            ("discard", "127.0.0.1:7009"),
+            ("daytime", "127.0.0.1:7013"),
+            ("chargen", "127.0.0.1:7019"),
+            ("time", "127.0.0.1:7037"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    let mut c = d.connect_to("127.0.0.1:7007");
+    assert_eq!(echo_once(&mut c, "default\n").unwrap(), "default\n");
+    let mut c = d.connect_to("127.0.0.1:7037");
+    let mut t = Vec::new();
+    c.read_to_end(&mut t).unwrap();
+    assert_eq!(t.len(), 4);
+}
+
+// Issue #3, acceptance 4.
+#[test]
+fn udp_echo_drops_datagrams_from_privileged_ports_and_answers_others() {
+    require_root("binding a UDP client to a port below 1024");
+    let dir = TempDir::new("udp");
+    let d = Daemon::serve(
+        &dir,
+        "[[service]]\nname = \"echo-udp\"\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 2\n",
+    );
+    let server = d.address_of("echo-udp", "udp");
+    let low = UdpSocket::bind(("127.0.0.1", free_low_port(true))).unwrap();
+    assert_eq!(
+        udp_exchange(&low, &server, b"from a low port"),
+        None,
+        "answered a privileged port"
+    );
+    let high = UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert_eq!(
+        udp_exchange(&high, &server, b"ok").as_deref(),
+        Some(&b"ok"[..])
+    );
+    // The daemon's own UDP port as a source (the ping-pong) is refused too.
+    let port: u16 = server.rsplit(':').next().unwrap().parse().unwrap();
+    drop(d);
+    let _ = port;
+}
+
+// Issue #3, acceptance 3.
+#[test]
+fn workers_drop_to_nobody_on_a_low_port_and_the_master_stays_root() {
+    require_root("binding a port below 1024 and switching users");
+    let dir = TempDir::new("nobody");
+    let port = free_low_port(false);
+    let config = format!(
+        "[[service]]\nname = \"low\"\nlisten = [\"127.0.0.1:{port}\"]\nbuiltin = \"echo\"\nuser = \"nobody\"\nworkers = 2\n"
+    );
+    let d = Daemon::serve(&dir, &config);
+    let mut c = d.connect_to(&format!("127.0.0.1:{port}"));
+    assert_eq!(echo_once(&mut c, "low\n").unwrap(), "low\n");
+    let workers = d.workers();
+    assert_eq!(workers.len(), 2, "{}", d.report());
+    let (nobody_uid, nobody_gid) = {
+        let line = std::fs::read_to_string("/etc/passwd").unwrap();
+        let f: Vec<String> = line
+            .lines()
+            .find(|l| l.starts_with("nobody:"))
+            .unwrap()
+            .split(':')
+            .map(str::to_string)
+            .collect();
+        (f[2].clone(), f[3].clone())
+    };
+    for w in workers {
+        let (uid, gid, groups) = ids_of(w);
+        assert_eq!(uid, format!("{0} {0} {0} {0}", nobody_uid), "worker {w}");
+        assert_eq!(gid, format!("{0} {0} {0} {0}", nobody_gid), "worker {w}");
+        assert_eq!(groups, "", "worker {w} kept supplementary groups");
+    }
+    let (uid, _, _) = ids_of(d.pid());
+    assert_eq!(uid, "0 0 0 0", "the master must stay root");
+}
