@@ -26,6 +26,17 @@ pub enum Command {
     Serve(ConfigArgs),
     /// Check a config file: print every error with file:line:column, exit 2 if any.
     Check(ConfigArgs),
+    /// Convert an inetd.conf to a preforkd config, printed on stdout.
+    #[command(name = "import-inetd")]
+    ImportInetd(ImportArgs),
+}
+
+/// `preforkd import-inetd [FILE]`
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The inetd.conf to read.
+    #[arg(value_name = "FILE", default_value = "/etc/inetd.conf")]
+    pub file: std::path::PathBuf,
 }
 
 /// `-c FILE`, for the commands that read the config.

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Cli, Command, ConfigArgs, RunArgs};
+use crate::cli::{Cli, Command, ConfigArgs, ImportArgs, RunArgs};
 use crate::config::{self, Config, ConfigError};
 use crate::error::Error;
 use crate::master::plan::Plan;
@@ -19,7 +19,24 @@ pub(crate) fn run(cli: Cli) -> Result<(), Error> {
         Command::Run(args) => run_one(args),
         Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
+        Command::ImportInetd(args) => import_inetd(args),
     }
+}
+
+fn import_inetd(args: ImportArgs) -> Result<(), Error> {
+    let text = std::fs::read_to_string(&args.file).map_err(|source| {
+        Error::Config(ConfigError::Read {
+            path: args.file.clone(),
+            source,
+        })
+    })?;
+    let toml = config::inetd::import(
+        &args.file.display().to_string(),
+        &text,
+        &config::inetd::Services::system(),
+    );
+    print!("{toml}");
+    Ok(())
 }
 
 fn init_log(verbose: bool) {

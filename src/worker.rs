@@ -89,6 +89,9 @@ impl Worker<'_, '_> {
         sys::fd::close_all_except(&[0, 1, 2, self.listener.as_raw_fd()])?;
         let stop = sys::signal::install_stop_flag(Signal::SIGTERM)?;
         self.privileges.apply()?;
+        // Changing the effective ids clears the parent-death signal
+        // (prctl(2)): ask for it again as the new user.
+        sys::process::die_with_parent(self.master)?;
         Ok(stop)
     }
 

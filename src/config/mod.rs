@@ -10,6 +10,7 @@
 
 pub mod diag;
 pub mod duration;
+pub mod inetd;
 mod raw;
 pub mod size;
 

@@ -80,6 +80,16 @@ impl fmt::Display for Builtin {
 }
 
 impl Builtin {
+    /// The builtin of this name, or of one of inetd's aliases for it
+    /// (`sink`/`null` for discard, `source`/`ttytst` for chargen).
+    pub fn from_name(name: &str) -> Option<Builtin> {
+        match name {
+            "sink" | "null" => Some(Builtin::Discard),
+            "source" | "ttytst" => Some(Builtin::Chargen),
+            other => other.parse().ok(),
+        }
+    }
+
     /// The port inetd serves this builtin on.
     pub fn standard_port(self) -> u16 {
         BUILTINS

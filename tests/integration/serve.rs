@@ -200,3 +200,28 @@ fn workers_drop_to_nobody_on_a_low_port_and_the_master_stays_root() {
     let (uid, _, _) = ids_of(d.pid());
     assert_eq!(uid, "0 0 0 0", "the master must stay root");
 }
+
+// Found while running the tests: changing the effective uid clears the
+// parent-death signal, so workers that had dropped to nobody outlived a
+// SIGKILLed master and kept serving. They must die with it too.
+#[test]
+fn workers_that_dropped_privileges_still_die_with_the_master() {
+    require_root("switching users");
+    let dir = TempDir::new("nobody-orphans");
+    let mut d = Daemon::serve(
+        &dir,
+        "[[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nuser = \"nobody\"\nworkers = 3\n",
+    );
+    let workers = d.workers();
+    assert_eq!(workers.len(), 3, "{}", d.report());
+    d.signal(libc::SIGKILL);
+    d.wait_exit_within(Duration::from_secs(5))
+        .expect("master survived SIGKILL");
+    assert!(
+        wait_until(Duration::from_secs(1), || workers
+            .iter()
+            .all(|&p| is_gone(p))),
+        "workers outlived the master: {:?}",
+        workers.iter().filter(|&&p| !is_gone(p)).collect::<Vec<_>>()
+    );
+}

@@ -165,8 +165,14 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if self.status.is_none() {
+            // Workers die with the master; kill them too, so that a test
+            // that found a bug in that does not leave them behind.
+            let workers = self.workers();
             let _ = self.child.kill();
             let _ = self.child.wait();
+            for w in workers {
+                kill(w, libc::SIGKILL);
+            }
         }
     }
 }
