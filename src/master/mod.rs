@@ -76,7 +76,6 @@ struct PoolRun<'a> {
     plan: PoolPlan<'a>,
     listener: Rc<Listener>,
     pool: Pool,
-    generation: u32,
     /// Set when a reload replaced or removed it: the workers are finishing
     /// and are killed at this deadline.
     retiring: Option<Instant>,
@@ -514,7 +513,6 @@ impl<'a> Master<'a> {
             plan,
             listener,
             pool,
-            generation: self.generation,
             retiring: None,
         });
     }

@@ -225,3 +225,95 @@ fn workers_that_dropped_privileges_still_die_with_the_master() {
         workers.iter().filter(|&&p| !is_gone(p)).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn workers_get_their_limits_chroot_and_no_new_privs() {
+    require_root("chroot and switching users");
+    let dir = TempDir::new("limits");
+    let jail = TempDir::new("jail");
+    let config = format!(
+        "[[service]]\nname = \"jailed\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\n\
+         user = \"nobody\"\nchroot = \"{}\"\nno_new_privs = true\n\
+         limits = {{ nofile = 256, as = \"1G\", cpu = \"1h\", nproc = 100 }}\n",
+        jail.path().display()
+    );
+    let d = Daemon::serve(&dir, &config);
+    let mut c = d.connect_to(&d.address_of("jailed", "tcp"));
+    assert_eq!(echo_once(&mut c, "jailed\n").unwrap(), "jailed\n");
+    let w = d.workers()[0];
+    let limits = std::fs::read_to_string(format!("/proc/{w}/limits")).unwrap();
+    let row = |name: &str| {
+        limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(row("Max open files").contains("256 256"), "{limits}");
+    assert!(
+        row("Max address space").contains("1073741824 1073741824"),
+        "{limits}"
+    );
+    assert!(row("Max cpu time").contains("3600 3600"), "{limits}");
+    assert!(row("Max processes").contains("100 100"), "{limits}");
+    let status = std::fs::read_to_string(format!("/proc/{w}/status")).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["NoNewPrivs:", "1"]),
+        "{status}"
+    );
+    let root = std::fs::read_link(format!("/proc/{w}/root")).unwrap();
+    assert_eq!(root, jail.path(), "the worker is not in its chroot");
+}
+
+#[test]
+fn a_service_that_cannot_switch_user_is_not_started_and_the_others_serve() {
+    require_root("to run the daemon as nobody");
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("not-root");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.path().join("preforkd");
+    std::fs::copy(BIN, &copy).unwrap();
+    let config = dir.path().join("preforkd.toml");
+    std::fs::write(
+        &config,
+        "[[service]]\nname = \"fine\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\n\n\
+         [[service]]\nname = \"wants-root\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 3\nuser = \"root\"\n",
+    )
+    .unwrap();
+    let d = Daemon::start_with(
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&copy)
+            .args(["serve", "-c", config.to_str().unwrap()]),
+        &["(as nobody) serve"],
+    );
+    assert!(
+        d.wait_for_log("running with", Duration::from_secs(10)),
+        "{}",
+        d.report()
+    );
+    let mut c = d.connect_to(&d.address_of("fine", "tcp"));
+    assert_eq!(echo_once(&mut c, "fine\n").unwrap(), "fine\n");
+    let lines: Vec<String> = d
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("W0006"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", d.report());
+    assert!(
+        lines[0].contains("service wants-root: cannot switch to user root"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        d.workers().len(),
+        1,
+        "workers were forked for the service that cannot start\n{}",
+        d.report()
+    );
+}
