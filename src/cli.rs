@@ -23,7 +23,7 @@ pub enum Command {
     /// Serve one service in the foreground, without a config file (like tcpserver).
     Run(RunArgs),
     /// Serve every service of the config file (in the foreground in this version).
-    Serve(ConfigArgs),
+    Serve(ServeArgs),
     /// Check a config file: print every error with file:line:column, exit 2 if any.
     Check(ConfigArgs),
     /// Convert an inetd.conf to a preforkd config, printed on stdout.
@@ -46,6 +46,14 @@ pub struct ConfigArgs {
     /// back to the embedded default when it does not exist].
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
+}
+
+/// `preforkd serve [-c FILE] [-v]`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Which config.
+    #[command(flatten)]
+    pub config: ConfigArgs,
 
     /// Log every worker exit and client disconnect (debug level).
     #[arg(short = 'v', long)]

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Cli, Command, ConfigArgs, ImportArgs, RunArgs};
+use crate::cli::{Cli, Command, ConfigArgs, ImportArgs, RunArgs, ServeArgs};
 use crate::config::{self, Config, ConfigError};
 use crate::error::Error;
 use crate::master::plan::Plan;
@@ -83,6 +83,11 @@ impl Source {
         args.config.clone().map_or(Source::Default, Source::File)
     }
 
+    /// No file given and none at the default path.
+    fn is_embedded(&self) -> bool {
+        matches!(self, Source::Default) && !Path::new(config::DEFAULT_PATH).exists()
+    }
+
     fn load(&self) -> Result<Config, ConfigError> {
         match self {
             Source::File(path) => config::load(path),
@@ -95,16 +100,28 @@ impl Source {
     }
 }
 
-fn serve(args: ConfigArgs) -> Result<(), Error> {
+fn serve(args: ServeArgs) -> Result<(), Error> {
     init_log(args.verbose);
-    let source = Source::of(&args);
-    if matches!(source, Source::Default) && !Path::new(config::DEFAULT_PATH).exists() {
+    let source = Source::of(&args.config);
+    if source.is_embedded() {
         log::info!(
             "M0020 no -c given and no {}: serving the embedded default (the builtins on 127.0.0.1:70xx)",
             config::DEFAULT_PATH
         );
     }
     let config = source.load().map_err(Error::Config)?;
+    if crate::sys::privs::current_ids().0 == 0 {
+        for s in config
+            .services
+            .iter()
+            .filter(|s| s.privileges.account.is_none())
+        {
+            log::warn!(
+                "W0007 service {}: no user set: its workers run as root",
+                s.name
+            );
+        }
+    }
     let plan = Plan::from_config(&config);
     let reloader = Box::new(move || {
         source
@@ -120,13 +137,29 @@ fn serve(args: ConfigArgs) -> Result<(), Error> {
 
 fn check(args: ConfigArgs) -> Result<(), Error> {
     let source = Source::of(&args);
+    if source.is_embedded() {
+        eprintln!(
+            "preforkd: no -c given and no {}: checking the embedded default",
+            config::DEFAULT_PATH
+        );
+    }
     let config = source.load().map_err(Error::Config)?;
-    let pools: usize = config.services.iter().map(|s| s.listen.len()).sum();
+    let addresses: usize = config.services.iter().map(|s| s.listen.len()).sum();
     println!(
-        "{}: ok: {} services on {} addresses",
+        "{}: ok: {} on {}",
         config.file,
-        config.services.len(),
-        pools
+        plural(config.services.len(), "service"),
+        plural(addresses, "address")
     );
     Ok(())
+}
+
+/// "1 service", "2 services", "1 address", "3 addresses".
+fn plural(n: usize, word: &str) -> String {
+    let suffix = match (n, word.ends_with('s')) {
+        (1, _) => "",
+        (_, true) => "es",
+        (_, false) => "s",
+    };
+    format!("{n} {word}{suffix}")
 }

@@ -18,8 +18,8 @@
 //! What preforkd cannot carry over becomes a comment saying why: wait-mode
 //! stream services (the program accepts on the listening socket itself),
 //! RPC services, raw and seqpacket sockets, unknown service names, the
-//! `.max` rate of `nowait.max`, and an argv[0] that differs from the
-//! program's name.
+//! `.max` rate of `nowait.max`. An argv[0] that differs from the program's
+//! name becomes `argv0` (tcpd needs it).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -202,18 +202,14 @@ fn convert(
             return Err("external programs over udp are not supported".into());
         }
         let name = program.rsplit('/').next().unwrap_or(program);
-        if let Some(argv0) = args.first() {
-            if argv0 != &name {
-                notes.push(format!(
-                    "argv[0] was '{argv0}'; preforkd gives the program its own path as argv[0]"
-                ));
-            }
-        }
         let argv: Vec<String> = std::iter::once(*program)
             .chain(args.iter().skip(1).copied())
             .map(quote)
             .collect();
         let _ = writeln!(body, "exec = [{}]", argv.join(", "));
+        if let Some(argv0) = args.first().filter(|a| **a != name) {
+            let _ = writeln!(body, "argv0 = {}", quote(argv0));
+        }
     }
     let _ = writeln!(body, "user = {}", quote(user));
     if let Some(g) = group {
@@ -278,8 +274,10 @@ nosuch stream tcp nowait root internal
         assert!(out.contains("name = \"echo-2\"\nlisten = [\"0.0.0.0:7\"]\nprotocol = \"udp\"\nbuiltin = \"echo\""), "{out}");
         assert!(out.contains("listen = [\"127.0.0.1:19\"]\nbuiltin = \"chargen\"\nuser = \"nobody\"\ngroup = \"nogroup\""), "{out}");
         assert!(out.contains("'nowait.40' limited the spawn rate"), "{out}");
-        assert!(out.contains("exec = [\"/usr/sbin/tcpd\", \"-w\"]"), "{out}");
-        assert!(out.contains("argv[0] was 'in.fingerd'"), "{out}");
+        assert!(
+            out.contains("exec = [\"/usr/sbin/tcpd\", \"-w\"]\nargv0 = \"in.fingerd\""),
+            "{out}"
+        );
         assert!(
             out.contains("inetd.conf:6: not imported: wait-mode stream services"),
             "{out}"

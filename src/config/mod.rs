@@ -230,7 +230,12 @@ impl Checker<'_> {
         let mut raw_services = Vec::new();
         for (key, value) in root {
             match key.get_ref().as_ref() {
-                "daemon" => raw_daemon = self.deserialize(value)?,
+                "daemon" => {
+                    // A mistake here must not hide those in the services.
+                    if let Some(d) = self.deserialize(value) {
+                        raw_daemon = d;
+                    }
+                }
                 "service" => {
                     let span = value.span();
                     match value.into_inner() {
@@ -467,6 +472,17 @@ impl Checker<'_> {
         protocol: Protocol,
         chroot: Option<&Path>,
     ) -> Option<Service> {
+        if raw.builtin.is_some() {
+            for (key, span) in [
+                ("env", raw.env.as_ref().map(|e| e.span())),
+                ("directory", raw.directory.as_ref().map(|d| d.span())),
+                ("argv0", raw.argv0.as_ref().map(|a| a.span())),
+            ] {
+                if let Some(span) = span {
+                    self.error(span, format!("`{key}` applies to exec services only"));
+                }
+            }
+        }
         match (&raw.builtin, &raw.exec) {
             (Some(b), None) => match b.get_ref().parse::<Builtin>() {
                 Ok(builtin) => Some(Service::Builtin(builtin)),
@@ -491,12 +507,34 @@ impl Checker<'_> {
                     return None;
                 };
                 let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+                let directory = raw.directory.as_ref().and_then(|d| {
+                    let dir = PathBuf::from(d.get_ref());
+                    let outside = match chroot {
+                        Some(root) => root.join(dir.strip_prefix("/").unwrap_or(&dir)),
+                        None => dir.clone(),
+                    };
+                    if dir.is_absolute() && outside.is_dir() {
+                        Some(dir)
+                    } else {
+                        let message = format!(
+                            "directory '{}' is not an existing absolute directory",
+                            dir.display()
+                        );
+                        self.error(d.span(), message);
+                        None
+                    }
+                });
+                let env = raw
+                    .env
+                    .as_ref()
+                    .map(|e| e.get_ref().clone())
+                    .unwrap_or_default();
+                let argv0 = raw.argv0.as_ref().map(|a| a.get_ref().clone());
                 match ExecSpec::new_in(Path::new(program), args, chroot) {
                     Ok(spec) => Some(Service::Exec(
-                        spec.with_env(raw.env.clone().unwrap_or_default())
-                            .with_directory(
-                                raw.directory.as_ref().map(|d| PathBuf::from(d.get_ref())),
-                            ),
+                        spec.with_env(env)
+                            .with_directory(directory)
+                            .with_argv0(argv0),
                     )),
                     Err(e) => {
                         self.error(exec.span(), e.to_string());
@@ -560,6 +598,14 @@ impl Checker<'_> {
                 .map_err(|e| self.error(v.span(), e))
                 .ok(),
         });
+        // RLIMIT_CPU counts whole seconds, and Linux takes 0 as 1.
+        let cpu_seconds = match (cpu_seconds, &raw.cpu) {
+            (Some(0), Some(v)) => {
+                self.error(v.span(), "invalid cpu: at least 1s of CPU time");
+                None
+            }
+            (other, _) => other,
+        };
         Limits {
             open_files,
             address_space,

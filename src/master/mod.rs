@@ -114,7 +114,28 @@ impl<'a> Master<'a> {
             announce,
             pid: sys::process::current_pid(),
         };
-        for p in &plan.pools {
+        // A service whose workers could never switch to their user (the
+        // master is not root) is not started: one log line, no socket, no
+        // fork. The others go on.
+        let (ready, refused): (Vec<_>, Vec<_>) =
+            plan.pools.into_iter().partition(|p| startable(p).is_ok());
+        for p in &refused {
+            if let Err(why) = startable(p) {
+                log::error!(
+                    "W0006 service {} on {}: {why}; not started",
+                    p.service,
+                    p.addr
+                );
+            }
+        }
+        if ready.is_empty() {
+            let mut names: Vec<String> = refused.iter().map(|p| p.service.clone()).collect();
+            names.dedup();
+            return Err(Error::WorkersFailed {
+                service: names.join(", "),
+            });
+        }
+        for p in &ready {
             if let std::collections::btree_map::Entry::Vacant(slot) =
                 master.sockets.entry(p.socket_key())
             {
@@ -125,7 +146,7 @@ impl<'a> Master<'a> {
                 slot.insert(Rc::new(listener));
             }
         }
-        for p in plan.pools {
+        for p in ready {
             master.add_pool(p);
         }
         Ok(master)
@@ -496,19 +517,10 @@ impl<'a> Master<'a> {
         Ok(())
     }
 
-    /// Adds a pool for `plan` on its socket (which must be bound). A pool
-    /// whose workers could never drop to their account (the master is not
-    /// root) is stopped at once, with one log line, instead of forking
-    /// workers that would all fail.
+    /// Adds a pool for `plan` on its socket (which must be bound).
     fn add_pool(&mut self, plan: PoolPlan<'a>) {
         let listener = Rc::clone(&self.sockets[&plan.socket_key()]);
-        let mut pool = Pool::new(plan.workers.max(1));
-        if let Some(account) = &plan.privileges.account {
-            if let Err(why) = crate::privileges::can_become(account) {
-                log::error!("W0006 service {}: {why}; service not started", plan.service);
-                pool.stop_for_good();
-            }
-        }
+        let pool = Pool::new(plan.workers.max(1));
         self.pools.push(PoolRun {
             plan,
             listener,
@@ -516,6 +528,25 @@ impl<'a> Master<'a> {
             retiring: None,
         });
     }
+}
+
+/// Whether the master can start the workers of `plan`: as root always;
+/// otherwise only if they need not switch to another user.
+fn startable(plan: &PoolPlan<'_>) -> Result<(), String> {
+    match &plan.privileges.account {
+        Some(account) => crate::privileges::can_become(account),
+        None => Ok(()),
+    }
+}
+
+/// Applies a plan's listen backlog and file access to a socket kept from
+/// an earlier plan (listen(2) on a listening socket changes its backlog).
+fn refresh(listener: &Listener, plan: &PoolPlan<'_>) -> std::io::Result<()> {
+    if plan.protocol == Protocol::Tcp {
+        listener.relisten(plan.backlog)?;
+        listener.set_file_access(plan.socket_mode, plan.socket_owner)?;
+    }
+    Ok(())
 }
 
 /// Binds the socket of a pool's plan, with its file mode and owner.

@@ -190,11 +190,6 @@ impl Pool {
         by_age.iter().rev().take(extra).map(|&(_, p)| p).collect()
     }
 
-    /// Never fork again (the workers could not work).
-    pub(crate) fn stop_for_good(&mut self) {
-        self.fatal = true;
-    }
-
     /// One worker more.
     pub(crate) fn grow(&mut self) {
         self.target += 1;

@@ -20,7 +20,7 @@ use std::time::Instant;
 use nix::sys::signal::Signal;
 
 use super::plan::SocketKey;
-use super::{bind, Master, NUDGE_EVERY};
+use super::{bind, refresh, startable, Master, NUDGE_EVERY};
 use crate::sys;
 
 impl Master<'_> {
@@ -42,6 +42,18 @@ impl Master<'_> {
                 return;
             }
         };
+
+        // Services whose workers could not switch user would leave nothing
+        // to serve them: refuse the whole file, as for any other error.
+        for p in &plan.pools {
+            if let Err(why) = startable(p) {
+                log::error!(
+                    "M0010 reload refused: service {}: {why}; the running configuration is unchanged",
+                    p.service
+                );
+                return;
+            }
+        }
 
         // 1. New addresses, all or nothing.
         let mut fresh: BTreeMap<SocketKey, Rc<crate::net::Listener>> = BTreeMap::new();
@@ -75,12 +87,14 @@ impl Master<'_> {
         let mut wanted: Vec<_> = plan.pools.into_iter().map(Some).collect();
         let (mut kept, mut retired) = (0, 0);
         for run in self.pools.iter_mut().filter(|r| r.retiring.is_none()) {
+            // A pool stopped for good is never kept: the reload retries it.
+            let reusable = !run.pool.is_fatal();
             let same = wanted.iter().position(|w| {
                 w.as_ref().is_some_and(|w| {
                     w.same_pool(&run.plan) && w.fingerprint == run.plan.fingerprint
                 })
             });
-            match same.and_then(|i| wanted[i].take()) {
+            match same.filter(|_| reusable).and_then(|i| wanted[i].take()) {
                 Some(w) => {
                     for pid in run.pool.set_target(w.workers.max(1)) {
                         sys::process::kill(pid, Signal::SIGTERM);
@@ -92,6 +106,19 @@ impl Master<'_> {
                     run.retiring = Some(now + self.graceful_timeout);
                     run.pool.set_target(0);
                     retired += 1;
+                }
+            }
+        }
+        // Sockets kept from the old plan take the new backlog and access.
+        for w in wanted.iter().flatten() {
+            if let Some(listener) = self.sockets.get(&w.socket_key()) {
+                if let Err(e) = refresh(listener, w) {
+                    log::warn!(
+                        "M0014 reload: {} for service {}: {}",
+                        w.addr,
+                        w.service,
+                        sys::fd::describe(&e)
+                    );
                 }
             }
         }

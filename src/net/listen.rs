@@ -82,7 +82,7 @@ impl Listener {
         })
     }
 
-    /// Binds a UDP socket (SO_REUSEADDR; an explicit `[::]` is IPv6 only,
+    /// Binds a UDP socket (an explicit `[::]` is IPv6 only,
     /// `:PORT` dual-stack). Unix addresses are refused: datagram services
     /// are IP only.
     pub fn bind_udp(addr: &ListenAddr) -> io::Result<Listener> {
@@ -94,8 +94,9 @@ impl Listener {
             ),
             ListenAddr::Unix(_) => return Err(io::Error::from_raw_os_error(libc::EPROTONOSUPPORT)),
         };
+        // No SO_REUSEADDR: for UDP it would let a second daemon bind the
+        // same port and share its datagrams.
         let socket = Socket::new(Domain::for_address(ip), Type::DGRAM, None)?;
-        socket.set_reuse_address(true)?;
         if ip.is_ipv6() {
             socket.set_only_v6(v6_only)?;
         }
@@ -106,6 +107,12 @@ impl Listener {
             socket: ListenSocket::Udp(udp),
             shown,
         })
+    }
+
+    /// listen(2) again with a new backlog (a stream socket already
+    /// listening keeps its queue and takes the new length).
+    pub fn relisten(&self, backlog: i32) -> io::Result<()> {
+        socket2::SockRef::from(self).listen(backlog)
     }
 
     /// Sets the mode and owner of a Unix socket's file (no-op for IP).

@@ -48,6 +48,7 @@ pub struct ExecSpec {
     args: Vec<OsString>,
     env: Vec<(String, String)>,
     directory: Option<PathBuf>,
+    argv0: Option<OsString>,
 }
 
 /// Why a program cannot be run.
@@ -99,6 +100,7 @@ impl ExecSpec {
                 args,
                 env: vec![],
                 directory: None,
+                argv0: None,
             });
         }
         let resolved = if program.as_os_str().is_empty() {
@@ -123,6 +125,7 @@ impl ExecSpec {
             args,
             env: vec![],
             directory: None,
+            argv0: None,
         })
     }
 
@@ -130,6 +133,13 @@ impl ExecSpec {
     /// which win).
     pub fn with_env(mut self, env: impl IntoIterator<Item = (String, String)>) -> ExecSpec {
         self.env.extend(env);
+        self
+    }
+
+    /// Gives the program this argv[0] instead of its path (inetd.conf's
+    /// first argument; tcpd finds the daemon to run by it).
+    pub fn with_argv0(mut self, argv0: Option<String>) -> ExecSpec {
+        self.argv0 = argv0.map(OsString::from);
         self
     }
 
@@ -172,6 +182,9 @@ impl ExecSpec {
         command.envs(ucspi_environment(&peer));
         if let Some(dir) = &self.directory {
             command.current_dir(dir);
+        }
+        if let Some(argv0) = &self.argv0 {
+            std::os::unix::process::CommandExt::arg0(&mut command, argv0);
         }
         let spawned = command.spawn();
         // The Command holds our copies of the connection: close them now, so

@@ -100,6 +100,24 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
         "4:11",
         "a unix: address cannot serve udp",
     ),
+    (
+        "env on a builtin",
+        "[[service]]\nname = \"x\"\nlisten = [\"127.0.0.1:1\"]\nbuiltin = \"echo\"\nenv = { A = \"1\" }\n",
+        "5:7",
+        "`env` applies to exec services only",
+    ),
+    (
+        "missing directory",
+        "[[service]]\nname = \"x\"\nlisten = [\"127.0.0.1:1\"]\nexec = [\"/bin/cat\"]\ndirectory = \"/nonexistent\"\n",
+        "5:13",
+        "directory '/nonexistent' is not an existing absolute directory",
+    ),
+    (
+        "cpu below a second",
+        "[[service]]\nname = \"x\"\nlisten = [\"127.0.0.1:1\"]\nbuiltin = \"echo\"\nlimits = { cpu = \"500ms\" }\n",
+        "5:18",
+        "at least 1s",
+    ),
 ];
 
 // Issue #3, acceptance 2.
@@ -184,7 +202,7 @@ fn check_accepts_a_good_config_and_a_missing_file_is_one_line() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 1 services"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 1 service on 1 address"));
 
     let missing = dir.path().join("missing.toml");
     let out = run_to_exit(&["check", "-c", missing.to_str().unwrap()]);

@@ -171,3 +171,25 @@ fn help_and_version_exit_zero() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--graceful-timeout"));
 }
+
+#[test]
+fn a_udp_port_already_taken_is_refused() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = TempDir::new("udp-taken");
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!("[[service]]\nname = \"u\"\nprotocol = \"udp\"\nlisten = [\"{addr}\"]\nbuiltin = \"echo\"\n"),
+    )
+    .unwrap();
+    let out = run_to_exit(&["serve", "-c", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "preforkd: cannot bind {addr}: Address already in use"
+        )),
+        "{stderr}"
+    );
+}

@@ -306,7 +306,7 @@ fn a_service_that_cannot_switch_user_is_not_started_and_the_others_serve() {
         .collect();
     assert_eq!(lines.len(), 1, "{}", d.report());
     assert!(
-        lines[0].contains("service wants-root: cannot switch to user root"),
+        lines[0].contains("service wants-root on 127.0.0.1:0: cannot switch to user root"),
         "{}",
         lines[0]
     );
