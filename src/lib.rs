@@ -50,6 +50,7 @@ pub mod log;
 mod master;
 pub mod net;
 pub mod privileges;
+pub mod scoreboard;
 pub mod service;
 #[allow(unsafe_code)]
 mod sys;
@@ -156,7 +157,9 @@ impl Server {
             socket_owner: None,
             job: master::plan::Job::Stream(std::rc::Rc::new(handler)),
             privileges: privileges::Privileges::default(),
-            workers: self.options.workers,
+            sizing: config::Sizing::Fixed(self.options.workers),
+            max_requests: None,
+            timeout: None,
             fingerprint: String::new(),
         };
         // The listener is bound already, under the key the pool will ask for.

@@ -19,9 +19,10 @@
 //! too. It exits with a [`WorkerExit`] code the master understands.
 
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
@@ -29,6 +30,7 @@ use nix::sys::signal::Signal;
 use crate::master::plan::Job;
 use crate::net::Listener;
 use crate::privileges::Privileges;
+use crate::scoreboard::{Slot, State};
 use crate::service::builtin::{answerable, client_went_away};
 use crate::service::{Builtin, Handler};
 use crate::sys;
@@ -67,6 +69,14 @@ pub(crate) struct Worker<'a, 'h> {
     pub service: &'a str,
     /// The daemon's UDP service ports, never answered (see `answerable`).
     pub udp_ports: Vec<u16>,
+    /// This worker's scoreboard slot.
+    pub slot: Slot<'a>,
+    /// Where to tell the master "I turned busy/idle" (adaptive pools).
+    pub busy_pipe: Option<BorrowedFd<'a>>,
+    /// Exit after this many connections.
+    pub max_requests: Option<u64>,
+    /// Close a connection idle this long.
+    pub timeout: Option<Duration>,
 }
 
 impl Worker<'_, '_> {
@@ -84,9 +94,12 @@ impl Worker<'_, '_> {
     }
 
     fn setup(&self) -> io::Result<&'static AtomicBool> {
+        self.slot.set_pid(std::process::id());
         sys::process::own_process_group(Pid::from_raw(0));
         sys::process::die_with_parent(self.master)?;
-        sys::fd::close_all_except(&[0, 1, 2, self.listener.as_raw_fd()])?;
+        let mut keep = vec![0, 1, 2, self.listener.as_raw_fd()];
+        keep.extend(self.busy_pipe.map(|fd| fd.as_raw_fd()));
+        sys::fd::close_all_except(&keep)?;
         let stop = sys::signal::install_stop_flag(Signal::SIGTERM)?;
         self.privileges.apply()?;
         // Changing the effective ids clears the parent-death signal
@@ -110,6 +123,7 @@ impl Worker<'_, '_> {
         };
         let mut buf = vec![0u8; 65536];
         let mut answered = 0usize;
+        self.slot.set(State::Idle);
         loop {
             if stop.load(Ordering::SeqCst) {
                 return WorkerExit::Done;
@@ -130,18 +144,40 @@ impl Worker<'_, '_> {
                 );
                 continue;
             }
+            self.slot.begin(Some(source));
             if let Some(reply) = builtin.datagram_reply(&buf[..len], answered) {
                 match socket.send_to(&reply, source) {
                     Ok(_) => answered += 1,
                     Err(e) => log::debug!("service {}: sendto {source}: {e}", self.service),
                 }
             }
+            self.slot.end();
+        }
+    }
+
+    /// Records a change of state on the scoreboard, and tells the master of
+    /// an adaptive pool about it.
+    fn mark(&self, change: impl FnOnce(&Slot<'_>)) {
+        change(&self.slot);
+        if let Some(fd) = self.busy_pipe {
+            sys::fd::poke(fd);
         }
     }
 
     fn serve_connections(&self, handler: &dyn Handler, stop: &AtomicBool) -> WorkerExit {
+        let mut served = 0u64;
+        self.mark(|s| s.set(State::Idle));
         loop {
             if stop.load(Ordering::SeqCst) {
+                self.slot.set(State::Exiting);
+                return WorkerExit::Done;
+            }
+            if self.max_requests.is_some_and(|max| served >= max) {
+                log::debug!(
+                    "service {}: served {served} connections: retiring",
+                    self.service
+                );
+                self.slot.set(State::Exiting);
                 return WorkerExit::Done;
             }
             let conn = match self.listener.accept() {
@@ -163,7 +199,13 @@ impl Worker<'_, '_> {
                     }
                 },
             };
+            self.mark(|s| s.begin(conn.remote_addr()));
+            if let Err(e) = conn.set_timeout(self.timeout) {
+                log::debug!("service {}: cannot set the timeout: {e}", self.service);
+            }
             self.serve_one(handler, conn);
+            served += 1;
+            self.mark(|s| s.end());
         }
     }
 
@@ -172,6 +214,17 @@ impl Worker<'_, '_> {
             Ok(Ok(())) => {}
             Ok(Err(e)) if client_went_away(&e) => {
                 log::debug!("service {}: client went away: {}", self.service, e)
+            }
+            Ok(Err(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                log::debug!(
+                    "service {}: connection idle past the timeout: closed",
+                    self.service
+                )
             }
             Ok(Err(e)) => log::warn!("W0013 service {}: {}", self.service, e),
             Err(_) => log::error!(

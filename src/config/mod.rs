@@ -99,6 +99,54 @@ pub struct DaemonConfig {
     pub graceful_timeout: Duration,
 }
 
+/// How many workers a pool has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sizing {
+    /// Always this many (`workers = N`).
+    Fixed(usize),
+    /// Start with `start`; keep at least `min_spare` idle by forking when
+    /// workers turn busy, retire idle ones above `max_spare`, never more
+    /// than `max` (`workers = { ... }`, and the default).
+    Adaptive {
+        /// Workers forked at start.
+        start: usize,
+        /// Idle workers to keep ready.
+        min_spare: usize,
+        /// Idle workers above which extras are retired.
+        max_spare: usize,
+        /// The most workers.
+        max: usize,
+    },
+}
+
+impl Sizing {
+    /// The default pool: one worker per CPU to start, as many kept idle,
+    /// up to four per CPU idle, at most 256 (Apache prefork's
+    /// MaxRequestWorkers).
+    pub fn default_adaptive() -> Sizing {
+        let cpus = crate::default_workers();
+        Sizing::Adaptive {
+            start: cpus,
+            min_spare: cpus,
+            max_spare: 4 * cpus,
+            max: 256,
+        }
+    }
+
+    /// Workers to fork at start.
+    pub fn start(&self) -> usize {
+        match *self {
+            Sizing::Fixed(n) => n,
+            Sizing::Adaptive { start, .. } => start,
+        }
+    }
+
+    /// Whether the pool follows its load.
+    pub fn is_adaptive(&self) -> bool {
+        matches!(self, Sizing::Adaptive { .. })
+    }
+}
+
 /// One `[[service]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceConfig {
@@ -111,7 +159,13 @@ pub struct ServiceConfig {
     /// What serves a connection.
     pub service: Service,
     /// Workers per address.
-    pub workers: usize,
+    pub sizing: Sizing,
+    /// Retire a worker after about this many connections.
+    pub max_requests: Option<u64>,
+    /// Add up to this many, at random per worker, to `max_requests`.
+    pub max_requests_jitter: u64,
+    /// Close a connection idle this long; kill a handler busy this long.
+    pub timeout: Option<Duration>,
     /// listen(2) backlog.
     pub backlog: i32,
     /// What the workers drop to.
@@ -207,7 +261,16 @@ impl Checker<'_> {
     }
 
     fn toml_error(&mut self, e: &toml::de::Error, fallback: Range<usize>) {
-        let message = e.message().trim().replace('\n', " ");
+        let mut message = e.message().trim().replace('\n', " ");
+        // serde's words for an untagged enum say nothing to a user.
+        for (inner, expected) in [
+            ("RawWorkers", "invalid type for workers: expected a number, or a table { start, min_spare, max_spare, max } of numbers"),
+            ("SizeOrNumber", "invalid type: expected a number, or a string with a unit"),
+        ] {
+            if message.contains(&format!("untagged enum {inner}")) {
+                message = expected.to_string();
+            }
+        }
         self.error(e.span().unwrap_or(fallback), message);
     }
 
@@ -393,20 +456,37 @@ impl Checker<'_> {
                 Err(e) => self.error(addr.span(), e.to_string()),
             }
         }
-        let workers = match &raw.workers {
-            None => crate::default_workers(),
-            Some(w) if (1..=4096).contains(w.get_ref()) => *w.get_ref() as usize,
-            Some(w) => {
-                self.error(
-                    w.span(),
-                    format!(
-                        "invalid workers = {}: expected a number from 1 to 4096",
-                        w.get_ref()
-                    ),
-                );
-                1
+        let sizing = match &raw.workers {
+            None => Sizing::default_adaptive(),
+            Some(w) => self.sizing(w),
+        };
+        let positive = |checker: &mut Self, v: &Option<Spanned<i64>>, what: &str| -> Option<u64> {
+            let v = v.as_ref()?;
+            match u64::try_from(*v.get_ref()) {
+                Ok(n) if n > 0 || what == "max_requests_jitter" => Some(n),
+                _ => {
+                    checker.error(
+                        v.span(),
+                        format!(
+                            "invalid {what} = {}: expected a positive number",
+                            v.get_ref()
+                        ),
+                    );
+                    None
+                }
             }
         };
+        let max_requests = positive(self, &raw.max_requests, "max_requests");
+        let max_requests_jitter = positive(self, &raw.max_requests_jitter, "max_requests_jitter")
+            .unwrap_or_else(|| max_requests.map_or(0, |m| m / 10));
+        let timeout = raw.timeout.as_ref().and_then(|t| {
+            let d = self.duration(t)?;
+            if d.is_zero() {
+                self.error(t.span(), "invalid timeout: it must be longer than 0s");
+                return None;
+            }
+            Some(d)
+        });
         let backlog = match &raw.backlog {
             None => crate::net::DEFAULT_BACKLOG,
             Some(b) if (1..=65535).contains(b.get_ref()) => *b.get_ref() as i32,
@@ -452,7 +532,10 @@ impl Checker<'_> {
             listen,
             protocol,
             service: service?,
-            workers,
+            sizing,
+            max_requests,
+            max_requests_jitter,
+            timeout,
             backlog,
             privileges: Privileges {
                 account,
@@ -463,6 +546,64 @@ impl Checker<'_> {
             socket_mode,
             socket_owner,
         })
+    }
+
+    fn sizing(&mut self, w: &Spanned<raw::RawWorkers>) -> Sizing {
+        let bad = |checker: &mut Self, message: String| {
+            checker.error(w.span(), message);
+            Sizing::Fixed(1)
+        };
+        match w.get_ref() {
+            raw::RawWorkers::Count(n) if (1..=4096).contains(n) => Sizing::Fixed(*n as usize),
+            raw::RawWorkers::Count(n) => bad(
+                self,
+                format!("invalid workers = {n}: expected a number from 1 to 4096"),
+            ),
+            raw::RawWorkers::Adaptive(t) => {
+                let Sizing::Adaptive {
+                    start,
+                    min_spare,
+                    max_spare,
+                    max,
+                } = Sizing::default_adaptive()
+                else {
+                    unreachable!("the default is adaptive")
+                };
+                let get = |v: Option<i64>, default: usize| v.map_or(Ok(default), usize::try_from);
+                let (Ok(max), Ok(min_spare)) =
+                    (get(t.max, max), get(t.min_spare, min_spare.min(max)))
+                else {
+                    return bad(self, "invalid workers: numbers must not be negative".into());
+                };
+                let (Ok(start), Ok(max_spare)) = (
+                    get(t.start, start.min(max)),
+                    get(t.max_spare, max_spare.max(min_spare)),
+                ) else {
+                    return bad(self, "invalid workers: numbers must not be negative".into());
+                };
+                if !(1..=4096).contains(&max) {
+                    return bad(
+                        self,
+                        format!("invalid workers: max = {max}: expected a number from 1 to 4096"),
+                    );
+                }
+                if start < 1 || start > max {
+                    return bad(
+                        self,
+                        format!("invalid workers: start = {start}: expected 1 to max ({max})"),
+                    );
+                }
+                if min_spare > max_spare || min_spare > max {
+                    return bad(self, format!("invalid workers: min_spare = {min_spare} must be at most max_spare ({max_spare}) and max ({max})"));
+                }
+                Sizing::Adaptive {
+                    start,
+                    min_spare,
+                    max_spare,
+                    max,
+                }
+            }
+        }
     }
 
     fn handler(

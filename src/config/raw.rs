@@ -24,7 +24,10 @@ pub(super) struct RawService {
     pub protocol: Option<Spanned<String>>,
     pub builtin: Option<Spanned<String>>,
     pub exec: Option<Spanned<Vec<String>>>,
-    pub workers: Option<Spanned<i64>>,
+    pub workers: Option<Spanned<RawWorkers>>,
+    pub max_requests: Option<Spanned<i64>>,
+    pub max_requests_jitter: Option<Spanned<i64>>,
+    pub timeout: Option<Spanned<String>>,
     pub backlog: Option<Spanned<i64>>,
     pub user: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
@@ -36,6 +39,24 @@ pub(super) struct RawService {
     pub no_new_privs: Option<bool>,
     pub socket_mode: Option<Spanned<String>>,
     pub socket_owner: Option<Spanned<String>>,
+}
+
+/// `workers = N` or `workers = { start, min_spare, max_spare, max }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawWorkers {
+    Count(i64),
+    Adaptive(RawSizing),
+}
+
+/// The adaptive pool's table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSizing {
+    pub start: Option<i64>,
+    pub min_spare: Option<i64>,
+    pub max_spare: Option<i64>,
+    pub max: Option<i64>,
 }
 
 /// `limits = { ... }`: setrlimit(2) for the workers and their programs.

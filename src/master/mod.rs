@@ -16,8 +16,10 @@ pub(crate) mod plan;
 mod pool;
 mod reload;
 pub(crate) mod signals;
+mod watch;
 
 use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,7 @@ use nix::sys::signal::Signal;
 use crate::config::Protocol;
 use crate::error::Error;
 use crate::net::Listener;
+use crate::scoreboard::Scoreboard;
 use crate::sys;
 use crate::sys::process::{ChildExit, Fork, ForkError, Pid};
 use crate::worker::Worker;
@@ -79,9 +82,15 @@ struct PoolRun<'a> {
     /// Set when a reload replaced or removed it: the workers are finishing
     /// and are killed at this deadline.
     retiring: Option<Instant>,
+    /// What the scoreboard watch keeps about this pool.
+    watch: watch::PoolWatch,
 }
 
 pub(crate) struct Master<'a> {
+    board: Scoreboard,
+    /// Workers of adaptive pools write a byte here when they turn busy or
+    /// idle; the master polls the read end with its signals.
+    busy_pipe: (OwnedFd, OwnedFd),
     sockets: BTreeMap<SocketKey, Rc<Listener>>,
     pools: Vec<PoolRun<'a>>,
     graceful_timeout: Duration,
@@ -103,7 +112,10 @@ impl<'a> Master<'a> {
         reloader: Option<Reloader<'a>>,
         announce: Announce,
     ) -> Result<Master<'a>, Error> {
+        let startup = |what, source| Error::Startup { what, source };
         let mut master = Master {
+            board: Scoreboard::new().map_err(|e| startup("cannot map the scoreboard", e))?,
+            busy_pipe: sys::fd::pipe().map_err(|e| startup("cannot create a pipe", e))?,
             sockets: bound.into_iter().map(|(k, l)| (k, Rc::new(l))).collect(),
             pools: Vec::new(),
             graceful_timeout: plan.graceful_timeout,
@@ -173,12 +185,17 @@ impl<'a> Master<'a> {
             let timeout = self
                 .next_deadline()
                 .map(|t| t.saturating_duration_since(now));
-            let events = signals.wait(timeout).map_err(|e| Error::Startup {
-                what: "cannot wait for signals",
-                source: e,
-            })?;
+            let (events, busy) = signals
+                .wait(timeout, self.busy_pipe.0.as_fd())
+                .map_err(|e| Error::Startup {
+                    what: "cannot wait for signals",
+                    source: e,
+                })?;
             for event in events {
                 self.act(event);
+            }
+            if busy {
+                sys::fd::drain(self.busy_pipe.0.as_fd());
             }
             self.run_timers(Instant::now())?;
             if self.phase == Phase::Running {
@@ -305,7 +322,7 @@ impl<'a> Master<'a> {
     fn worker_exited(&mut self, pid: Pid, exit: ChildExit) {
         let now = Instant::now();
         let phase = self.phase;
-        let Some((run, verdict)) = self
+        let Some((run, (verdict, slot))) = self
             .pools
             .iter_mut()
             .find_map(|r| r.pool.exited(pid, exit, now).map(|v| (r, v)))
@@ -313,6 +330,8 @@ impl<'a> Master<'a> {
             log::debug!("reaped unknown child {pid}: {exit}");
             return;
         };
+        self.board.release(slot);
+        run.watch.forget(pid);
         let service = &run.plan.service;
         if phase != Phase::Running || run.retiring.is_some() {
             log::debug!("service {service}: worker {pid} left ({exit})");
@@ -411,6 +430,7 @@ impl<'a> Master<'a> {
                 .filter_map(|r| r.pool.next_deadline())
                 .chain(retiring)
                 .chain(nudge)
+                .chain(self.next_watch())
                 .min(),
             Phase::Starting | Phase::Killing | Phase::Stopped => None,
         }
@@ -428,6 +448,7 @@ impl<'a> Master<'a> {
                     }
                 }
                 self.finish_retiring(now);
+                self.watch(now);
                 self.fill_pools(now)?;
             }
             Phase::Draining { deadline } => {
@@ -484,8 +505,16 @@ impl<'a> Master<'a> {
                 continue;
             }
             for _ in 0..run.pool.forks_due(now) {
+                let Some(slot) = self.board.allocate(self.generation) else {
+                    log::error!("W0008 the scoreboard is full: no more workers");
+                    return Ok(());
+                };
                 let run = &self.pools[i];
-                match sys::process::fork(&signals::CAUGHT) {
+                let forked = sys::process::fork(&signals::CAUGHT);
+                if forked.is_err() {
+                    self.board.release(slot);
+                }
+                match forked {
                     Ok(Fork::Child) => Worker {
                         listener: &run.listener,
                         job: &run.plan.job,
@@ -493,11 +522,22 @@ impl<'a> Master<'a> {
                         master: self.pid,
                         service: &run.plan.service,
                         udp_ports: udp_ports.clone(),
+                        slot: self.board.slot(slot),
+                        busy_pipe: run
+                            .plan
+                            .sizing
+                            .is_adaptive()
+                            .then(|| self.busy_pipe.1.as_fd()),
+                        max_requests: run.plan.max_requests.map(|(n, jitter)| {
+                            n + watch::jitter(jitter, sys::process::current_pid())
+                        }),
+                        timeout: run.plan.timeout,
                     }
                     .run(),
                     Ok(Fork::Parent(pid)) => {
                         sys::process::own_process_group(pid);
-                        self.pools[i].pool.forked(pid, now);
+                        self.board.slot(slot).set_pid(pid.as_raw() as u32);
+                        self.pools[i].pool.forked(pid, now, slot);
                     }
                     Err(e @ (ForkError::Threaded(_) | ForkError::Unverifiable(_))) => {
                         return Err(Error::Fork(e));
@@ -520,12 +560,13 @@ impl<'a> Master<'a> {
     /// Adds a pool for `plan` on its socket (which must be bound).
     fn add_pool(&mut self, plan: PoolPlan<'a>) {
         let listener = Rc::clone(&self.sockets[&plan.socket_key()]);
-        let pool = Pool::new(plan.workers.max(1));
+        let pool = Pool::new(plan.sizing.start().max(1));
         self.pools.push(PoolRun {
             plan,
             listener,
             pool,
             retiring: None,
+            watch: watch::PoolWatch::default(),
         });
     }
 }

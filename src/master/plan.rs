@@ -8,7 +8,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::config::{Config, Protocol};
+use crate::config::{Config, Protocol, Sizing};
 use crate::net::ListenAddr;
 use crate::privileges::Privileges;
 use crate::service::{Builtin, Handler, Service};
@@ -46,8 +46,12 @@ pub(crate) struct PoolPlan<'a> {
     pub job: Job<'a>,
     /// What the workers drop to.
     pub privileges: Privileges,
-    /// How many.
-    pub workers: usize,
+    /// How many, fixed or following the load.
+    pub sizing: Sizing,
+    /// Retire a worker after this many connections (base, jitter).
+    pub max_requests: Option<(u64, u64)>,
+    /// Close idle connections, kill stuck handlers, after this long.
+    pub timeout: Option<Duration>,
     /// Everything about the pool but its worker count: a reload replaces
     /// the workers of a pool whose fingerprint changed.
     pub fingerprint: String,
@@ -81,7 +85,7 @@ impl Plan<'static> {
                 (service, _) => Job::Stream(Rc::new(service.clone())),
             };
             let mut fingerprinted = s.clone();
-            fingerprinted.workers = 0;
+            fingerprinted.sizing = Sizing::Fixed(0);
             fingerprinted.listen.clear();
             for addr in &s.listen {
                 pools.push(PoolPlan {
@@ -93,7 +97,9 @@ impl Plan<'static> {
                     socket_owner: s.socket_owner,
                     job: job.clone(),
                     privileges: s.privileges.clone(),
-                    workers: s.workers,
+                    sizing: s.sizing,
+                    max_requests: s.max_requests.map(|m| (m, s.max_requests_jitter)),
+                    timeout: s.timeout,
                     fingerprint: format!("{fingerprinted:?}"),
                 });
             }

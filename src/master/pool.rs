@@ -52,8 +52,8 @@ pub(crate) enum Verdict {
 #[derive(Debug)]
 pub(crate) struct Pool {
     target: usize,
-    /// Live workers and when each was forked.
-    workers: BTreeMap<Pid, Instant>,
+    /// Live workers: when each was forked, and its scoreboard slot.
+    workers: BTreeMap<Pid, (Instant, usize)>,
     failures: u32,
     not_before: Option<Instant>,
     fatal: bool,
@@ -86,6 +86,11 @@ impl Pool {
         self.workers.keys().copied()
     }
 
+    /// Each live worker with its scoreboard slot.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = (Pid, usize)> + '_ {
+        self.workers.iter().map(|(&pid, &(_, slot))| (pid, slot))
+    }
+
     /// How many workers to fork now: none while stopped by a fatal exit or
     /// waiting out a back-off, one at a time while failing, else all that
     /// are missing.
@@ -100,8 +105,8 @@ impl Pool {
         }
     }
 
-    pub(crate) fn forked(&mut self, pid: Pid, now: Instant) {
-        self.workers.insert(pid, now);
+    pub(crate) fn forked(&mut self, pid: Pid, now: Instant, slot: usize) {
+        self.workers.insert(pid, (now, slot));
         self.not_before = (self.failures > 0).then(|| now + backoff(self.failures));
     }
 
@@ -113,9 +118,15 @@ impl Pool {
         wait
     }
 
-    /// Records the exit of `pid`; `None` if it is not one of ours.
-    pub(crate) fn exited(&mut self, pid: Pid, exit: ChildExit, now: Instant) -> Option<Verdict> {
-        let started = self.workers.remove(&pid)?;
+    /// Records the exit of `pid`: what to make of it, and the slot it
+    /// held; `None` if it is not one of ours.
+    pub(crate) fn exited(
+        &mut self,
+        pid: Pid,
+        exit: ChildExit,
+        now: Instant,
+    ) -> Option<(Verdict, usize)> {
+        let (started, slot) = self.workers.remove(&pid)?;
         let young = now.duration_since(started) < YOUNG;
         let verdict = match exit {
             ChildExit::Exited(code) if WorkerExit::from_code(code) == Some(WorkerExit::Fatal) => {
@@ -132,7 +143,7 @@ impl Pool {
         if verdict == Verdict::Normal && !young {
             self.recovered();
         }
-        Some(verdict)
+        Some((verdict, slot))
     }
 
     fn fail(&mut self, now: Instant) -> Verdict {
@@ -160,7 +171,7 @@ impl Pool {
         if self
             .workers
             .values()
-            .any(|&t| now.duration_since(t) >= YOUNG)
+            .any(|&(t, _)| now.duration_since(t) >= YOUNG)
         {
             self.recovered();
             return true;
@@ -175,7 +186,13 @@ impl Pool {
         let missing = self.workers.len() < self.target && !self.fatal;
         let backoff_end = self.not_before.filter(|_| missing);
         let coming_of_age = (self.failures > 0)
-            .then(|| self.workers.values().min().map(|&t| t + YOUNG))
+            .then(|| {
+                self.workers
+                    .values()
+                    .map(|&(t, _)| t)
+                    .min()
+                    .map(|t| t + YOUNG)
+            })
             .flatten();
         [backoff_end, coming_of_age].into_iter().flatten().min()
     }
@@ -184,10 +201,26 @@ impl Pool {
     /// when it shrinks. Zero retires the whole pool.
     pub(crate) fn set_target(&mut self, target: usize) -> Vec<Pid> {
         self.target = target;
-        let mut by_age: Vec<(Instant, Pid)> = self.workers.iter().map(|(&p, &t)| (t, p)).collect();
+        let mut by_age: Vec<(Instant, Pid)> =
+            self.workers.iter().map(|(&p, &(t, _))| (t, p)).collect();
         by_age.sort_unstable();
         let extra = self.workers.len().saturating_sub(target);
         by_age.iter().rev().take(extra).map(|&(_, p)| p).collect()
+    }
+
+    /// One worker fewer, chosen by the caller (an idle one); never below
+    /// one.
+    pub(crate) fn retire_one(&mut self) -> bool {
+        if self.target <= 1 {
+            return false;
+        }
+        self.target -= 1;
+        true
+    }
+
+    /// Raises the pool's size to `target` if it is smaller.
+    pub(crate) fn grow_to(&mut self, target: usize) {
+        self.target = self.target.max(target);
     }
 
     /// One worker more.
@@ -236,11 +269,11 @@ mod tests {
     fn a_killed_old_worker_is_replaced_at_once() {
         let t0 = Instant::now();
         let mut pool = Pool::new(2);
-        pool.forked(pid(1), t0);
-        pool.forked(pid(2), t0);
+        pool.forked(pid(1), t0, 0);
+        pool.forked(pid(2), t0, 1);
         let later = t0 + Duration::from_secs(5);
         let v = pool.exited(pid(1), ChildExit::Signaled(Signal::SIGKILL), later);
-        assert_eq!(v, Some(Verdict::Normal));
+        assert_eq!(v, Some((Verdict::Normal, 0)));
         assert_eq!(pool.forks_due(later), 1);
     }
 
@@ -254,7 +287,7 @@ mod tests {
         while now < t0 + Duration::from_secs(10) {
             if pool.forks_due(now) > 0 {
                 forks += 1;
-                pool.forked(pid(forks), now);
+                pool.forked(pid(forks), now, 0);
                 now += Duration::from_millis(1);
                 pool.exited(pid(forks), ChildExit::Signaled(Signal::SIGKILL), now);
             }
@@ -264,7 +297,7 @@ mod tests {
         // The cause goes away: the next worker lives.
         let deadline = pool.next_deadline().unwrap();
         assert_eq!(pool.forks_due(deadline), 1);
-        pool.forked(pid(1000), deadline);
+        pool.forked(pid(1000), deadline, 0);
         assert!(!pool.check_recovered(deadline + Duration::from_millis(10)));
         assert!(pool.check_recovered(deadline + YOUNG));
         assert_eq!(backoff(pool.failures), Duration::ZERO);
@@ -274,10 +307,10 @@ mod tests {
     fn fatal_stops_the_pool() {
         let now = Instant::now();
         let mut pool = Pool::new(3);
-        pool.forked(pid(1), now);
+        pool.forked(pid(1), now, 3);
         assert_eq!(
             pool.exited(pid(1), ChildExit::Exited(78), now),
-            Some(Verdict::Fatal)
+            Some((Verdict::Fatal, 3))
         );
         assert_eq!(pool.forks_due(now + Duration::from_secs(60)), 0);
     }
@@ -286,8 +319,8 @@ mod tests {
     fn shrink_retires_the_newest_and_never_the_last() {
         let t0 = Instant::now();
         let mut pool = Pool::new(2);
-        pool.forked(pid(10), t0);
-        pool.forked(pid(5), t0 + Duration::from_millis(1));
+        pool.forked(pid(10), t0, 0);
+        pool.forked(pid(5), t0 + Duration::from_millis(1), 1);
         assert_eq!(pool.shrink(), Some(pid(5)));
         assert_eq!(pool.shrink(), None);
         assert_eq!(pool.target(), 1);

@@ -21,6 +21,7 @@ use nix::sys::signal::Signal;
 
 use super::plan::SocketKey;
 use super::{bind, refresh, startable, Master, NUDGE_EVERY};
+use crate::config::Sizing;
 use crate::sys;
 
 impl Master<'_> {
@@ -96,10 +97,16 @@ impl Master<'_> {
             });
             match same.filter(|_| reusable).and_then(|i| wanted[i].take()) {
                 Some(w) => {
-                    for pid in run.pool.set_target(w.workers.max(1)) {
+                    // A fixed pool takes its new size; an adaptive one keeps
+                    // the size its load gave it, within the new maximum.
+                    let target = match w.sizing {
+                        Sizing::Fixed(n) => n,
+                        Sizing::Adaptive { max, .. } => run.pool.target().min(max),
+                    };
+                    for pid in run.pool.set_target(target.max(1)) {
                         sys::process::kill(pid, Signal::SIGTERM);
                     }
-                    run.plan.workers = w.workers;
+                    run.plan.sizing = w.sizing;
                     kept += 1;
                 }
                 None => {

@@ -6,7 +6,7 @@
 //! signal numbers appear in the master.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -65,11 +65,16 @@ impl Signals {
         Ok(Signals { delivery })
     }
 
-    /// Waits until a signal arrives or `timeout` passes (`None`: no limit),
-    /// and returns the events that arrived, in the order the master should
-    /// act on them: reaping first, so that a stop or a scale decision sees
-    /// the pool as it is.
-    pub(crate) fn wait(&mut self, timeout: Option<Duration>) -> io::Result<Vec<Event>> {
+    /// Waits until a signal arrives, `other` becomes readable, or `timeout`
+    /// passes (`None`: no limit). Returns the events that arrived, in the
+    /// order the master should act on them (reaping first, so that a stop
+    /// or a scale decision sees the pool as it is), and whether `other` is
+    /// readable.
+    pub(crate) fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        other: BorrowedFd<'_>,
+    ) -> io::Result<(Vec<Event>, bool)> {
         let timeout = match timeout {
             None => PollTimeout::NONE,
             // Round up, so a timer due in 0.4 ms does not become a busy loop.
@@ -78,17 +83,20 @@ impl Signals {
                     .unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut fds = [PollFd::new(
-            self.delivery.get_read().as_fd(),
-            PollFlags::POLLIN,
-        )];
+        let mut fds = [
+            PollFd::new(self.delivery.get_read().as_fd(), PollFlags::POLLIN),
+            PollFd::new(other, PollFlags::POLLIN),
+        ];
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
         }
+        let other_ready = fds[1]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN));
         let mut events: Vec<Event> = self.delivery.pending().filter_map(to_event).collect();
         events.sort_by_key(|e| *e != Event::Reap);
-        Ok(events)
+        Ok((events, other_ready))
     }
 }
 

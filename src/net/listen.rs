@@ -157,13 +157,13 @@ impl Listener {
     /// tell EINTR (a signal: look at your flags), EINVAL (the listener was
     /// shut down: stop) and resource exhaustion apart.
     pub fn accept(&self) -> Result<Connection, Errno> {
-        let fd = sys::fd::accept(self.as_fd())?;
+        let (fd, peer) = sys::fd::accept(self.as_fd())?;
         let stream = match &self.socket {
             ListenSocket::Tcp(_) => Stream::Tcp(TcpStream::from(fd)),
             ListenSocket::Unix { path, .. } => Stream::Unix(UnixStream::from(fd), path.clone()),
             ListenSocket::Udp(_) => return Err(Errno::EOPNOTSUPP),
         };
-        Ok(Connection { stream })
+        Ok(Connection { stream, peer })
     }
 
     /// The address as `listening on` prints it, with the real port.
@@ -247,6 +247,8 @@ fn remove_if_stale(path: &Path) -> io::Result<()> {
 #[derive(Debug)]
 pub struct Connection {
     stream: Stream,
+    /// The client's address as accept(2) gave it (IP connections only).
+    peer: Option<SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -294,6 +296,11 @@ impl Connection {
         }
     }
 
+    /// The client's address, known since accept (no system call).
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
     /// The TCP stream, for handlers that want socket options.
     pub fn as_tcp(&self) -> Option<&TcpStream> {
         match &self.stream {
@@ -308,6 +315,21 @@ impl Connection {
         match &self.stream {
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
             Stream::Unix(s, _) => s.shutdown(std::net::Shutdown::Write),
+        }
+    }
+
+    /// Makes reads and writes fail with `WouldBlock` after `timeout` without
+    /// progress (SO_RCVTIMEO, SO_SNDTIMEO); `None`: wait for ever.
+    pub fn set_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        match &self.stream {
+            Stream::Tcp(s) => {
+                s.set_read_timeout(timeout)?;
+                s.set_write_timeout(timeout)
+            }
+            Stream::Unix(s, _) => {
+                s.set_read_timeout(timeout)?;
+                s.set_write_timeout(timeout)
+            }
         }
     }
 

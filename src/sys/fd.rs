@@ -5,32 +5,63 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
-use nix::sys::socket::Shutdown;
-#[cfg(not(target_vendor = "apple"))]
-use nix::sys::socket::SockFlag;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
-/// accept4(2) with SOCK_CLOEXEC on `listener`.
+use nix::sys::socket::Shutdown;
+
+/// accept4(2) with SOCK_CLOEXEC on `listener`, with the client's address
+/// (which the kernel fills in for free; `None` for a Unix socket).
 ///
 /// Unlike `std::net::TcpListener::accept`, EINTR is *returned*, not retried:
 /// a worker blocked here must see its stop signal.
-#[cfg(not(target_vendor = "apple"))]
-pub fn accept(listener: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
-    let fd = nix::sys::socket::accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC)?;
-    // SAFETY: accept4 just returned this descriptor; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// accept(2), then close-on-exec: macOS has no accept4. The gap between the
-/// two calls is harmless here because a worker is single-threaded, so no
-/// exec can happen in between.
-#[cfg(target_vendor = "apple")]
-pub fn accept(listener: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
-    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-    let fd = nix::sys::socket::accept(listener.as_raw_fd())?;
+pub fn accept(listener: BorrowedFd<'_>) -> Result<(OwnedFd, Option<SocketAddr>), Errno> {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let addr_ptr = std::ptr::addr_of_mut!(storage).cast::<libc::sockaddr>();
+    #[cfg(not(target_vendor = "apple"))]
+    // SAFETY: the pointers are valid for the sizes given, and the kernel
+    // writes at most `len` bytes of address.
+    let fd = unsafe { libc::accept4(listener.as_raw_fd(), addr_ptr, &mut len, libc::SOCK_CLOEXEC) };
+    #[cfg(target_vendor = "apple")]
+    // SAFETY: as above; macOS has no accept4 (close-on-exec is set below;
+    // the gap is harmless in a single-threaded worker).
+    let fd = unsafe { libc::accept(listener.as_raw_fd(), addr_ptr, &mut len) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
     // SAFETY: accept just returned this descriptor; nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
-    Ok(fd)
+    #[cfg(target_vendor = "apple")]
+    nix::fcntl::fcntl(
+        fd.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
+    Ok((fd, socket_addr(&storage)))
+}
+
+/// The IP address in a sockaddr_storage the kernel filled in.
+fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    let ptr = std::ptr::addr_of!(*storage);
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: ss_family says the storage holds a sockaddr_in, and
+            // sockaddr_storage is large and aligned enough for it.
+            let sin = unsafe { &*ptr.cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::new(ip.into(), u16::from_be(sin.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &*ptr.cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::new(
+                ip.to_canonical(),
+                u16::from_be(sin6.sin6_port),
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// shutdown(2) of a listening socket. On Linux this stops a TCP listener at
@@ -108,6 +139,32 @@ fn close_listed(first: RawFd, last: RawFd) -> io::Result<()> {
         unsafe { libc::close(fd) };
     }
     Ok(())
+}
+
+/// A pipe, both ends close-on-exec and non-blocking: (read, write).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let (read, write) = nix::unistd::pipe()?;
+    for fd in [&read, &write] {
+        fcntl(
+            fd.as_raw_fd(),
+            FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )?;
+        fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+    }
+    Ok((read, write))
+}
+
+/// Reads and discards what is waiting in a non-blocking descriptor.
+pub fn drain(fd: BorrowedFd<'_>) {
+    let mut buf = [0u8; 512];
+    while matches!(nix::unistd::read(fd.as_raw_fd(), &mut buf), Ok(n) if n > 0) {}
+}
+
+/// Writes one byte to a non-blocking descriptor; a full pipe (the reader
+/// has wake-ups pending already) or any other error is ignored.
+pub fn poke(fd: BorrowedFd<'_>) {
+    let _ = nix::unistd::write(fd, &[1u8]);
 }
 
 /// The text of an I/O error as a user reads it: "Address already in use",

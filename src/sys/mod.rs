@@ -11,6 +11,7 @@
 //! - [`fd`]: `accept4` without a hidden EINTR retry, closing every inherited
 //!   descriptor, `shutdown` of a listening socket.
 //! - [`privs`]: account lookups, setrlimit, chroot, setgroups/setgid/setuid.
+//! - [`shm`]: the shared mapping under the scoreboard, and the monotonic clock.
 //! - [`time`]: local broken-down time for the daytime service.
 //!
 //! Nothing here knows about services, pools or configuration.
@@ -18,5 +19,6 @@
 pub mod fd;
 pub mod privs;
 pub mod process;
+pub mod shm;
 pub mod signal;
 pub mod time;

@@ -246,3 +246,18 @@ pub fn reap_blocking() -> io::Result<Option<(Pid, ChildExit)>> {
 pub fn is_executable(path: &std::path::Path) -> io::Result<()> {
     nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).map_err(io::Error::from)
 }
+
+/// Where a process is blocked, for a log line: its wchan and system call
+/// from /proc ("inet_csk_accept, syscall 288"); "unknown" where /proc does
+/// not tell.
+pub fn where_blocked(pid: Pid) -> String {
+    let read = |what: &str| std::fs::read_to_string(format!("/proc/{pid}/{what}")).ok();
+    let wchan = read("wchan").filter(|w| !w.is_empty() && w != "0");
+    let syscall = read("syscall").and_then(|s| s.split_whitespace().next().map(str::to_string));
+    match (wchan, syscall) {
+        (Some(w), Some(s)) => format!("{w}, syscall {s}"),
+        (Some(w), None) => w,
+        (None, Some(s)) => format!("syscall {s}"),
+        (None, None) => "unknown".to_string(),
+    }
+}

@@ -1,0 +1,169 @@
+//! What the master does with the scoreboard: keep spare workers ready in
+//! adaptive pools, retire extras, and stop handlers stuck past `timeout`.
+//!
+//! Growing reacts to the event itself: a worker of an adaptive pool writes
+//! a byte to the master's busy pipe when it turns busy or idle, the master
+//! wakes, counts idle workers here and forks at once (Apache's prefork
+//! looks once a second). Shrinking is gradual: one idle worker every
+//! [`SHRINK_EVERY`] while there are more than `max_spare`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::Master;
+use crate::config::Sizing;
+use crate::scoreboard::State;
+use crate::sys;
+use crate::sys::process::Pid;
+
+/// At most one idle worker is retired per this much time.
+const SHRINK_EVERY: Duration = Duration::from_millis(100);
+
+/// How often busy times are compared with `timeout`.
+const CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// A stuck worker gets SIGTERM, then SIGKILL this much later.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// The "every worker is busy" warning is repeated at most this often.
+const FULL_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// What the watch remembers about one pool.
+#[derive(Debug, Default)]
+pub(super) struct PoolWatch {
+    next_shrink: Option<Instant>,
+    full_logged: Option<Instant>,
+    /// Workers stopped for a stuck handler, and when they got SIGTERM.
+    stuck: BTreeMap<Pid, Instant>,
+}
+
+impl PoolWatch {
+    /// The worker was reaped.
+    pub(super) fn forget(&mut self, pid: Pid) {
+        self.stuck.remove(&pid);
+    }
+}
+
+/// A number in `0..=max`, different for each worker, so that workers with
+/// the same `max_requests` do not all restart together (gunicorn's
+/// max_requests_jitter). Not for anything that needs real randomness.
+pub(super) fn jitter(max: u64, seed: Pid) -> u64 {
+    if max == 0 {
+        return 0;
+    }
+    let mut x =
+        (seed.as_raw() as u64) ^ sys::shm::monotonic_ms().rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x % (max + 1)
+}
+
+impl Master<'_> {
+    /// Looks at every live pool's slots and acts: fork spares, retire an
+    /// idle extra, stop stuck handlers.
+    pub(super) fn watch(&mut self, now: Instant) {
+        for run in self.pools.iter_mut().filter(|r| r.retiring.is_none()) {
+            let mut idle = Vec::new();
+            let mut starting = 0;
+            for (pid, slot) in run.pool.slots() {
+                match self.board.slot(slot).state() {
+                    State::Idle => idle.push(pid),
+                    State::Starting => starting += 1,
+                    _ => {}
+                }
+            }
+            if let Sizing::Adaptive {
+                min_spare,
+                max_spare,
+                max,
+                ..
+            } = run.plan.sizing
+            {
+                let total = run.pool.len();
+                let spare = idle.len() + starting;
+                if spare < min_spare && total < max {
+                    run.pool.grow_to((total + min_spare - spare).min(max));
+                }
+                if total >= max
+                    && spare == 0
+                    && run
+                        .watch
+                        .full_logged
+                        .is_none_or(|t| now >= t + FULL_LOG_EVERY)
+                {
+                    log::warn!(
+                        "M0015 service {}: all {max} workers are busy; new connections wait in the listen queue",
+                        run.plan.service
+                    );
+                    run.watch.full_logged = Some(now);
+                }
+                if idle.len() > max_spare && run.watch.next_shrink.is_none_or(|t| now >= t) {
+                    if let Some(&pid) = idle.last() {
+                        if run.pool.retire_one() {
+                            log::debug!("service {}: retiring idle worker {pid}", run.plan.service);
+                            sys::process::kill(pid, Signal::SIGTERM);
+                        }
+                    }
+                    run.watch.next_shrink = Some(now + SHRINK_EVERY);
+                }
+            }
+            if let Some(timeout) = run.plan.timeout {
+                for (pid, slot) in run.pool.slots() {
+                    let slot = self.board.slot(slot);
+                    let busy = Duration::from_millis(slot.busy_for_ms());
+                    if busy > timeout && !run.watch.stuck.contains_key(&pid) {
+                        let client = slot
+                            .client()
+                            .map_or("an unknown client".to_string(), |c| c.to_string());
+                        log::warn!(
+                            "W0020 service {}: worker {pid} busy for {:.1}s with {client} (blocked in {}); stopping it",
+                            run.plan.service,
+                            busy.as_secs_f64(),
+                            sys::process::where_blocked(pid)
+                        );
+                        sys::process::kill_group(pid, Signal::SIGTERM);
+                        run.watch.stuck.insert(pid, now);
+                    }
+                }
+                for (&pid, &since) in &run.watch.stuck {
+                    if now >= since + KILL_GRACE {
+                        log::warn!(
+                            "W0021 service {}: worker {pid} did not stop; killing it",
+                            run.plan.service
+                        );
+                        sys::process::kill_group(pid, Signal::SIGKILL);
+                        sys::process::kill(pid, Signal::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+
+    /// When the watch must look again without an event: while an adaptive
+    /// pool has idle extras to retire, and while a pool has a timeout.
+    pub(super) fn next_watch(&self) -> Option<Instant> {
+        let now = Instant::now();
+        self.pools
+            .iter()
+            .filter(|r| r.retiring.is_none())
+            .filter_map(|r| {
+                let shrinking = match r.plan.sizing {
+                    Sizing::Adaptive { max_spare, .. } => {
+                        let idle = r
+                            .pool
+                            .slots()
+                            .filter(|&(_, s)| self.board.slot(s).state() == State::Idle)
+                            .count();
+                        (idle > max_spare).then(|| r.watch.next_shrink.unwrap_or(now))
+                    }
+                    Sizing::Fixed(_) => None,
+                };
+                let timeouts = r.plan.timeout.map(|_| now + CHECK_EVERY);
+                [shrinking, timeouts].into_iter().flatten().min()
+            })
+            .min()
+    }
+}

@@ -1,0 +1,234 @@
+//! The scoreboard: one slot of shared memory per worker, written by the
+//! worker, read by the master (for the pool's size, the timeouts, per_source
+//! and `preforkd status`).
+//!
+//! A slot is eight 64-bit atomic words in a mapping made before the first
+//! fork (see `sys::shm`). The master hands out free slots and clears them
+//! when it reaps a worker; a worker writes only its own. Nothing is locked,
+//! so a worker killed in the middle of an update leaves at worst one stale
+//! field, which the master overwrites when it frees the slot.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::sys::shm::{monotonic_ms, SharedWords};
+
+/// Slots in the board: the most workers of all pools together.
+pub const MAX_SLOTS: usize = 4096;
+
+const SLOT_WORDS: usize = 8;
+const PID: usize = 0; // pid | generation << 32
+const STATE: usize = 1;
+const SERVED: usize = 2;
+const SINCE: usize = 3; // monotonic ms when the current connection began
+const IP_HIGH: usize = 4;
+const IP_LOW: usize = 5;
+const PORT: usize = 6; // port + 1 (0: no client address)
+
+/// What a worker is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// The slot is not in use.
+    Free,
+    /// Forked, not yet in accept.
+    Starting,
+    /// Waiting for a connection.
+    Idle,
+    /// Serving a connection.
+    Busy,
+    /// Told to stop; finishing.
+    Exiting,
+}
+
+impl State {
+    fn from_word(w: u64) -> State {
+        match w {
+            1 => State::Starting,
+            2 => State::Idle,
+            3 => State::Busy,
+            4 => State::Exiting,
+            _ => State::Free,
+        }
+    }
+
+    fn word(self) -> u64 {
+        match self {
+            State::Free => 0,
+            State::Starting => 1,
+            State::Idle => 2,
+            State::Busy => 3,
+            State::Exiting => 4,
+        }
+    }
+
+    /// The name `status` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Free => "free",
+            State::Starting => "starting",
+            State::Idle => "idle",
+            State::Busy => "busy",
+            State::Exiting => "exiting",
+        }
+    }
+}
+
+/// The shared board and, on the master's side, which slots are free.
+#[derive(Debug)]
+pub struct Scoreboard {
+    words: SharedWords,
+    free: Vec<usize>,
+}
+
+impl Scoreboard {
+    /// Maps a board of [`MAX_SLOTS`] free slots.
+    pub fn new() -> std::io::Result<Scoreboard> {
+        Ok(Scoreboard {
+            words: SharedWords::new(MAX_SLOTS * SLOT_WORDS)?,
+            free: (0..MAX_SLOTS).rev().collect(),
+        })
+    }
+
+    /// Takes a free slot for a worker about to be forked.
+    pub fn allocate(&mut self, generation: u32) -> Option<usize> {
+        let index = self.free.pop()?;
+        let slot = self.slot(index);
+        slot.clear();
+        slot.w[PID].store(u64::from(generation) << 32, Ordering::SeqCst);
+        slot.set(State::Starting);
+        Some(index)
+    }
+
+    /// Gives a slot back (its worker was reaped, or never forked).
+    pub fn release(&mut self, index: usize) {
+        self.slot(index).clear();
+        self.free.push(index);
+    }
+
+    /// The slot at `index`.
+    pub fn slot(&self, index: usize) -> Slot<'_> {
+        Slot {
+            w: &self.words.words()[index * SLOT_WORDS..(index + 1) * SLOT_WORDS],
+        }
+    }
+}
+
+/// One worker's slot.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot<'a> {
+    w: &'a [AtomicU64],
+}
+
+impl Slot<'_> {
+    fn clear(&self) {
+        for word in self.w {
+            word.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Records the worker's pid (both sides of the fork do, so it is there
+    /// whichever runs first).
+    pub fn set_pid(&self, pid: u32) {
+        let generation = self.w[PID].load(Ordering::SeqCst) & !0xffff_ffff;
+        self.w[PID].store(generation | u64::from(pid), Ordering::SeqCst);
+    }
+
+    /// The worker's pid.
+    pub fn pid(&self) -> u32 {
+        self.w[PID].load(Ordering::SeqCst) as u32
+    }
+
+    /// The generation (reload count) the worker was forked in.
+    pub fn generation(&self) -> u32 {
+        (self.w[PID].load(Ordering::SeqCst) >> 32) as u32
+    }
+
+    /// Sets the state.
+    pub fn set(&self, state: State) {
+        self.w[STATE].store(state.word(), Ordering::SeqCst);
+    }
+
+    /// The state.
+    pub fn state(&self) -> State {
+        State::from_word(self.w[STATE].load(Ordering::SeqCst))
+    }
+
+    /// A connection from `client` begins.
+    pub fn begin(&self, client: Option<SocketAddr>) {
+        let (ip, port) = match client {
+            Some(a) => (ip_words(a.ip()), u64::from(a.port()) + 1),
+            None => ((0, 0), 0),
+        };
+        self.w[IP_HIGH].store(ip.0, Ordering::SeqCst);
+        self.w[IP_LOW].store(ip.1, Ordering::SeqCst);
+        self.w[PORT].store(port, Ordering::SeqCst);
+        self.w[SINCE].store(monotonic_ms(), Ordering::SeqCst);
+        self.set(State::Busy);
+    }
+
+    /// The connection is over; back to idle.
+    pub fn end(&self) {
+        self.w[SERVED].fetch_add(1, Ordering::SeqCst);
+        self.set(State::Idle);
+    }
+
+    /// Connections served.
+    pub fn served(&self) -> u64 {
+        self.w[SERVED].load(Ordering::SeqCst)
+    }
+
+    /// The client of the current (or last) connection.
+    pub fn client(&self) -> Option<SocketAddr> {
+        let port = self.w[PORT].load(Ordering::SeqCst);
+        if port == 0 {
+            return None;
+        }
+        let high = self.w[IP_HIGH].load(Ordering::SeqCst);
+        let low = self.w[IP_LOW].load(Ordering::SeqCst);
+        let ip = Ipv6Addr::from((u128::from(high) << 64) | u128::from(low));
+        Some(SocketAddr::new(ip.to_canonical(), (port - 1) as u16))
+    }
+
+    /// How long the current connection has lasted, in milliseconds (0 when
+    /// not busy).
+    pub fn busy_for_ms(&self) -> u64 {
+        if self.state() != State::Busy {
+            return 0;
+        }
+        monotonic_ms().saturating_sub(self.w[SINCE].load(Ordering::SeqCst))
+    }
+}
+
+fn ip_words(ip: IpAddr) -> (u64, u64) {
+    let v6 = match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    let bits = u128::from(v6);
+    ((bits >> 64) as u64, bits as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_round_trips_and_is_shared_with_a_child() {
+        let mut board = Scoreboard::new().unwrap();
+        let i = board.allocate(7).unwrap();
+        let slot = board.slot(i);
+        slot.set_pid(1234);
+        assert_eq!(
+            (slot.pid(), slot.generation(), slot.state()),
+            (1234, 7, State::Starting)
+        );
+        slot.begin(Some("127.0.0.5:4321".parse().unwrap()));
+        assert_eq!(slot.state(), State::Busy);
+        assert_eq!(slot.client(), Some("127.0.0.5:4321".parse().unwrap()));
+        slot.end();
+        assert_eq!((slot.state(), slot.served()), (State::Idle, 1));
+        board.release(i);
+        assert_eq!(board.slot(i).state(), State::Free);
+        assert_eq!(board.allocate(1), Some(i));
+    }
+}

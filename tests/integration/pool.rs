@@ -1,0 +1,313 @@
+//! The adaptive pool, recycling and timeouts (issue #4).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+// Issue #4, acceptance 1.
+#[test]
+fn a_burst_grows_the_pool_at_once_and_it_shrinks_back() {
+    let dir = TempDir::new("burst");
+    let script = dir.script("slow.sh", "#!/bin/sh\necho first\nsleep 0.3\necho done\n");
+    let config = format!(
+        "[[service]]\nname = \"slow\"\nlisten = [\"127.0.0.1:0\"]\nexec = [\"{}\"]\n\
+         workers = {{ start = 2, min_spare = 2, max_spare = 4, max = 32 }}\n",
+        script.display()
+    );
+    let d = Daemon::serve(&dir, &config);
+    assert!(
+        wait_until(Duration::from_secs(5), || d.workers().len() == 2),
+        "{}",
+        d.report()
+    );
+    let addr: std::net::SocketAddr = d.address_of("slow", "tcp").parse().unwrap();
+    let barrier = Arc::new(Barrier::new(30));
+    let clients: Vec<_> = (0..30)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || -> Result<Duration, String> {
+                barrier.wait();
+                let start = Instant::now();
+                let c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+                    .map_err(|e| e.to_string())?;
+                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut lines = BufReader::new(c).lines();
+                let first = lines
+                    .next()
+                    .ok_or("no first line")?
+                    .map_err(|e| e.to_string())?;
+                let ttfb = start.elapsed();
+                if first != "first" {
+                    return Err(format!("got {first:?}"));
+                }
+                let last = lines
+                    .next()
+                    .ok_or("no last line")?
+                    .map_err(|e| e.to_string())?;
+                (last == "done")
+                    .then_some(ttfb)
+                    .ok_or(format!("got {last:?}"))
+            })
+        })
+        .collect();
+    let mut ttfb: Vec<Duration> = Vec::new();
+    for c in clients {
+        ttfb.push(
+            c.join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("a client failed: {e}\n{}", d.report())),
+        );
+    }
+    ttfb.sort();
+    eprintln!(
+        "burst of 30 against start = 2: time to first byte p50 {:?}, p99 {:?}, max {:?}",
+        percentile(&ttfb, 0.5),
+        percentile(&ttfb, 0.99),
+        ttfb[29]
+    );
+    // Afterwards, idle: at most max_spare workers stay.
+    let shrunk = wait_until(Duration::from_secs(15), || d.workers().len() <= 4);
+    assert!(
+        shrunk,
+        "the pool did not shrink back: {} workers\n{}",
+        d.workers().len(),
+        d.report()
+    );
+}
+
+// Issue #4, acceptance 2.
+#[test]
+fn max_requests_with_jitter_recycles_workers_and_loses_nothing() {
+    let dir = TempDir::new("maxreq");
+    let config = "[[service]]\nname = \"who\"\nlisten = [\"127.0.0.1:0\"]\n\
+                  exec = [\"/bin/sh\", \"-c\", \"echo $PPID\"]\nworkers = 2\nmax_requests = 100\nmax_requests_jitter = 10\n";
+    let d = Daemon::serve(&dir, config);
+    let addr = d.address_of("who", "tcp");
+    let mut per_worker = std::collections::BTreeMap::<u32, u32>::new();
+    for i in 0..2000 {
+        let mut c = d.connect_to(&addr);
+        let mut out = String::new();
+        c.read_to_string(&mut out)
+            .unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", d.report()));
+        let pid: u32 = out
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("connection {i}: {out:?}"));
+        *per_worker.entry(pid).or_default() += 1;
+    }
+    let most = per_worker.values().max().unwrap();
+    eprintln!(
+        "2000 connections over {} workers, the busiest served {most}",
+        per_worker.len()
+    );
+    assert!(
+        *most <= 110,
+        "a worker served {most} connections: {per_worker:?}"
+    );
+    assert!(per_worker.len() >= 2000 / 110, "{per_worker:?}");
+    // The jitter spreads the restarts: not every worker stopped at the same count.
+    let full: Vec<u32> = per_worker.values().copied().filter(|&n| n >= 100).collect();
+    assert!(full.iter().any(|&n| n != full[0]), "no jitter: {full:?}");
+}
+
+// Issue #4, acceptance 3 (the hanging handler).
+#[test]
+fn a_handler_stuck_past_the_timeout_is_stopped_and_logged() {
+    let dir = TempDir::new("stuck");
+    let script = dir.script(
+        "maybe-hang.sh",
+        "#!/bin/sh\nread line\nif [ \"$line\" = hang ]; then sleep 60; fi\necho \"$line\"\n",
+    );
+    let config = format!(
+        "[[service]]\nname = \"maybe\"\nlisten = [\"127.0.0.1:0\"]\nexec = [\"{}\"]\nworkers = 2\ntimeout = \"1s\"\n",
+        script.display()
+    );
+    let d = Daemon::serve(&dir, &config);
+    let addr = d.address_of("maybe", "tcp");
+    let mut stuck = d.connect_to(&addr);
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stuck.write_all(b"hang\n").unwrap();
+    let stuck_port = stuck.local_addr().unwrap().port();
+    // Others are served meanwhile.
+    let mut other = d.connect_to(&addr);
+    other.write_all(b"hello\n").unwrap();
+    let mut answer = String::new();
+    other.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "hello\n");
+    // The stuck one is closed after the timeout, and the log says why.
+    let mut rest = Vec::new();
+    let _ = stuck.read_to_end(&mut rest);
+    assert!(
+        d.wait_for_log("W0020", Duration::from_secs(5)),
+        "{}",
+        d.report()
+    );
+    let line = d
+        .stderr()
+        .lines()
+        .find(|l| l.contains("W0020"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains(&format!("127.0.0.1:{stuck_port}")),
+        "no client in {line:?}"
+    );
+    assert!(
+        line.contains("busy for 1.") && line.contains("blocked in"),
+        "{line:?}"
+    );
+    // The pool is whole again and serves.
+    assert!(
+        wait_until(Duration::from_secs(5), || d.workers().len() == 2),
+        "{}",
+        d.report()
+    );
+    let mut again = d.connect_to(&addr);
+    again.write_all(b"again\n").unwrap();
+    let mut answer = String::new();
+    again.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "again\n");
+}
+
+#[test]
+fn a_builtin_closes_a_connection_idle_past_the_timeout() {
+    let dir = TempDir::new("idle");
+    let d = Daemon::serve(
+        &dir,
+        "[[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\ntimeout = \"500ms\"\n",
+    );
+    let mut c = d.connect_to(&d.address_of("e", "tcp"));
+    assert_eq!(
+        echo_once(&mut c, "still talking\n").unwrap(),
+        "still talking\n"
+    );
+    let start = Instant::now();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    let waited = start.elapsed();
+    assert!(rest.is_empty());
+    assert!(
+        waited >= Duration::from_millis(400),
+        "closed after {waited:?}, before the timeout"
+    );
+    // The single worker is free again.
+    let mut c = d.connect_to(&d.address_of("e", "tcp"));
+    assert_eq!(echo_once(&mut c, "next\n").unwrap(), "next\n");
+}
+
+/// Connections per second of `clients` echo clients over `secs`.
+fn echo_rate(addr: std::net::SocketAddr, clients: usize, secs: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                        .unwrap();
+                    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    if echo_once(&mut c, "0123456789abcde\n").is_ok() {
+                        n += 1;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).sum::<u64>() as f64 / secs
+}
+
+// Issue #4, acceptance 7.
+#[test]
+fn held_idle_connections_do_not_starve_the_default_pool() {
+    let dir = TempDir::new("held");
+    let d = Daemon::serve(
+        &dir,
+        "[[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\n",
+    );
+    let addr: std::net::SocketAddr = d.address_of("e", "tcp").parse().unwrap();
+    let without_1 = echo_rate(addr, 8, 1.0);
+    let held: Vec<_> = (0..100).map(|_| d.connect_to(&addr.to_string())).collect();
+    // Wait until the pool has grown past the held connections.
+    assert!(
+        wait_until(Duration::from_secs(10), || d.workers().len() > 100),
+        "{}",
+        d.report()
+    );
+    let with_1 = echo_rate(addr, 8, 1.0);
+    drop(held);
+    let without_2 = echo_rate(addr, 8, 1.0);
+    let held: Vec<_> = (0..100).map(|_| d.connect_to(&addr.to_string())).collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || d.workers().len() > 100),
+        "{}",
+        d.report()
+    );
+    let with_2 = echo_rate(addr, 8, 1.0);
+    drop(held);
+    let ratio = (with_1 + with_2) / (without_1 + without_2);
+    eprintln!(
+        "8 echo clients: {:.0} conn/s alone, {:.0} conn/s with 100 idle connections held: {:.2}x",
+        (without_1 + without_2) / 2.0,
+        (with_1 + with_2) / 2.0,
+        ratio
+    );
+    assert!(
+        ratio >= 0.8,
+        "the held connections cost too much: {ratio:.2}x"
+    );
+}
+
+fn voluntary_switches(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+// Issue #4, acceptance 8.
+#[test]
+fn no_thundering_herd_one_wake_up_per_connection() {
+    let d = Daemon::start(&["run", "127.0.0.1:0", "--workers", "64", "--builtin", "echo"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let w = d.workers();
+            w.len() == 64
+                && w.iter()
+                    .all(|&p| wchan(p).as_deref() == Some("inet_csk_accept"))
+        }),
+        "{}",
+        d.report()
+    );
+    let workers = d.workers();
+    let before = voluntary_switches(&workers);
+    for _ in 0..10_000 {
+        let mut c = d.connect();
+        c.write_all(b"x").unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut b = Vec::new();
+        c.read_to_end(&mut b).unwrap();
+    }
+    let after = voluntary_switches(&workers);
+    let per_connection = (after - before) as f64 / 10_000.0;
+    eprintln!("64 idle workers, 10000 sequential connections: {per_connection:.2} voluntary context switches per connection");
+    // One wake-up from accept, and the blocking reads of the session; a
+    // herd would wake all 64.
+    assert!(
+        per_connection < 4.0,
+        "{per_connection:.2} wake-ups per connection"
+    );
+}
