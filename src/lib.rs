@@ -160,6 +160,7 @@ impl Server {
             sizing: config::Sizing::Fixed(self.options.workers),
             max_requests: None,
             timeout: None,
+            access: net::acl::Access::default(),
             fingerprint: String::new(),
         };
         // The listener is bound already, under the key the pool will ask for.

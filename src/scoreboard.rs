@@ -24,6 +24,10 @@ const SINCE: usize = 3; // monotonic ms when the current connection began
 const IP_HIGH: usize = 4;
 const IP_LOW: usize = 5;
 const PORT: usize = 6; // port + 1 (0: no client address)
+const POOL: usize = 7; // the pool's shared slot + 1
+
+/// In a pool's shared slot: the rate limiter's state.
+const RATE: usize = 0;
 
 /// What a worker is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +42,8 @@ pub enum State {
     Busy,
     /// Told to stop; finishing.
     Exiting,
+    /// Not a worker: a pool's shared counters.
+    Shared,
 }
 
 impl State {
@@ -47,6 +53,7 @@ impl State {
             2 => State::Idle,
             3 => State::Busy,
             4 => State::Exiting,
+            5 => State::Shared,
             _ => State::Free,
         }
     }
@@ -58,6 +65,7 @@ impl State {
             State::Idle => 2,
             State::Busy => 3,
             State::Exiting => 4,
+            State::Shared => 5,
         }
     }
 
@@ -69,6 +77,7 @@ impl State {
             State::Idle => "idle",
             State::Busy => "busy",
             State::Exiting => "exiting",
+            State::Shared => "shared",
         }
     }
 }
@@ -99,6 +108,29 @@ impl Scoreboard {
         Some(index)
     }
 
+    /// Takes a slot for a pool's shared counters (its rate limiter).
+    pub fn allocate_shared(&mut self) -> Option<usize> {
+        let index = self.allocate(0)?;
+        self.slot(index).set(State::Shared);
+        Some(index)
+    }
+
+    /// Busy connections from `ip` in the pool whose shared slot is `pool`.
+    pub fn busy_from(&self, pool: usize, ip: IpAddr) -> usize {
+        let words = ip_words(ip);
+        let tag = pool as u64 + 1;
+        self.words
+            .words()
+            .chunks_exact(SLOT_WORDS)
+            .filter(|w| {
+                w[POOL].load(Ordering::Relaxed) == tag
+                    && w[STATE].load(Ordering::Relaxed) == State::Busy.word()
+                    && w[IP_HIGH].load(Ordering::Relaxed) == words.0
+                    && w[IP_LOW].load(Ordering::Relaxed) == words.1
+            })
+            .count()
+    }
+
     /// Gives a slot back (its worker was reaped, or never forked).
     pub fn release(&mut self, index: usize) {
         self.slot(index).clear();
@@ -124,6 +156,16 @@ impl Slot<'_> {
         for word in self.w {
             word.store(0, Ordering::SeqCst);
         }
+    }
+
+    /// Records which pool the worker belongs to (by its shared slot).
+    pub fn set_pool(&self, pool: usize) {
+        self.w[POOL].store(pool as u64 + 1, Ordering::SeqCst);
+    }
+
+    /// The rate limiter's word, in a pool's shared slot.
+    pub fn rate_state(&self) -> &AtomicU64 {
+        &self.w[RATE]
     }
 
     /// Records the worker's pid (both sides of the fork do, so it is there

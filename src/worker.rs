@@ -28,9 +28,10 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
 use crate::master::plan::Job;
+use crate::net::acl::Access;
 use crate::net::Listener;
 use crate::privileges::Privileges;
-use crate::scoreboard::{Slot, State};
+use crate::scoreboard::{Scoreboard, Slot, State};
 use crate::service::builtin::{answerable, client_went_away};
 use crate::service::{Builtin, Handler};
 use crate::sys;
@@ -77,6 +78,12 @@ pub(crate) struct Worker<'a, 'h> {
     pub max_requests: Option<u64>,
     /// Close a connection idle this long.
     pub timeout: Option<Duration>,
+    /// Who may connect.
+    pub access: &'a Access,
+    /// The whole scoreboard, read for per_source.
+    pub board: &'a Scoreboard,
+    /// The pool's shared slot (rate limiter, per_source tag).
+    pub pool_slot: usize,
 }
 
 impl Worker<'_, '_> {
@@ -155,6 +162,30 @@ impl Worker<'_, '_> {
         }
     }
 
+    /// Applies the service's access rules to a client just accepted.
+    fn admit(&self, conn: &crate::net::Connection) -> Result<(), String> {
+        if self.access.is_open() {
+            return Ok(());
+        }
+        let Some(ip) = conn.remote_addr().map(|a| a.ip()) else {
+            return Ok(()); // Unix sockets: the file's mode is the access list.
+        };
+        self.access.allows(ip).map_err(str::to_string)?;
+        if let Some(limit) = self.access.per_source {
+            // Our own slot is busy with this client already.
+            if self.board.busy_from(self.pool_slot, ip) > limit as usize {
+                return Err(format!("per_source limit of {limit} reached"));
+            }
+        }
+        if let Some(rate) = self.access.rate {
+            let state = self.board.slot(self.pool_slot);
+            if !rate.admit(state.rate_state(), sys::shm::monotonic_us()) {
+                return Err(format!("rate limit of {rate} reached"));
+            }
+        }
+        Ok(())
+    }
+
     /// Records a change of state on the scoreboard, and tells the master of
     /// an adaptive pool about it.
     fn mark(&self, change: impl FnOnce(&Slot<'_>)) {
@@ -199,7 +230,17 @@ impl Worker<'_, '_> {
                     }
                 },
             };
+            self.slot.set_pool(self.pool_slot);
             self.mark(|s| s.begin(conn.remote_addr()));
+            if let Err(why) = self.admit(&conn) {
+                let client = conn
+                    .remote_addr()
+                    .map_or("a client".to_string(), |a| a.to_string());
+                log::info!("W0030 service {}: refused {client}: {why}", self.service);
+                drop(conn);
+                self.mark(|s| s.end());
+                continue;
+            }
             if let Err(e) = conn.set_timeout(self.timeout) {
                 log::debug!("service {}: cannot set the timeout: {e}", self.service);
             }

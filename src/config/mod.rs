@@ -28,6 +28,7 @@ use toml::Spanned;
 pub use diag::Diagnostic;
 use raw::{RawDaemon, RawLimits, RawService, SizeOrNumber};
 
+use crate::net::acl::{Access, Rate};
 use crate::net::ListenAddr;
 use crate::privileges::{Account, Limits, Privileges};
 use crate::service::{Builtin, ExecSpec, Service};
@@ -166,6 +167,8 @@ pub struct ServiceConfig {
     pub max_requests_jitter: u64,
     /// Close a connection idle this long; kill a handler busy this long.
     pub timeout: Option<Duration>,
+    /// Who may connect, how many at once, how fast.
+    pub access: Access,
     /// listen(2) backlog.
     pub backlog: i32,
     /// What the workers drop to.
@@ -479,6 +482,7 @@ impl Checker<'_> {
         let max_requests = positive(self, &raw.max_requests, "max_requests");
         let max_requests_jitter = positive(self, &raw.max_requests_jitter, "max_requests_jitter")
             .unwrap_or_else(|| max_requests.map_or(0, |m| m / 10));
+        let access = self.access(raw);
         let timeout = raw.timeout.as_ref().and_then(|t| {
             let d = self.duration(t)?;
             if d.is_zero() {
@@ -536,6 +540,7 @@ impl Checker<'_> {
             max_requests,
             max_requests_jitter,
             timeout,
+            access,
             backlog,
             privileges: Privileges {
                 account,
@@ -546,6 +551,49 @@ impl Checker<'_> {
             socket_mode,
             socket_owner,
         })
+    }
+
+    fn access(&mut self, raw: &RawService) -> Access {
+        let mut nets = |list: &Option<Vec<Spanned<String>>>| -> Vec<ipnet::IpNet> {
+            let mut out = Vec::new();
+            for entry in list.iter().flatten() {
+                match crate::net::acl::parse_net(entry.get_ref()) {
+                    Ok(n) => out.push(n),
+                    Err(e) => self.error(entry.span(), e),
+                }
+            }
+            out
+        };
+        let only_from = nets(&raw.only_from);
+        let no_access = nets(&raw.no_access);
+        let per_source = raw
+            .per_source
+            .as_ref()
+            .and_then(|p| match u32::try_from(*p.get_ref()) {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    self.error(
+                        p.span(),
+                        format!(
+                            "invalid per_source = {}: expected a positive number",
+                            p.get_ref()
+                        ),
+                    );
+                    None
+                }
+            });
+        let rate = raw.rate.as_ref().and_then(|r| {
+            r.get_ref()
+                .parse::<Rate>()
+                .map_err(|e| self.error(r.span(), e))
+                .ok()
+        });
+        Access {
+            only_from,
+            no_access,
+            per_source,
+            rate,
+        }
     }
 
     fn sizing(&mut self, w: &Spanned<raw::RawWorkers>) -> Sizing {

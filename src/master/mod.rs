@@ -84,6 +84,9 @@ struct PoolRun<'a> {
     retiring: Option<Instant>,
     /// What the scoreboard watch keeps about this pool.
     watch: watch::PoolWatch,
+    /// The pool's shared slot on the scoreboard (its rate limiter; the tag
+    /// its workers' slots carry, for per_source).
+    shared_slot: usize,
 }
 
 pub(crate) struct Master<'a> {
@@ -484,8 +487,14 @@ impl<'a> Master<'a> {
             log::warn!("M0008 graceful timeout: killing the old generation's workers still busy");
             self.kill_where(overdue);
         }
-        self.pools
-            .retain(|r| r.retiring.is_none() || r.pool.len() > 0);
+        let board = &mut self.board;
+        self.pools.retain(|r| {
+            let keep = r.retiring.is_none() || r.pool.len() > 0;
+            if !keep {
+                board.release(r.shared_slot);
+            }
+            keep
+        });
         if !self.pools.iter().any(|r| r.retiring.is_some()) {
             self.next_nudge = None;
         }
@@ -532,11 +541,15 @@ impl<'a> Master<'a> {
                             n + watch::jitter(jitter, sys::process::current_pid())
                         }),
                         timeout: run.plan.timeout,
+                        access: &run.plan.access,
+                        board: &self.board,
+                        pool_slot: run.shared_slot,
                     }
                     .run(),
                     Ok(Fork::Parent(pid)) => {
                         sys::process::own_process_group(pid);
                         self.board.slot(slot).set_pid(pid.as_raw() as u32);
+                        self.board.slot(slot).set_pool(self.pools[i].shared_slot);
                         self.pools[i].pool.forked(pid, now, slot);
                     }
                     Err(e @ (ForkError::Threaded(_) | ForkError::Unverifiable(_))) => {
@@ -561,7 +574,15 @@ impl<'a> Master<'a> {
     fn add_pool(&mut self, plan: PoolPlan<'a>) {
         let listener = Rc::clone(&self.sockets[&plan.socket_key()]);
         let pool = Pool::new(plan.sizing.start().max(1));
+        let Some(shared_slot) = self.board.allocate_shared() else {
+            log::error!(
+                "W0008 the scoreboard is full: service {} not started",
+                plan.service
+            );
+            return;
+        };
         self.pools.push(PoolRun {
+            shared_slot,
             plan,
             listener,
             pool,

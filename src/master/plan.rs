@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::config::{Config, Protocol, Sizing};
+use crate::net::acl::Access;
 use crate::net::ListenAddr;
 use crate::privileges::Privileges;
 use crate::service::{Builtin, Handler, Service};
@@ -52,6 +53,8 @@ pub(crate) struct PoolPlan<'a> {
     pub max_requests: Option<(u64, u64)>,
     /// Close idle connections, kill stuck handlers, after this long.
     pub timeout: Option<Duration>,
+    /// Who may connect, how many at once, how fast.
+    pub access: Access,
     /// Everything about the pool but its worker count: a reload replaces
     /// the workers of a pool whose fingerprint changed.
     pub fingerprint: String,
@@ -100,6 +103,7 @@ impl Plan<'static> {
                     sizing: s.sizing,
                     max_requests: s.max_requests.map(|m| (m, s.max_requests_jitter)),
                     timeout: s.timeout,
+                    access: s.access.clone(),
                     fingerprint: format!("{fingerprinted:?}"),
                 });
             }

@@ -3,6 +3,7 @@
 //!
 //! This module opens and accepts; it does not fork, supervise or serve.
 
+pub mod acl;
 mod addr;
 mod listen;
 

@@ -60,6 +60,13 @@ impl Drop for SharedWords {
     }
 }
 
+/// Microseconds on CLOCK_MONOTONIC (see [`monotonic_ms`]).
+pub fn monotonic_us() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
+        .unwrap_or(0)
+}
+
 /// Milliseconds on CLOCK_MONOTONIC: the same clock in every process, so a
 /// worker's "busy since" can be compared with the master's "now".
 pub fn monotonic_ms() -> u64 {

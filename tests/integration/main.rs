@@ -9,6 +9,7 @@ mod errors;
 mod exec;
 mod import;
 mod library;
+mod limits;
 mod pool;
 mod reload;
 mod run;

@@ -1,0 +1,175 @@
+//! Who may connect: the access lists (`only_from`, `no_access`), the
+//! concurrent connections from one address (`per_source`), and the rate of
+//! new connections (`rate`).
+//!
+//! A worker checks a client right after accept, before the handler runs;
+//! a refused client is closed at once. The lists are pure; `per_source`
+//! counts the busy slots of the scoreboard; `rate` is one shared atomic
+//! word (the generic cell rate algorithm: a token bucket without a lock).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ipnet::IpNet;
+
+/// A rate of new connections: `50/s`, `600/m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Connections allowed per period.
+    pub count: u32,
+    /// The period, in seconds.
+    pub per_secs: u32,
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Rate, String> {
+        let bad = || {
+            format!("invalid rate '{s}': expected a count per second or minute, as in \"50/s\" or \"600/m\"")
+        };
+        let (count, unit) = s.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(bad)?;
+        let per_secs = match unit.trim() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            _ => return Err(bad()),
+        };
+        Ok(Rate { count, per_secs })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.per_secs {
+            1 => "s",
+            60 => "m",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+impl Rate {
+    /// Microseconds between two connections at this rate.
+    fn interval_us(&self) -> u64 {
+        (u64::from(self.per_secs) * 1_000_000 / u64::from(self.count)).max(1)
+    }
+
+    /// Whether one more connection fits, at `now_us` (a monotonic clock in
+    /// microseconds), given the shared state word. A whole period's worth
+    /// may arrive at once (the bucket holds `count` tokens); beyond that,
+    /// one per interval.
+    pub fn admit(&self, state: &AtomicU64, now_us: u64) -> bool {
+        let interval = self.interval_us();
+        let burst = interval * u64::from(self.count);
+        let mut current = state.load(Ordering::SeqCst);
+        loop {
+            // The theoretical arrival time of the next connection.
+            let tat = current.max(now_us);
+            if tat >= now_us + burst {
+                return false;
+            }
+            match state.compare_exchange_weak(
+                current,
+                tat + interval,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+}
+
+/// A service's access rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// If not empty, only these networks may connect.
+    pub only_from: Vec<IpNet>,
+    /// These networks may never connect (wins over `only_from`).
+    pub no_access: Vec<IpNet>,
+    /// At most this many concurrent connections from one address.
+    pub per_source: Option<u32>,
+    /// At most this many new connections per period, for each address the
+    /// service listens on.
+    pub rate: Option<Rate>,
+}
+
+/// Parses an access-list entry: a network (`10.0.0.0/8`, `fd00::/8`) or a
+/// single address (`127.0.0.1`, `::1`).
+pub fn parse_net(s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            format!(
+                "invalid network '{s}': expected an address or a network, as in 10.0.0.0/8 or ::1"
+            )
+        })
+}
+
+impl Access {
+    /// Whether the rules say anything at all (a worker skips the checks
+    /// otherwise).
+    pub fn is_open(&self) -> bool {
+        self == &Access::default()
+    }
+
+    /// The lists' verdict on `ip`: `Err` with the reason when refused.
+    pub fn allows(&self, ip: IpAddr) -> Result<(), &'static str> {
+        let ip = ip.to_canonical();
+        if self.no_access.iter().any(|n| n.contains(&ip)) {
+            return Err("in no_access");
+        }
+        if !self.only_from.is_empty() && !self.only_from.iter().any(|n| n.contains(&ip)) {
+            return Err("not in only_from");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists() {
+        let a = Access {
+            only_from: vec![parse_net("127.0.0.0/8").unwrap(), parse_net("::1").unwrap()],
+            no_access: vec![parse_net("127.0.0.3").unwrap()],
+            ..Access::default()
+        };
+        assert_eq!(a.allows("127.0.0.2".parse().unwrap()), Ok(()));
+        assert_eq!(a.allows("::ffff:127.0.0.2".parse().unwrap()), Ok(()));
+        assert_eq!(a.allows("::1".parse().unwrap()), Ok(()));
+        assert!(a.allows("127.0.0.3".parse().unwrap()).is_err());
+        assert!(a.allows("10.0.0.1".parse().unwrap()).is_err());
+        assert!(parse_net("300.0.0.1").is_err());
+    }
+
+    #[test]
+    fn rate_admits_a_burst_of_one_period_then_one_per_interval() {
+        let rate: Rate = "50/s".parse().unwrap();
+        let state = AtomicU64::new(0);
+        let t0 = 10_000_000;
+        let admitted = (0..200).filter(|_| rate.admit(&state, t0)).count();
+        assert_eq!(admitted, 50);
+        // 100 ms later, 5 more.
+        let later = (0..200)
+            .filter(|_| rate.admit(&state, t0 + 100_000))
+            .count();
+        assert_eq!(later, 5);
+        assert!("0/s".parse::<Rate>().is_err());
+        assert!("5/d".parse::<Rate>().is_err());
+        assert_eq!("600/m".parse::<Rate>().unwrap().to_string(), "600/m");
+    }
+}

@@ -1,0 +1,157 @@
+//! per_source, rate, only_from and no_access (issue #4, acceptance 4).
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+
+use crate::util::*;
+
+/// A connection to `to` from the local address `from` (127.0.0.2, ::1...).
+fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let from: std::net::IpAddr = from.parse().unwrap();
+    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    socket
+        .connect_timeout(&to.into(), Duration::from_secs(5))
+        .unwrap();
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+}
+
+/// Whether the server keeps the connection (answers an echo) or closes it
+/// at once (end of file, or a reset).
+fn served(mut c: TcpStream) -> bool {
+    echo_once(&mut c, "ping\n").is_ok_and(|s| s == "ping\n")
+}
+
+fn closed_at_once(mut c: TcpStream) -> bool {
+    let mut buf = [0u8; 1];
+    matches!(c.read(&mut buf), Ok(0) | Err(_))
+}
+
+fn echo_service(dir: &TempDir, listen: &str, extra: &str) -> (Daemon, SocketAddr) {
+    let d = Daemon::serve(
+        dir,
+        &format!("[[service]]\nname = \"e\"\nlisten = [\"{listen}\"]\nbuiltin = \"echo\"\nworkers = 10\n{extra}\n"),
+    );
+    let addr = d.address_of("e", "tcp").parse().unwrap();
+    (d, addr)
+}
+
+#[test]
+fn per_source_refuses_the_sixth_connection_from_one_address_only() {
+    let dir = TempDir::new("per-source");
+    let (d, addr) = echo_service(&dir, "127.0.0.1:0", "per_source = 5");
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let mut c = connect_from("127.0.0.1", addr);
+        assert_eq!(echo_once(&mut c, "held\n").unwrap(), "held\n");
+        held.push(c);
+    }
+    assert!(
+        closed_at_once(connect_from("127.0.0.1", addr)),
+        "a 6th connection from 127.0.0.1 was served\n{}",
+        d.report()
+    );
+    assert!(
+        served(connect_from("127.0.0.2", addr)),
+        "127.0.0.2 was refused\n{}",
+        d.report()
+    );
+    assert!(
+        d.wait_for_log("per_source limit of 5 reached", Duration::from_secs(5)),
+        "{}",
+        d.report()
+    );
+    drop(held);
+    // Once they are gone, 127.0.0.1 is served again.
+    assert!(
+        wait_until(Duration::from_secs(5), || served(connect_from(
+            "127.0.0.1",
+            addr
+        ))),
+        "{}",
+        d.report()
+    );
+}
+
+#[test]
+fn rate_refuses_the_excess_of_a_burst() {
+    let dir = TempDir::new("rate");
+    let (d, addr) = echo_service(&dir, "127.0.0.1:0", "rate = \"50/s\"");
+    let start = std::time::Instant::now();
+    let results: Vec<bool> = (0..200)
+        .map(|_| served(connect_from("127.0.0.1", addr)))
+        .collect();
+    let elapsed = start.elapsed().as_secs_f64();
+    let ok = results.iter().filter(|&&s| s).count();
+    eprintln!(
+        "a burst of 200 in {elapsed:.2}s against rate = 50/s: {ok} served, {} refused",
+        200 - ok
+    );
+    // 50 at once, then 50 a second while the burst lasts.
+    let allowed = 50 + (50.0 * elapsed).ceil() as usize + 1;
+    assert!(
+        ok >= 50 && ok <= allowed,
+        "{ok} served, at most {allowed} allowed\n{}",
+        d.report()
+    );
+    assert!(
+        d.stderr().contains("rate limit of 50/s reached"),
+        "{}",
+        d.report()
+    );
+}
+
+#[test]
+fn only_from_and_no_access_over_ipv4() {
+    let dir = TempDir::new("acl4");
+    let (d, addr) = echo_service(
+        &dir,
+        "127.0.0.1:0",
+        "only_from = [\"127.0.0.0/30\"]\nno_access = [\"127.0.0.3\"]",
+    );
+    assert!(served(connect_from("127.0.0.1", addr)), "{}", d.report());
+    assert!(served(connect_from("127.0.0.2", addr)), "{}", d.report());
+    assert!(
+        closed_at_once(connect_from("127.0.0.3", addr)),
+        "no_access was not applied\n{}",
+        d.report()
+    );
+    assert!(
+        closed_at_once(connect_from("127.0.0.9", addr)),
+        "only_from was not applied\n{}",
+        d.report()
+    );
+    assert!(
+        d.wait_for_log("refused 127.0.0.9:", Duration::from_secs(5)),
+        "{}",
+        d.report()
+    );
+    assert!(d.stderr().contains("not in only_from"), "{}", d.report());
+}
+
+#[test]
+fn only_from_and_no_access_over_ipv6_and_dual_stack() {
+    let dir = TempDir::new("acl6");
+    let (d, addr) = echo_service(&dir, "[::1]:0", "only_from = [\"::1\"]");
+    assert!(served(connect_from("::1", addr)), "{}", d.report());
+    drop(d);
+    let (d, addr) = echo_service(&dir, "[::1]:0", "no_access = [\"::1/128\"]");
+    assert!(closed_at_once(connect_from("::1", addr)), "{}", d.report());
+    drop(d);
+    // On a dual-stack socket an IPv4 client is matched as IPv4.
+    let (d, addr) = echo_service(&dir, ":0", "only_from = [\"127.0.0.2\"]");
+    let v4: SocketAddr = format!("127.0.0.1:{}", addr.port()).parse().unwrap();
+    assert!(served(connect_from("127.0.0.2", v4)), "{}", d.report());
+    assert!(
+        closed_at_once(connect_from("127.0.0.1", v4)),
+        "{}",
+        d.report()
+    );
+}
