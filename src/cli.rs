@@ -26,6 +26,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check a config file: print every error with file:line:column, exit 2 if any.
     Check(ConfigArgs),
+    /// Show the scoreboard of the running daemon (through its control socket).
+    Status(StatusArgs),
+    /// Make the running daemon reload its config (as SIGHUP does) and say how it went.
+    Reload(ConfigArgs),
+    /// Stop the running daemon gracefully (as SIGTERM does).
+    Stop(ConfigArgs),
     /// Convert an inetd.conf to a preforkd config, printed on stdout.
     #[command(name = "import-inetd")]
     ImportInetd(ImportArgs),
@@ -46,6 +52,18 @@ pub struct ConfigArgs {
     /// back to the embedded default when it does not exist].
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
+}
+
+/// `preforkd status [-c FILE] [--json]`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Which config (its `[daemon] control` names the socket).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Print JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `preforkd serve [-c FILE] [-v]`

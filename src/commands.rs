@@ -12,6 +12,7 @@ use crate::master::plan::Plan;
 use crate::master::{Announce, Master};
 use crate::service::{ExecSpec, Service};
 use crate::{default_workers, ListenAddr, Server};
+use std::io::{Read, Write};
 
 /// Runs a parsed command line.
 pub(crate) fn run(cli: Cli) -> Result<(), Error> {
@@ -20,6 +21,47 @@ pub(crate) fn run(cli: Cli) -> Result<(), Error> {
         Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
         Command::ImportInetd(args) => import_inetd(args),
+        Command::Status(args) => {
+            let request = if args.json { "status json" } else { "status" };
+            control(&args.config, request)
+        }
+        Command::Reload(args) => control(&args, "reload"),
+        Command::Stop(args) => control(&args, "stop"),
+    }
+}
+
+/// Sends `request` to the control socket of the daemon that `args`'
+/// config describes, and prints the answer.
+///
+/// `reload` checks the file first and does not ask the daemon to reload a
+/// file with errors (they are printed, exit 2). `status` and `stop` need only
+/// the socket's path, so they work while the file is being edited.
+fn control(args: &ConfigArgs, request: &str) -> Result<(), Error> {
+    let source = Source::of(args);
+    let path = match source.load() {
+        Ok(config) => config.daemon.control,
+        Err(e) if request == "reload" => return Err(Error::Config(e)),
+        Err(_) => source.control_path_only(),
+    };
+    let failed = |source| Error::Control {
+        path: path.clone(),
+        source,
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).map_err(failed)?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .map_err(failed)?;
+    stream
+        .write_all(format!("{request}\n").as_bytes())
+        .map_err(failed)?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).map_err(failed)?;
+    match answer.strip_prefix("error: ") {
+        Some(why) => Err(Error::Refused(why.trim_end().to_string())),
+        None => {
+            print!("{answer}");
+            Ok(())
+        }
     }
 }
 
@@ -81,6 +123,19 @@ enum Source {
 impl Source {
     fn of(args: &ConfigArgs) -> Source {
         args.config.clone().map_or(Source::Default, Source::File)
+    }
+
+    /// The control socket's path, read leniently from a file that may not
+    /// pass `check` (the default when it cannot be read at all).
+    fn control_path_only(&self) -> PathBuf {
+        let file = match self {
+            Source::File(path) => Some(path.clone()),
+            Source::Default => Some(PathBuf::from(config::DEFAULT_PATH)),
+        };
+        file.and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .and_then(|t| t.get("daemon")?.get("control")?.as_str().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONTROL))
     }
 
     /// No file given and none at the default path.

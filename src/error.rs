@@ -39,6 +39,15 @@ pub enum Error {
     Fork(ForkError),
     /// The config file cannot be read or is wrong.
     Config(crate::config::ConfigError),
+    /// The control socket of the daemon cannot be reached.
+    Control {
+        /// Its path.
+        path: std::path::PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The daemon refused a request (a reload with a bad config).
+    Refused(String),
     /// The workers report they cannot work (exit status 78).
     WorkersFailed {
         /// The service whose workers failed.
@@ -57,6 +66,18 @@ impl fmt::Display for Error {
             Error::Startup { what, source } => write!(f, "{what}: {}", describe(source)),
             Error::Fork(e) => write!(f, "{e}"),
             Error::Config(e) => write!(f, "{e}"),
+            Error::Control { path, source } => write!(
+                f,
+                "cannot talk to the daemon at {}: {}{}",
+                path.display(),
+                describe(source),
+                if source.kind() == io::ErrorKind::NotFound {
+                    " (is `preforkd serve` running?)"
+                } else {
+                    ""
+                }
+            ),
+            Error::Refused(why) => f.write_str(why),
             Error::WorkersFailed { service } => {
                 write!(
                     f,
@@ -101,6 +122,8 @@ impl Error {
             Error::Bind { .. }
             | Error::Startup { .. }
             | Error::Fork(_)
+            | Error::Control { .. }
+            | Error::Refused(_)
             | Error::WorkersFailed { .. } => 1,
         }
     }

@@ -168,6 +168,7 @@ impl Server {
         let plan = master::plan::Plan {
             pools: vec![pool],
             graceful_timeout: self.options.graceful_timeout,
+            control: None,
         };
         master::Master::new(
             vec![(key, self.listener)],

@@ -72,6 +72,9 @@ builtin = "time"
 workers = 1
 "#;
 
+/// Where the control socket is when `[daemon] control` does not say.
+pub const DEFAULT_CONTROL: &str = "/run/preforkd.sock";
+
 /// The name diagnostics give the embedded default.
 pub const EMBEDDED_NAME: &str = "(embedded default)";
 
@@ -98,6 +101,8 @@ impl fmt::Display for Protocol {
 pub struct DaemonConfig {
     /// On SIGTERM, how long busy workers may take.
     pub graceful_timeout: Duration,
+    /// The control socket of `status`, `reload` and `stop`.
+    pub control: PathBuf,
 }
 
 /// How many workers a pool has.
@@ -375,7 +380,21 @@ impl Checker<'_> {
             None => Duration::from_secs(30),
             Some(s) => self.duration(s)?,
         };
-        Some(DaemonConfig { graceful_timeout })
+        let control = match &raw.control {
+            None => PathBuf::from(DEFAULT_CONTROL),
+            Some(c) if Path::new(c.get_ref()).is_absolute() => PathBuf::from(c.get_ref()),
+            Some(c) => {
+                self.error(
+                    c.span(),
+                    format!("control '{}' must be an absolute path", c.get_ref()),
+                );
+                return None;
+            }
+        };
+        Some(DaemonConfig {
+            graceful_timeout,
+            control,
+        })
     }
 
     fn duration(&mut self, s: &Spanned<String>) -> Option<Duration> {

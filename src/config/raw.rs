@@ -13,6 +13,7 @@ pub(super) struct RawDaemon {
     pub user: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
     pub graceful_timeout: Option<Spanned<String>>,
+    pub control: Option<Spanned<String>>,
 }
 
 /// `[[service]]`

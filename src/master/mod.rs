@@ -12,6 +12,7 @@
 //!
 //! The lifecycle is [`Phase`]; every change of phase is logged.
 
+mod control;
 pub(crate) mod plan;
 mod pool;
 mod reload;
@@ -87,6 +88,8 @@ struct PoolRun<'a> {
     /// The pool's shared slot on the scoreboard (its rate limiter; the tag
     /// its workers' slots carry, for per_source).
     shared_slot: usize,
+    /// Connections served by workers that are gone.
+    served_by_gone: u64,
 }
 
 pub(crate) struct Master<'a> {
@@ -94,6 +97,8 @@ pub(crate) struct Master<'a> {
     /// Workers of adaptive pools write a byte here when they turn busy or
     /// idle; the master polls the read end with its signals.
     busy_pipe: (OwnedFd, OwnedFd),
+    /// The control socket of `preforkd status`, `reload`, `stop`.
+    control: Option<Listener>,
     sockets: BTreeMap<SocketKey, Rc<Listener>>,
     pools: Vec<PoolRun<'a>>,
     graceful_timeout: Duration,
@@ -119,6 +124,7 @@ impl<'a> Master<'a> {
         let mut master = Master {
             board: Scoreboard::new().map_err(|e| startup("cannot map the scoreboard", e))?,
             busy_pipe: sys::fd::pipe().map_err(|e| startup("cannot create a pipe", e))?,
+            control: None,
             sockets: bound.into_iter().map(|(k, l)| (k, Rc::new(l))).collect(),
             pools: Vec::new(),
             graceful_timeout: plan.graceful_timeout,
@@ -132,6 +138,7 @@ impl<'a> Master<'a> {
         // A service whose workers could never switch to their user (the
         // master is not root) is not started: one log line, no socket, no
         // fork. The others go on.
+        let plan_control = plan.control;
         let (ready, refused): (Vec<_>, Vec<_>) =
             plan.pools.into_iter().partition(|p| startable(p).is_ok());
         for p in &refused {
@@ -164,6 +171,25 @@ impl<'a> Master<'a> {
         for p in ready {
             master.add_pool(p);
         }
+        if let Some(path) = &plan_control {
+            master.control = match control::bind(path) {
+                Ok(listener) => Some(listener),
+                Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {
+                    return Err(Error::Bind {
+                        addr: path.display().to_string(),
+                        source: e,
+                    });
+                }
+                Err(e) => {
+                    log::warn!(
+                        "W0040 cannot create the control socket {}: {}; status, reload and stop will not work (SIGHUP and SIGTERM will)",
+                        path.display(),
+                        sys::fd::describe(&e)
+                    );
+                    None
+                }
+            };
+        }
         Ok(master)
     }
 
@@ -188,17 +214,20 @@ impl<'a> Master<'a> {
             let timeout = self
                 .next_deadline()
                 .map(|t| t.saturating_duration_since(now));
-            let (events, busy) = signals
-                .wait(timeout, self.busy_pipe.0.as_fd())
-                .map_err(|e| Error::Startup {
-                    what: "cannot wait for signals",
-                    source: e,
-                })?;
+            let mut others = vec![self.busy_pipe.0.as_fd()];
+            others.extend(self.control.as_ref().map(|c| c.as_fd()));
+            let (events, ready) = signals.wait(timeout, &others).map_err(|e| Error::Startup {
+                what: "cannot wait for signals",
+                source: e,
+            })?;
             for event in events {
                 self.act(event);
             }
-            if busy {
+            if ready[0] {
                 sys::fd::drain(self.busy_pipe.0.as_fd());
+            }
+            if ready.get(1) == Some(&true) {
+                self.serve_control();
             }
             self.run_timers(Instant::now())?;
             if self.phase == Phase::Running {
@@ -276,7 +305,9 @@ impl<'a> Master<'a> {
                 self.scale(event == Event::AddWorker)
             }
             Event::AddWorker | Event::RemoveWorker => {}
-            Event::Reload if self.phase == Phase::Running => self.reload(),
+            Event::Reload if self.phase == Phase::Running => {
+                let _ = self.reload();
+            }
             Event::Reload => {}
             // Log output goes to stderr, which is not reopened.
             Event::ReopenLogs => log::debug!("USR1: no log file to reopen"),
@@ -333,6 +364,7 @@ impl<'a> Master<'a> {
             log::debug!("reaped unknown child {pid}: {exit}");
             return;
         };
+        run.served_by_gone += self.board.slot(slot).served();
         self.board.release(slot);
         run.watch.forget(pid);
         let service = &run.plan.service;
@@ -583,6 +615,7 @@ impl<'a> Master<'a> {
         };
         self.pools.push(PoolRun {
             shared_slot,
+            served_by_gone: 0,
             plan,
             listener,
             pool,

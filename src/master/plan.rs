@@ -5,6 +5,7 @@
 //! reload. The master compares plans by pool key and fingerprint to decide
 //! what a reload keeps.
 
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -76,6 +77,8 @@ impl PoolPlan<'_> {
 pub(crate) struct Plan<'a> {
     pub pools: Vec<PoolPlan<'a>>,
     pub graceful_timeout: Duration,
+    /// Where the control socket goes (`serve` only).
+    pub control: Option<PathBuf>,
 }
 
 impl Plan<'static> {
@@ -111,6 +114,7 @@ impl Plan<'static> {
         Plan {
             pools,
             graceful_timeout: config.daemon.graceful_timeout,
+            control: Some(config.daemon.control.clone()),
         }
     }
 }

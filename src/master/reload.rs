@@ -25,10 +25,11 @@ use crate::config::Sizing;
 use crate::sys;
 
 impl Master<'_> {
-    pub(super) fn reload(&mut self) {
+    /// Reloads; the result (also logged) is what `preforkd reload` prints.
+    pub(super) fn reload(&mut self) -> Result<String, String> {
         let Some(reloader) = self.reloader.as_mut() else {
             log::warn!("M0004 HUP: there is no configuration file to reload; ignored");
-            return;
+            return Err("there is no configuration file to reload".into());
         };
         let plan = match reloader() {
             Ok(plan) => plan,
@@ -36,11 +37,12 @@ impl Master<'_> {
                 for e in &errors {
                     log::error!("M0010 reload refused: {e}");
                 }
-                log::error!(
-                    "M0010 reload refused: {} error(s); the running configuration is unchanged",
+                let summary = format!(
+                    "reload refused: {} error(s); the running configuration is unchanged",
                     errors.len()
                 );
-                return;
+                log::error!("M0010 {summary}");
+                return Err(format!("{}\n{summary}", errors.join("\n")));
             }
         };
 
@@ -48,11 +50,12 @@ impl Master<'_> {
         // to serve them: refuse the whole file, as for any other error.
         for p in &plan.pools {
             if let Err(why) = startable(p) {
-                log::error!(
-                    "M0010 reload refused: service {}: {why}; the running configuration is unchanged",
+                let message = format!(
+                    "reload refused: service {}: {why}; the running configuration is unchanged",
                     p.service
                 );
-                return;
+                log::error!("M0010 {message}");
+                return Err(message);
             }
         }
 
@@ -68,13 +71,14 @@ impl Master<'_> {
                     fresh.insert(key, Rc::new(l));
                 }
                 Err(e) => {
-                    log::error!(
-                        "M0011 reload refused: cannot bind {} for service {}: {}; the running configuration is unchanged",
+                    let message = format!(
+                        "reload refused: cannot bind {} for service {}: {}; the running configuration is unchanged",
                         p.addr,
                         p.service,
                         sys::fd::describe(&e)
                     );
-                    return;
+                    log::error!("M0011 {message}");
+                    return Err(message);
                 }
             }
         }
@@ -166,9 +170,11 @@ impl Master<'_> {
         {
             self.announce_socket(run);
         }
-        log::info!(
-            "M0013 reloaded: generation {}: {kept} pools kept, {started} started, {retired} retiring",
+        let summary = format!(
+            "reloaded: generation {}: {kept} pools kept, {started} started, {retired} retiring",
             self.generation
         );
+        log::info!("M0013 {summary}");
+        Ok(summary)
     }
 }

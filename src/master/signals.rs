@@ -65,16 +65,16 @@ impl Signals {
         Ok(Signals { delivery })
     }
 
-    /// Waits until a signal arrives, `other` becomes readable, or `timeout`
-    /// passes (`None`: no limit). Returns the events that arrived, in the
-    /// order the master should act on them (reaping first, so that a stop
-    /// or a scale decision sees the pool as it is), and whether `other` is
-    /// readable.
+    /// Waits until a signal arrives, one of `others` becomes readable, or
+    /// `timeout` passes (`None`: no limit). Returns the events that arrived,
+    /// in the order the master should act on them (reaping first, so that a
+    /// stop or a scale decision sees the pool as it is), and which of
+    /// `others` are readable.
     pub(crate) fn wait(
         &mut self,
         timeout: Option<Duration>,
-        other: BorrowedFd<'_>,
-    ) -> io::Result<(Vec<Event>, bool)> {
+        others: &[BorrowedFd<'_>],
+    ) -> io::Result<(Vec<Event>, Vec<bool>)> {
         let timeout = match timeout {
             None => PollTimeout::NONE,
             // Round up, so a timer due in 0.4 ms does not become a busy loop.
@@ -83,20 +83,22 @@ impl Signals {
                     .unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut fds = [
-            PollFd::new(self.delivery.get_read().as_fd(), PollFlags::POLLIN),
-            PollFd::new(other, PollFlags::POLLIN),
-        ];
+        let mut fds = vec![PollFd::new(
+            self.delivery.get_read().as_fd(),
+            PollFlags::POLLIN,
+        )];
+        fds.extend(others.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
         }
-        let other_ready = fds[1]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        let ready = fds[1..]
+            .iter()
+            .map(|fd| fd.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
+            .collect();
         let mut events: Vec<Event> = self.delivery.pending().filter_map(to_event).collect();
         events.sort_by_key(|e| *e != Event::Reap);
-        Ok((events, other_ready))
+        Ok((events, ready))
     }
 }
 

@@ -43,7 +43,7 @@ fn an_imported_inetd_conf_checks_and_serves_the_same_services() {
     );
 
     let imported = dir.path().join("imported.toml");
-    std::fs::write(&imported, &toml).unwrap();
+    std::fs::write(&imported, with_control(&dir, &toml)).unwrap();
     let check = run_to_exit(&["check", "-c", imported.to_str().unwrap()]);
     assert!(
         check.status.success(),

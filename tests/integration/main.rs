@@ -4,6 +4,7 @@
 
 mod builtin;
 mod check;
+mod control;
 mod docs;
 mod errors;
 mod exec;

@@ -137,7 +137,7 @@ fn twenty_reloads_under_load_lose_no_connection() {
         } else {
             config(workers, exec, with_added, with_leaving)
         };
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, with_control(&dir, &text)).unwrap();
         let before = d.workers();
         d.signal(libc::SIGHUP);
         if broken {

@@ -280,8 +280,11 @@ fn a_service_that_cannot_switch_user_is_not_started_and_the_others_serve() {
     let config = dir.path().join("preforkd.toml");
     std::fs::write(
         &config,
+        with_control(
+            &dir,
         "[[service]]\nname = \"fine\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\n\n\
          [[service]]\nname = \"wants-root\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 3\nuser = \"root\"\n",
+        ),
     )
     .unwrap();
     let d = Daemon::start_with(

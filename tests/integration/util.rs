@@ -367,7 +367,7 @@ impl Daemon {
     /// waits until the master runs.
     pub fn serve(dir: &TempDir, config: &str) -> Daemon {
         let path = dir.path().join("preforkd.toml");
-        std::fs::write(&path, config).unwrap();
+        std::fs::write(&path, with_control(dir, config)).unwrap();
         let path = path.to_str().unwrap().to_string();
         let d = Daemon::start(&["serve", "-c", &path]);
         assert!(
@@ -458,4 +458,17 @@ pub fn require_root(what: &str) {
         nix::unistd::geteuid().is_root(),
         "this test needs root ({what}); CI runs as root: run it with sudo"
     );
+}
+
+/// `config` with its own control socket in `dir` (tests run in parallel;
+/// the default /run/preforkd.sock would be shared).
+pub fn with_control(dir: &TempDir, config: &str) -> String {
+    let line = format!(
+        "control = \"{}\"\n",
+        dir.path().join("control.sock").display()
+    );
+    match config.find("[daemon]\n") {
+        Some(i) => format!("{}[daemon]\n{line}{}", &config[..i], &config[i + 9..]),
+        None => format!("[daemon]\n{line}\n{config}"),
+    }
 }
