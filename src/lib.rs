@@ -71,6 +71,9 @@ pub struct Options {
     pub workers: usize,
     /// On SIGTERM, how long busy workers may take before they are killed.
     pub graceful_timeout: Duration,
+    /// Retire a worker, after its connection, once its resident memory
+    /// is larger than this many bytes (a handler that leaks).
+    pub max_memory: Option<u64>,
 }
 
 impl Default for Options {
@@ -78,6 +81,7 @@ impl Default for Options {
         Options {
             workers: default_workers(),
             graceful_timeout: Duration::from_secs(30),
+            max_memory: None,
         }
     }
 }
@@ -133,6 +137,13 @@ impl Server {
         self
     }
 
+    /// Retires a worker, after its connection, once its resident memory is
+    /// larger than `bytes` (it is replaced at once; nothing is lost).
+    pub fn max_memory(mut self, bytes: u64) -> Server {
+        self.options.max_memory = Some(bytes);
+        self
+    }
+
     /// Names the service in log lines.
     pub fn name(mut self, name: impl Into<String>) -> Server {
         self.name = name.into();
@@ -161,6 +172,7 @@ impl Server {
             max_requests: None,
             timeout: None,
             access: net::acl::Access::default(),
+            max_memory: self.options.max_memory,
             fingerprint: String::new(),
         };
         // The listener is bound already, under the key the pool will ask for.

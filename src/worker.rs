@@ -78,6 +78,8 @@ pub(crate) struct Worker<'a, 'h> {
     pub max_requests: Option<u64>,
     /// Close a connection idle this long.
     pub timeout: Option<Duration>,
+    /// Retire after a connection that left the resident memory above this.
+    pub max_memory: Option<u64>,
     /// Who may connect.
     pub access: &'a Access,
     /// The whole scoreboard, read for per_source.
@@ -247,6 +249,20 @@ impl Worker<'_, '_> {
             self.serve_one(handler, conn);
             served += 1;
             self.mark(|s| s.end());
+            if let Some(limit) = self.max_memory {
+                let rss = sys::process::resident_bytes().unwrap_or(0);
+                if rss > limit {
+                    log::info!(
+                        "W0022 service {}: worker {} uses {} KiB, more than max_memory ({} KiB): retiring it",
+                        self.service,
+                        std::process::id(),
+                        rss / 1024,
+                        limit / 1024
+                    );
+                    self.slot.set(State::Exiting);
+                    return WorkerExit::Done;
+                }
+            }
         }
     }
 

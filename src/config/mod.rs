@@ -172,6 +172,8 @@ pub struct ServiceConfig {
     pub max_requests_jitter: u64,
     /// Close a connection idle this long; kill a handler busy this long.
     pub timeout: Option<Duration>,
+    /// Retire a worker whose resident memory grew past this many bytes.
+    pub max_memory: Option<u64>,
     /// Who may connect, how many at once, how fast.
     pub access: Access,
     /// listen(2) backlog.
@@ -502,6 +504,19 @@ impl Checker<'_> {
         let max_requests_jitter = positive(self, &raw.max_requests_jitter, "max_requests_jitter")
             .unwrap_or_else(|| max_requests.map_or(0, |m| m / 10));
         let access = self.access(raw);
+        let max_memory = raw.max_memory.as_ref().and_then(|m| match m.get_ref() {
+            SizeOrNumber::Number(n) if *n > 0 => Some(*n as u64),
+            SizeOrNumber::Text(t) => size::parse_size(t)
+                .map_err(|e| self.error(m.span(), e))
+                .ok(),
+            SizeOrNumber::Number(n) => {
+                self.error(
+                    m.span(),
+                    format!("invalid max_memory = {n}: expected a positive size"),
+                );
+                None
+            }
+        });
         let timeout = raw.timeout.as_ref().and_then(|t| {
             let d = self.duration(t)?;
             if d.is_zero() {
@@ -559,6 +574,7 @@ impl Checker<'_> {
             max_requests,
             max_requests_jitter,
             timeout,
+            max_memory,
             access,
             backlog,
             privileges: Privileges {

@@ -573,6 +573,7 @@ impl<'a> Master<'a> {
                             n + watch::jitter(jitter, sys::process::current_pid())
                         }),
                         timeout: run.plan.timeout,
+                        max_memory: run.plan.max_memory,
                         access: &run.plan.access,
                         board: &self.board,
                         pool_slot: run.shared_slot,

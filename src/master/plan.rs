@@ -54,6 +54,8 @@ pub(crate) struct PoolPlan<'a> {
     pub max_requests: Option<(u64, u64)>,
     /// Close idle connections, kill stuck handlers, after this long.
     pub timeout: Option<Duration>,
+    /// Retire a worker whose resident memory grew past this many bytes.
+    pub max_memory: Option<u64>,
     /// Who may connect, how many at once, how fast.
     pub access: Access,
     /// Everything about the pool but its worker count: a reload replaces
@@ -107,6 +109,7 @@ impl Plan<'static> {
                     max_requests: s.max_requests.map(|m| (m, s.max_requests_jitter)),
                     timeout: s.timeout,
                     access: s.access.clone(),
+                    max_memory: s.max_memory,
                     fingerprint: format!("{fingerprinted:?}"),
                 });
             }

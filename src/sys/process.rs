@@ -261,3 +261,30 @@ pub fn where_blocked(pid: Pid) -> String {
         (None, None) => "unknown".to_string(),
     }
 }
+
+/// The calling process's resident memory, in bytes (/proc/self/statm).
+#[cfg(target_os = "linux")]
+pub fn resident_bytes() -> io::Result<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| io::Error::other("malformed /proc/self/statm"))?;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)?.unwrap_or(4096) as u64;
+    Ok(pages * page)
+}
+
+/// The calling process's resident memory, in bytes (getrusage's maximum,
+/// the closest portable measure).
+#[cfg(not(target_os = "linux"))]
+pub fn resident_bytes() -> io::Result<u64> {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
+    // ru_maxrss is in bytes on macOS, in KiB on the BSDs.
+    let scale = if cfg!(target_vendor = "apple") {
+        1
+    } else {
+        1024
+    };
+    Ok(usage.max_rss() as u64 * scale)
+}

@@ -57,3 +57,41 @@ fn the_hello_example_serves_its_own_handler_in_prefork_workers() {
         d.report()
     );
 }
+
+// Issue #4, acceptance 3 (max_memory).
+#[test]
+fn a_leaking_handler_is_retired_by_max_memory_and_nothing_is_lost() {
+    let leaky = example("leaky");
+    assert!(leaky.exists(), "{} not built", leaky.display());
+    let d = Daemon::start_with(
+        Command::new(&leaky).args(["127.0.0.1:0", "2", "16M"]),
+        &["(examples/leaky)"],
+    );
+    let mut pids = std::collections::BTreeSet::new();
+    let mut most = 0;
+    for i in 0..60 {
+        let mut c = d.connect();
+        let mut out = String::new();
+        c.read_to_string(&mut out)
+            .unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", d.report()));
+        let mut words = out.split_whitespace();
+        let pid: u32 = words
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("connection {i}: {out:?}"));
+        let leaked: u32 = words.next().and_then(|p| p.parse().ok()).unwrap();
+        pids.insert(pid);
+        most = most.max(leaked);
+    }
+    eprintln!(
+        "60 connections, 1 MiB leaked each: {} workers, at most {most} MiB leaked by one",
+        pids.len()
+    );
+    assert!(pids.len() > 2, "no worker was retired\n{}", d.report());
+    assert!(
+        most <= 16,
+        "a worker leaked {most} MiB past a 16 MiB limit\n{}",
+        d.report()
+    );
+    assert!(d.stderr().contains("W0022"), "{}", d.report());
+}
