@@ -8,6 +8,14 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::duration::parse_duration;
 
+fn parse_rate(s: &str) -> Result<crate::net::acl::Rate, String> {
+    s.parse()
+}
+
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    crate::net::acl::parse_net(s)
+}
+
 /// preforkd: a pre-fork UNIX server.
 #[derive(Debug, Parser)]
 #[command(name = "preforkd", version, about, propagate_version = true)]
@@ -21,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve one service in the foreground, without a config file (like tcpserver).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve every service of the config file (in the foreground in this version).
     Serve(ServeArgs),
     /// Check a config file: print every error with file:line:column, exit 2 if any.
@@ -99,9 +107,66 @@ pub struct RunArgs {
     )]
     pub builtin: Option<String>,
 
-    /// Workers to pre-fork [default: the number of CPUs].
-    #[arg(short = 'w', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    /// Workers to pre-fork [default: the number of CPUs]; a fixed pool
+    /// unless one of --min-spare, --max-spare, --max-workers is given.
+    #[arg(short = 'w', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub workers: Option<u32>,
+
+    /// Adaptive pool: idle workers to keep ready [default: the number of CPUs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=4096))]
+    pub min_spare: Option<u32>,
+
+    /// Adaptive pool: idle workers above which extras are retired [default: 4 per CPU].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=4096))]
+    pub max_spare: Option<u32>,
+
+    /// Adaptive pool: the most workers [default: 256].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_workers: Option<u32>,
+
+    /// Retire a worker after about this many connections.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_requests: Option<u64>,
+
+    /// Add up to this many, at random per worker, to --max-requests [default: a tenth of it].
+    #[arg(long, value_name = "N", requires = "max_requests")]
+    pub max_requests_jitter: Option<u64>,
+
+    /// Close a connection idle this long; stop a handler busy this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// Retire a worker whose resident memory grew past this size (4096, 512K, 64M, 1G).
+    #[arg(long, value_name = "SIZE", value_parser = crate::config::size::parse_size)]
+    pub max_memory: Option<u64>,
+
+    /// At most this many concurrent connections from one address.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub per_source: Option<u32>,
+
+    /// At most this many new connections per second or minute (50/s, 600/m).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub rate: Option<crate::net::acl::Rate>,
+
+    /// Accept clients from this network only (repeatable: 10.0.0.0/8, ::1).
+    #[arg(long, value_name = "NET", value_parser = parse_net)]
+    pub only_from: Vec<ipnet::IpNet>,
+
+    /// Never accept clients from this network (repeatable).
+    #[arg(long, value_name = "NET", value_parser = parse_net)]
+    pub no_access: Vec<ipnet::IpNet>,
+
+    /// Serve the builtin over UDP instead of TCP.
+    #[arg(long, requires = "builtin")]
+    pub udp: bool,
+
+    /// Workers drop to this user after the master binds (needs root).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// ...and to this group instead of the user's own.
+    #[arg(long, value_name = "GROUP", requires = "user")]
+    pub group: Option<String>,
 
     /// Length of the listen queue (capped by net.core.somaxconn).
     #[arg(long, value_name = "N", default_value_t = crate::net::DEFAULT_BACKLOG,

@@ -6,18 +6,20 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::{Cli, Command, ConfigArgs, ImportArgs, RunArgs, ServeArgs};
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, DaemonConfig, Protocol, ServiceConfig, Sizing};
 use crate::error::Error;
 use crate::master::plan::Plan;
 use crate::master::{Announce, Master};
+use crate::net::acl::Access;
+use crate::privileges::{Account, Privileges};
 use crate::service::{ExecSpec, Service};
-use crate::{default_workers, ListenAddr, Server};
+use crate::{default_workers, ListenAddr};
 use std::io::{Read, Write};
 
 /// Runs a parsed command line.
 pub(crate) fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Run(args) => run_one(args),
+        Command::Run(args) => run_one(*args),
         Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
         Command::ImportInetd(args) => import_inetd(args),
@@ -103,12 +105,90 @@ fn run_one(args: RunArgs) -> Result<(), Error> {
             ))
         }
     };
-    let workers = args.workers.map_or_else(default_workers, |n| n as usize);
-    Server::bind_addr(&addr, args.backlog)?
-        .workers(workers)
-        .graceful_timeout(args.graceful_timeout)
-        .name(service.to_string())
-        .serve(service)
+    let protocol = if args.udp {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    };
+    if protocol == Protocol::Udp && matches!(addr, ListenAddr::Unix(_)) {
+        return Err(Error::Usage("--udp needs an IP address, not unix:".into()));
+    }
+    let account = match &args.user {
+        Some(user) => Some(Account::lookup(user, args.group.as_deref()).map_err(Error::Usage)?),
+        None => None,
+    };
+    let service_config = ServiceConfig {
+        name: service.to_string(),
+        listen: vec![addr],
+        protocol,
+        sizing: run_sizing(&args)?,
+        max_requests: args.max_requests,
+        max_requests_jitter: args
+            .max_requests_jitter
+            .unwrap_or(args.max_requests.unwrap_or(0) / 10),
+        timeout: args.timeout,
+        max_memory: args.max_memory,
+        access: Access {
+            only_from: args.only_from.clone(),
+            no_access: args.no_access.clone(),
+            per_source: args.per_source,
+            rate: args.rate,
+        },
+        service,
+        backlog: args.backlog,
+        privileges: Privileges {
+            account,
+            ..Privileges::default()
+        },
+        socket_mode: None,
+        socket_owner: None,
+    };
+    let config = Config {
+        file: "(command line)".into(),
+        daemon: DaemonConfig {
+            graceful_timeout: args.graceful_timeout,
+            control: PathBuf::new(),
+        },
+        services: vec![service_config],
+    };
+    let mut plan = Plan::from_config(&config);
+    plan.control = None;
+    Master::new(vec![], plan, None, Announce::Address)?.run()
+}
+
+/// A fixed pool of --workers, or an adaptive one when a spare or maximum
+/// is given (the config file's defaults fill in the rest).
+fn run_sizing(args: &RunArgs) -> Result<Sizing, Error> {
+    let workers = args.workers.map(|n| n as usize);
+    if args.min_spare.is_none() && args.max_spare.is_none() && args.max_workers.is_none() {
+        return Ok(Sizing::Fixed(workers.unwrap_or_else(default_workers)));
+    }
+    let Sizing::Adaptive {
+        start,
+        min_spare,
+        max_spare,
+        max,
+    } = Sizing::default_adaptive()
+    else {
+        unreachable!("the default is adaptive")
+    };
+    let max = args.max_workers.map_or(max, |n| n as usize);
+    let min_spare = args.min_spare.map_or(min_spare.min(max), |n| n as usize);
+    let max_spare = args
+        .max_spare
+        .map_or(max_spare.max(min_spare), |n| n as usize);
+    let start = workers.unwrap_or(start).min(max);
+    if min_spare > max_spare {
+        return Err(Error::Usage(format!(
+            "--min-spare ({min_spare}) must be at most --max-spare ({max_spare})"
+        )));
+    }
+    Ok(Sizing::Adaptive {
+        start,
+        min_spare,
+        max_spare,
+        max,
+    })
 }
 
 /// Where the configuration comes from.

@@ -311,3 +311,60 @@ fn no_thundering_herd_one_wake_up_per_connection() {
         "{per_connection:.2} wake-ups per connection"
     );
 }
+
+#[test]
+fn run_takes_the_same_knobs_as_the_config_file() {
+    // An adaptive pool from the command line, a per_source limit and UDP.
+    let d = Daemon::start(&[
+        "run",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--min-spare",
+        "2",
+        "--max-spare",
+        "3",
+        "--max-workers",
+        "8",
+        "--per-source",
+        "1",
+        "--timeout",
+        "5s",
+        "--builtin",
+        "echo",
+    ]);
+    let mut first = d.connect();
+    assert_eq!(echo_once(&mut first, "one\n").unwrap(), "one\n");
+    // Spares are forked to keep 2 idle beside the busy one.
+    assert!(
+        wait_until(Duration::from_secs(5), || d.workers().len() >= 3),
+        "{}",
+        d.report()
+    );
+    // A second connection from the same address is refused.
+    let mut second = d.connect();
+    let mut buf = [0u8; 1];
+    assert!(
+        matches!(second.read(&mut buf), Ok(0) | Err(_)),
+        "per_source was not applied\n{}",
+        d.report()
+    );
+
+    let u = Daemon::start(&[
+        "run",
+        "127.0.0.1:0",
+        "--udp",
+        "--workers",
+        "1",
+        "--builtin",
+        "echo",
+    ]);
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    client.send_to(b"over udp", u.addr()).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"over udp");
+}
