@@ -368,3 +368,36 @@ fn run_takes_the_same_knobs_as_the_config_file() {
     let (n, _) = client.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"over udp");
 }
+
+#[test]
+fn at_max_connections_wait_in_the_queue_and_the_log_says_so() {
+    let dir = TempDir::new("at-max");
+    let d = Daemon::serve(
+        &dir,
+        "[[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = { start = 1, min_spare = 1, max_spare = 2, max = 2 }\n",
+    );
+    let addr = d.address_of("e", "tcp");
+    let mut held: Vec<_> = (0..2).map(|_| d.connect_to(&addr)).collect();
+    for (i, c) in held.iter_mut().enumerate() {
+        assert_eq!(echo_once(c, &format!("{i}\n")).unwrap(), format!("{i}\n"));
+    }
+    assert!(
+        d.wait_for_log("M0015", Duration::from_secs(5)),
+        "{}",
+        d.report()
+    );
+    assert_eq!(
+        d.workers().len(),
+        2,
+        "the pool went past max\n{}",
+        d.report()
+    );
+    // A third client waits in the listen queue, and is served once a
+    // worker is free.
+    let mut third = d.connect_to(&addr);
+    third.write_all(b"queued\n").unwrap();
+    drop(held.pop());
+    let mut back = [0u8; 7];
+    third.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"queued\n");
+}
