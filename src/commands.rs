@@ -163,32 +163,16 @@ fn run_sizing(args: &RunArgs) -> Result<Sizing, Error> {
     if args.min_spare.is_none() && args.max_spare.is_none() && args.max_workers.is_none() {
         return Ok(Sizing::Fixed(workers.unwrap_or_else(default_workers)));
     }
-    let Sizing::Adaptive {
+    let max = args.max_workers.map(|n| n as usize);
+    // --workers is the start; the default start is clamped to --max-workers.
+    let start = workers.map(|w| max.map_or(w, |m| w.min(m)));
+    Sizing::adaptive(
         start,
-        min_spare,
-        max_spare,
+        args.min_spare.map(|n| n as usize),
+        args.max_spare.map(|n| n as usize),
         max,
-    } = Sizing::default_adaptive()
-    else {
-        unreachable!("the default is adaptive")
-    };
-    let max = args.max_workers.map_or(max, |n| n as usize);
-    let min_spare = args.min_spare.map_or(min_spare.min(max), |n| n as usize);
-    let max_spare = args
-        .max_spare
-        .map_or(max_spare.max(min_spare), |n| n as usize);
-    let start = workers.unwrap_or(start).min(max);
-    if min_spare > max_spare {
-        return Err(Error::Usage(format!(
-            "--min-spare ({min_spare}) must be at most --max-spare ({max_spare})"
-        )));
-    }
-    Ok(Sizing::Adaptive {
-        start,
-        min_spare,
-        max_spare,
-        max,
-    })
+    )
+    .map_err(|e| Error::Usage(format!("invalid pool: {e}")))
 }
 
 /// Where the configuration comes from.

@@ -139,6 +139,46 @@ impl Sizing {
         }
     }
 
+    /// An adaptive pool from the parts given, the default filling in the
+    /// rest; an error names the part that does not fit.
+    pub fn adaptive(
+        start: Option<usize>,
+        min_spare: Option<usize>,
+        max_spare: Option<usize>,
+        max: Option<usize>,
+    ) -> Result<Sizing, String> {
+        let Sizing::Adaptive {
+            start: d_start,
+            min_spare: d_min,
+            max_spare: d_max_spare,
+            max: d_max,
+        } = Sizing::default_adaptive()
+        else {
+            unreachable!("the default is adaptive")
+        };
+        let max = max.unwrap_or(d_max);
+        let min_spare = min_spare.unwrap_or(d_min.min(max));
+        let max_spare = max_spare.unwrap_or(d_max_spare.max(min_spare));
+        let start = start.unwrap_or(d_start.min(max));
+        if !(1..=4096).contains(&max) {
+            return Err(format!("max = {max}: expected a number from 1 to 4096"));
+        }
+        if start < 1 || start > max {
+            return Err(format!("start = {start}: expected 1 to max ({max})"));
+        }
+        if min_spare > max_spare || min_spare > max {
+            return Err(format!(
+                "min_spare = {min_spare} must be at most max_spare ({max_spare}) and max ({max})"
+            ));
+        }
+        Ok(Sizing::Adaptive {
+            start,
+            min_spare,
+            max_spare,
+            max,
+        })
+    }
+
     /// Workers to fork at start.
     pub fn start(&self) -> usize {
         match *self {
@@ -632,61 +672,26 @@ impl Checker<'_> {
     }
 
     fn sizing(&mut self, w: &Spanned<raw::RawWorkers>) -> Sizing {
-        let bad = |checker: &mut Self, message: String| {
-            checker.error(w.span(), message);
-            Sizing::Fixed(1)
-        };
-        match w.get_ref() {
-            raw::RawWorkers::Count(n) if (1..=4096).contains(n) => Sizing::Fixed(*n as usize),
-            raw::RawWorkers::Count(n) => bad(
-                self,
-                format!("invalid workers = {n}: expected a number from 1 to 4096"),
-            ),
+        let sizing = match w.get_ref() {
+            raw::RawWorkers::Count(n) if (1..=4096).contains(n) => Ok(Sizing::Fixed(*n as usize)),
+            raw::RawWorkers::Count(n) => Err(format!(
+                "invalid workers = {n}: expected a number from 1 to 4096"
+            )),
             raw::RawWorkers::Adaptive(t) => {
-                let Sizing::Adaptive {
-                    start,
-                    min_spare,
-                    max_spare,
-                    max,
-                } = Sizing::default_adaptive()
-                else {
-                    unreachable!("the default is adaptive")
-                };
-                let get = |v: Option<i64>, default: usize| v.map_or(Ok(default), usize::try_from);
-                let (Ok(max), Ok(min_spare)) =
-                    (get(t.max, max), get(t.min_spare, min_spare.min(max)))
-                else {
-                    return bad(self, "invalid workers: numbers must not be negative".into());
-                };
-                let (Ok(start), Ok(max_spare)) = (
-                    get(t.start, start.min(max)),
-                    get(t.max_spare, max_spare.max(min_spare)),
-                ) else {
-                    return bad(self, "invalid workers: numbers must not be negative".into());
-                };
-                if !(1..=4096).contains(&max) {
-                    return bad(
-                        self,
-                        format!("invalid workers: max = {max}: expected a number from 1 to 4096"),
-                    );
-                }
-                if start < 1 || start > max {
-                    return bad(
-                        self,
-                        format!("invalid workers: start = {start}: expected 1 to max ({max})"),
-                    );
-                }
-                if min_spare > max_spare || min_spare > max {
-                    return bad(self, format!("invalid workers: min_spare = {min_spare} must be at most max_spare ({max_spare}) and max ({max})"));
-                }
-                Sizing::Adaptive {
-                    start,
-                    min_spare,
-                    max_spare,
-                    max,
+                let get = |v: Option<i64>| v.map(usize::try_from).transpose();
+                match (get(t.start), get(t.min_spare), get(t.max_spare), get(t.max)) {
+                    (Ok(start), Ok(min_spare), Ok(max_spare), Ok(max)) => {
+                        Sizing::adaptive(start, min_spare, max_spare, max)
+                            .map_err(|e| format!("invalid workers: {e}"))
+                    }
+                    _ => Err("invalid workers: numbers must not be negative".into()),
                 }
             }
-        }
+        };
+        sizing.unwrap_or_else(|message| {
+            self.error(w.span(), message);
+            Sizing::Fixed(1)
+        })
     }
 
     fn handler(
