@@ -39,13 +39,22 @@ pub enum Limit {
     Processes,
 }
 
-/// Sets both the soft and the hard limit.
+/// Sets both the soft and the hard limit. RLIMIT_AS and RLIMIT_NPROC are
+/// refused (Unsupported) where nix does not offer them (macOS).
 pub fn set_limit(limit: Limit, value: u64) -> io::Result<()> {
     let resource = match limit {
         Limit::OpenFiles => Resource::RLIMIT_NOFILE,
+        #[cfg(target_os = "freebsd")]
+        Limit::AddressSpace => Resource::RLIMIT_VMEM,
+        #[cfg(not(any(target_vendor = "apple", target_os = "freebsd")))]
         Limit::AddressSpace => Resource::RLIMIT_AS,
+        #[cfg(target_vendor = "apple")]
+        Limit::AddressSpace => return Err(io::Error::from(io::ErrorKind::Unsupported)),
         Limit::CpuSeconds => Resource::RLIMIT_CPU,
+        #[cfg(not(target_vendor = "apple"))]
         Limit::Processes => Resource::RLIMIT_NPROC,
+        #[cfg(target_vendor = "apple")]
+        Limit::Processes => return Err(io::Error::from(io::ErrorKind::Unsupported)),
     };
     setrlimit(resource, value as _, value as _).map_err(io::Error::from)
 }
