@@ -74,12 +74,22 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-/// `preforkd serve [-c FILE] [-v]`
+/// `preforkd serve [-c FILE] [--foreground] [--pidfile FILE] [-v]`
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Which config.
     #[command(flatten)]
     pub config: ConfigArgs,
+
+    /// Stay in the foreground (logs to stderr unless [daemon] log says
+    /// otherwise); without it, serve detaches once it is set up.
+    #[arg(short = 'f', long)]
+    pub foreground: bool,
+
+    /// Write the master's pid here, locked [default: [daemon] pidfile, or
+    /// /run/preforkd.pid when detached].
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<std::path::PathBuf>,
 
     /// Log every worker exit and client disconnect (debug level).
     #[arg(short = 'v', long)]

@@ -6,13 +6,16 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::{Cli, Command, ConfigArgs, ImportArgs, RunArgs, ServeArgs};
-use crate::config::{self, Config, ConfigError, DaemonConfig, Protocol, ServiceConfig, Sizing};
+use crate::config::{
+    self, Config, ConfigError, DaemonConfig, LogTarget, Protocol, ServiceConfig, Sizing,
+};
 use crate::error::Error;
 use crate::master::plan::Plan;
 use crate::master::{Announce, Master};
 use crate::net::acl::Access;
 use crate::privileges::{Account, Privileges};
 use crate::service::{ExecSpec, Service};
+use crate::sys::daemon::{Pidfile, PidfileError};
 use crate::{default_workers, ListenAddr};
 use std::io::{Read, Write};
 
@@ -148,6 +151,10 @@ fn run_one(args: RunArgs) -> Result<(), Error> {
         daemon: DaemonConfig {
             graceful_timeout: args.graceful_timeout,
             control: PathBuf::new(),
+            pidfile: None,
+            log: None,
+            syslog_facility: 3,
+            syslog_socket: PathBuf::new(),
         },
         services: vec![service_config],
     };
@@ -251,8 +258,62 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
                 read => vec![read.to_string()],
             })
     });
-    Master::new(vec![], plan, Some(reloader), Announce::WithService)?.run()
+    // A second instance is told at the terminal, before it tries to bind
+    // the addresses the first one holds.
+    let pidfile_path = args
+        .pidfile
+        .clone()
+        .or(config.daemon.pidfile.clone())
+        .or_else(|| (!args.foreground).then(|| PathBuf::from(DEFAULT_PIDFILE)));
+    let mut pidfile = match pidfile_path.as_deref().map(Pidfile::lock) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(PidfileError::Running(pid))) => {
+            return Err(Error::AlreadyRunning {
+                pidfile: pidfile_path.unwrap_or_default(),
+                pid,
+            })
+        }
+        Some(Err(PidfileError::Io(source))) => {
+            return Err(Error::Pidfile {
+                path: pidfile_path.unwrap_or_default(),
+                source,
+            })
+        }
+    };
+    let master = Master::new(vec![], plan, Some(reloader), Announce::WithService)?;
+    // Every check that can fail has passed: from here on, errors go to the log.
+    let log_target = config.daemon.log.unwrap_or(if args.foreground {
+        LogTarget::Stderr
+    } else {
+        LogTarget::Syslog
+    });
+    if log_target == LogTarget::Syslog {
+        crate::log::use_syslog(
+            config.daemon.syslog_socket.clone(),
+            config.daemon.syslog_facility,
+        );
+    }
+    if !args.foreground {
+        crate::sys::daemon::detach().map_err(|source| Error::Startup {
+            what: "cannot detach",
+            source,
+        })?;
+    }
+    if let Some(p) = &mut pidfile {
+        p.write_pid().map_err(|source| Error::Pidfile {
+            path: pidfile_path.clone().unwrap_or_default(),
+            source,
+        })?;
+    }
+    let result = master.run();
+    drop(pidfile);
+    result
 }
+
+/// The pidfile a detached `serve` writes when neither --pidfile nor
+/// `[daemon] pidfile` names one.
+pub const DEFAULT_PIDFILE: &str = "/run/preforkd.pid";
 
 fn check(args: ConfigArgs) -> Result<(), Error> {
     let source = Source::of(&args);

@@ -39,6 +39,20 @@ pub enum Error {
     Fork(ForkError),
     /// The config file cannot be read or is wrong.
     Config(crate::config::ConfigError),
+    /// Another daemon holds the pidfile's lock.
+    AlreadyRunning {
+        /// The pidfile.
+        pidfile: std::path::PathBuf,
+        /// The pid it names, if it can be read.
+        pid: Option<u32>,
+    },
+    /// The pidfile cannot be created or written.
+    Pidfile {
+        /// Its path.
+        path: std::path::PathBuf,
+        /// Why.
+        source: io::Error,
+    },
     /// The control socket of the daemon cannot be reached.
     Control {
         /// Its path.
@@ -78,6 +92,31 @@ impl fmt::Display for Error {
                 }
             ),
             Error::Refused(why) => f.write_str(why),
+            Error::AlreadyRunning {
+                pidfile,
+                pid: Some(pid),
+            } => {
+                write!(
+                    f,
+                    "already running as pid {pid} (pidfile {})",
+                    pidfile.display()
+                )
+            }
+            Error::AlreadyRunning { pidfile, pid: None } => {
+                write!(
+                    f,
+                    "already running (pidfile {} is locked)",
+                    pidfile.display()
+                )
+            }
+            Error::Pidfile { path, source } => {
+                write!(
+                    f,
+                    "cannot write the pidfile {}: {}",
+                    path.display(),
+                    describe(source)
+                )
+            }
             Error::WorkersFailed { service } => {
                 write!(
                     f,
@@ -123,6 +162,8 @@ impl Error {
             | Error::Startup { .. }
             | Error::Fork(_)
             | Error::Control { .. }
+            | Error::AlreadyRunning { .. }
+            | Error::Pidfile { .. }
             | Error::Refused(_)
             | Error::WorkersFailed { .. } => 1,
         }

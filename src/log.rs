@@ -1,21 +1,58 @@
-//! Where messages go: for now, stderr, one line per message, written with a
-//! single write(2) so that lines from the master and its workers never
-//! interleave.
+//! Where messages go: stderr (in the foreground), or syslog (a daemon).
 //!
-//! Format: `preforkd[PID]: MESSAGE`. Messages an administrator may search
-//! for begin with a stable id (`W0002`, `M0001`, ...), listed in preforkd(8).
-//! The `listening on` line is not a log message but part of the command-line
-//! contract, printed by [`announce`] whatever the log level.
+//! One line per message, sent with a single write(2) or send(2), so lines
+//! from the master and its workers never interleave. On stderr:
+//! `preforkd[PID]: MESSAGE`; to syslog, an RFC 3164 datagram
+//! `<PRI>Mmm dd hh:mm:ss preforkd[PID]: MESSAGE` on a Unix datagram socket
+//! (/dev/log unless the config names another). Messages an administrator
+//! may search for begin with a stable id (`W0002`, `M0001`, ...), listed in
+//! preforkd(8). The `listening on` line is not a log message but part of
+//! the command-line contract, printed by [`announce`] whatever the sink.
+//!
+//! A forked worker calls [`reopen`] after closing the descriptors it
+//! inherited, so it has its own connection to syslog.
 
 use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::sync::Mutex;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-struct StderrLog {
+/// Where log lines go.
+#[derive(Debug)]
+enum Sink {
+    Stderr,
+    Syslog {
+        path: PathBuf,
+        facility: u8,
+        socket: Option<UnixDatagram>,
+    },
+}
+
+static SINK: Mutex<Sink> = Mutex::new(Sink::Stderr);
+
+/// The syslog facilities a config may name, with their codes (RFC 3164).
+pub const FACILITIES: [(&str, u8); 12] = [
+    ("user", 1),
+    ("daemon", 3),
+    ("auth", 4),
+    ("authpriv", 10),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
+
+struct Logger {
     level: LevelFilter,
 }
 
-impl Log for StderrLog {
+impl Log for Logger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         metadata.level() <= self.level
     }
@@ -24,19 +61,68 @@ impl Log for StderrLog {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let prefix = match record.level() {
-            Level::Error => "error: ",
-            Level::Warn => "warning: ",
-            _ => "",
-        };
-        write_line(&format!(
-            "preforkd[{}]: {prefix}{}\n",
-            std::process::id(),
-            record.args()
-        ));
+        let pid = std::process::id();
+        let mut sink = SINK.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *sink {
+            Sink::Stderr => {
+                let prefix = match record.level() {
+                    Level::Error => "error: ",
+                    Level::Warn => "warning: ",
+                    _ => "",
+                };
+                write_line(&format!("preforkd[{pid}]: {prefix}{}\n", record.args()));
+            }
+            Sink::Syslog {
+                path,
+                facility,
+                socket,
+            } => {
+                let severity = match record.level() {
+                    Level::Error => 3,
+                    Level::Warn => 4,
+                    Level::Info => 6,
+                    Level::Debug | Level::Trace => 7,
+                };
+                let t = crate::sys::time::local_now();
+                const MONTHS: [&str; 12] = [
+                    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+                    "Dec",
+                ];
+                let line = format!(
+                    "<{}>{} {:2} {:02}:{:02}:{:02} preforkd[{pid}]: {}",
+                    u16::from(*facility) * 8 + severity,
+                    MONTHS[t.month.rem_euclid(12) as usize],
+                    t.day,
+                    t.hour,
+                    t.minute,
+                    t.second,
+                    record.args()
+                );
+                if socket.is_none() {
+                    *socket = connect(path);
+                }
+                let sent = socket
+                    .as_ref()
+                    .is_some_and(|s| s.send(line.as_bytes()).is_ok());
+                if !sent {
+                    // syslogd restarted: connect again once, then give up
+                    // on this line (there is nowhere else to report it).
+                    *socket = connect(path);
+                    if let Some(s) = socket {
+                        let _ = s.send(line.as_bytes());
+                    }
+                }
+            }
+        }
     }
 
     fn flush(&self) {}
+}
+
+fn connect(path: &PathBuf) -> Option<UnixDatagram> {
+    let socket = UnixDatagram::unbound().ok()?;
+    socket.connect(path).ok()?;
+    Some(socket)
 }
 
 fn write_line(line: &str) {
@@ -45,12 +131,43 @@ fn write_line(line: &str) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
-/// Sends log messages to stderr at `level` and above. Calling it again only
+/// Sends log messages to stderr at `level` and above. Calling it again
 /// changes nothing (the first logger stays), so library users who set up
 /// their own logger keep it.
 pub fn init_stderr(level: LevelFilter) {
-    if log::set_boxed_logger(Box::new(StderrLog { level })).is_ok() {
+    if log::set_boxed_logger(Box::new(Logger { level })).is_ok() {
         log::set_max_level(level);
+    }
+}
+
+/// From now on, log to syslog through the datagram socket at `path`.
+pub fn use_syslog(path: PathBuf, facility: u8) {
+    let socket = connect(&path);
+    *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Sink::Syslog {
+        path,
+        facility,
+        socket,
+    };
+}
+
+/// Connects to syslog again (USR1, or syslogd restarted). Nothing to do on
+/// stderr.
+pub fn reopen() {
+    if let Sink::Syslog { path, socket, .. } = &mut *SINK.lock().unwrap_or_else(|e| e.into_inner())
+    {
+        *socket = connect(path);
+    }
+}
+
+/// In a forked worker that has closed every inherited descriptor: connects
+/// to syslog anew. The inherited socket object is forgotten, not dropped:
+/// its descriptor is closed already, and its number may belong to another
+/// file by now.
+pub fn reopen_after_fork() {
+    if let Sink::Syslog { path, socket, .. } = &mut *SINK.lock().unwrap_or_else(|e| e.into_inner())
+    {
+        std::mem::forget(socket.take());
+        *socket = connect(path);
     }
 }
 

@@ -109,6 +109,9 @@ impl Worker<'_, '_> {
         let mut keep = vec![0, 1, 2, self.listener.as_raw_fd()];
         keep.extend(self.busy_pipe.map(|fd| fd.as_raw_fd()));
         sys::fd::close_all_except(&keep)?;
+        // Our own connection to syslog (the inherited one was just closed),
+        // made before a chroot could hide /dev/log.
+        crate::log::reopen_after_fork();
         let stop = sys::signal::install_stop_flag(Signal::SIGTERM)?;
         self.privileges.apply()?;
         // Changing the effective ids clears the parent-death signal

@@ -103,6 +103,23 @@ pub struct DaemonConfig {
     pub graceful_timeout: Duration,
     /// The control socket of `status`, `reload` and `stop`.
     pub control: PathBuf,
+    /// The pidfile (`serve` detached writes /run/preforkd.pid without one).
+    pub pidfile: Option<PathBuf>,
+    /// Where logs go; `None`: stderr in the foreground, syslog detached.
+    pub log: Option<LogTarget>,
+    /// The syslog facility code (RFC 3164; daemon = 3).
+    pub syslog_facility: u8,
+    /// syslogd's datagram socket.
+    pub syslog_socket: PathBuf,
+}
+
+/// `[daemon] log`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard error.
+    Stderr,
+    /// syslog.
+    Syslog,
 }
 
 /// How many workers a pool has.
@@ -433,9 +450,67 @@ impl Checker<'_> {
                 return None;
             }
         };
+        let absolute = |checker: &mut Self,
+                        v: &Option<Spanned<String>>,
+                        what: &str|
+         -> Option<Option<PathBuf>> {
+            match v {
+                None => Some(None),
+                Some(p) if Path::new(p.get_ref()).is_absolute() => {
+                    Some(Some(PathBuf::from(p.get_ref())))
+                }
+                Some(p) => {
+                    checker.error(
+                        p.span(),
+                        format!("{what} '{}' must be an absolute path", p.get_ref()),
+                    );
+                    None
+                }
+            }
+        };
+        let pidfile = absolute(self, &raw.pidfile, "pidfile")?;
+        let syslog_socket = absolute(self, &raw.syslog_socket, "syslog_socket")?
+            .unwrap_or_else(|| PathBuf::from("/dev/log"));
+        let log = match raw.log.as_ref().map(|l| (l, l.get_ref().as_str())) {
+            None => None,
+            Some((_, "stderr")) => Some(LogTarget::Stderr),
+            Some((_, "syslog")) => Some(LogTarget::Syslog),
+            Some((l, other)) => {
+                self.error(
+                    l.span(),
+                    format!("unknown log '{other}' (expected stderr or syslog)"),
+                );
+                return None;
+            }
+        };
+        let syslog_facility = match &raw.syslog_facility {
+            None => 3,
+            Some(f) => match crate::log::FACILITIES
+                .iter()
+                .find(|(name, _)| name == f.get_ref())
+            {
+                Some((_, code)) => *code,
+                None => {
+                    let names: Vec<&str> = crate::log::FACILITIES.iter().map(|(n, _)| *n).collect();
+                    self.error(
+                        f.span(),
+                        format!(
+                            "unknown syslog_facility '{}' (expected one of: {})",
+                            f.get_ref(),
+                            names.join(", ")
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
         Some(DaemonConfig {
             graceful_timeout,
             control,
+            pidfile,
+            log,
+            syslog_facility,
+            syslog_socket,
         })
     }
 

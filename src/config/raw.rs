@@ -14,6 +14,10 @@ pub(super) struct RawDaemon {
     pub group: Option<Spanned<String>>,
     pub graceful_timeout: Option<Spanned<String>>,
     pub control: Option<Spanned<String>>,
+    pub pidfile: Option<Spanned<String>>,
+    pub log: Option<Spanned<String>>,
+    pub syslog_facility: Option<Spanned<String>>,
+    pub syslog_socket: Option<Spanned<String>>,
 }
 
 /// `[[service]]`

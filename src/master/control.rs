@@ -86,7 +86,7 @@ impl Master<'_> {
                 "status json" => {
                     serde_json::to_string_pretty(&self.status()).unwrap_or_default() + "\n"
                 }
-                "reload" => match self.reload() {
+                "reload" => match self.reload_notified() {
                     Ok(summary) => format!("ok: {summary}\n"),
                     Err(why) => format!("error: {why}\n"),
                 },

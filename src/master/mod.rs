@@ -99,6 +99,11 @@ pub(crate) struct Master<'a> {
     busy_pipe: (OwnedFd, OwnedFd),
     /// The control socket of `preforkd status`, `reload`, `stop`.
     control: Option<Listener>,
+    /// systemd's notification socket, and whether READY=1 was sent.
+    notifier: Option<sys::daemon::Notifier>,
+    ready_sent: bool,
+    /// WATCHDOG=1 every this long (half of $WATCHDOG_USEC), and when next.
+    watchdog: Option<(Duration, Instant)>,
     sockets: BTreeMap<SocketKey, Rc<Listener>>,
     pools: Vec<PoolRun<'a>>,
     graceful_timeout: Duration,
@@ -125,6 +130,9 @@ impl<'a> Master<'a> {
             board: Scoreboard::new().map_err(|e| startup("cannot map the scoreboard", e))?,
             busy_pipe: sys::fd::pipe().map_err(|e| startup("cannot create a pipe", e))?,
             control: None,
+            notifier: None,
+            ready_sent: false,
+            watchdog: None,
             sockets: bound.into_iter().map(|(k, l)| (k, Rc::new(l))).collect(),
             pools: Vec::new(),
             graceful_timeout: plan.graceful_timeout,
@@ -197,6 +205,11 @@ impl<'a> Master<'a> {
     /// handlers are in place and the first workers are forked, so whoever
     /// reads them may signal us at once.
     pub(crate) fn run(mut self) -> Result<(), Error> {
+        // The process may have detached (forked) since `new`.
+        self.pid = sys::process::current_pid();
+        self.notifier = sys::daemon::Notifier::from_env();
+        self.watchdog =
+            sys::daemon::watchdog_usec().map(|us| (Duration::from_micros(us / 2), Instant::now()));
         self.set_phase(Phase::Starting);
         let mut signals = Signals::install().map_err(|e| Error::Startup {
             what: "cannot install signal handlers",
@@ -230,6 +243,7 @@ impl<'a> Master<'a> {
                 self.serve_control();
             }
             self.run_timers(Instant::now())?;
+            self.notify_service_manager(Instant::now());
             if self.phase == Phase::Running {
                 self.check_some_pool_works()?;
             }
@@ -306,11 +320,14 @@ impl<'a> Master<'a> {
             }
             Event::AddWorker | Event::RemoveWorker => {}
             Event::Reload if self.phase == Phase::Running => {
-                let _ = self.reload();
+                let _ = self.reload_notified();
             }
             Event::Reload => {}
             // Log output goes to stderr, which is not reopened.
-            Event::ReopenLogs => log::debug!("USR1: no log file to reopen"),
+            Event::ReopenLogs => {
+                crate::log::reopen();
+                log::info!("M0016 USR1: log reopened");
+            }
             Event::Upgrade => {
                 log::warn!("M0005 USR2: binary upgrade is not supported yet; ignored")
             }
@@ -399,6 +416,7 @@ impl<'a> Master<'a> {
         if self.phase != Phase::Running {
             return;
         }
+        self.notify("STOPPING=1");
         for listener in self.sockets.values() {
             listener.shut_down();
         }
@@ -414,6 +432,7 @@ impl<'a> Master<'a> {
         if matches!(self.phase, Phase::Killing | Phase::Stopped) {
             return;
         }
+        self.notify("STOPPING=1");
         self.set_phase(Phase::Killing);
         for listener in self.sockets.values() {
             listener.shut_down();
@@ -466,6 +485,7 @@ impl<'a> Master<'a> {
                 .chain(retiring)
                 .chain(nudge)
                 .chain(self.next_watch())
+                .chain(self.next_notification())
                 .min(),
             Phase::Starting | Phase::Killing | Phase::Stopped => None,
         }
@@ -623,6 +643,77 @@ impl<'a> Master<'a> {
             retiring: None,
             watch: watch::PoolWatch::default(),
         });
+    }
+}
+
+impl Master<'_> {
+    /// Sends `state` to systemd, if it is listening.
+    fn notify(&self, state: &str) {
+        if let Some(n) = &self.notifier {
+            n.send(state);
+        }
+    }
+
+    /// READY=1 (with a STATUS= line) once every worker of every live pool
+    /// is in accept, and WATCHDOG=1 on time.
+    fn notify_service_manager(&mut self, now: Instant) {
+        if self.notifier.is_none() {
+            return;
+        }
+        if !self.ready_sent && self.phase == Phase::Running && self.all_workers_ready() {
+            self.ready_sent = true;
+            let status = self.status_line();
+            self.notify(&format!("READY=1\nSTATUS={status}"));
+        }
+        if let Some((every, next)) = self.watchdog {
+            if now >= next {
+                self.notify("WATCHDOG=1");
+                self.watchdog = Some((every, now + every));
+            }
+        }
+    }
+
+    /// When to look again: soon while READY=1 waits for workers, and at
+    /// the next watchdog ping.
+    fn next_notification(&self) -> Option<Instant> {
+        self.notifier.as_ref()?;
+        let ready = (!self.ready_sent).then(|| Instant::now() + Duration::from_millis(5));
+        [ready, self.watchdog.map(|(_, next)| next)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn all_workers_ready(&self) -> bool {
+        self.pools.iter().filter(|r| r.retiring.is_none()).all(|r| {
+            r.pool.is_fatal()
+                || r.pool.len() >= r.pool.target()
+                    && r.pool.slots().all(|(_, s)| {
+                        self.board.slot(s).state() != crate::scoreboard::State::Starting
+                    })
+        })
+    }
+
+    fn status_line(&self) -> String {
+        let status = self.status();
+        let busy: usize = status.pools.iter().map(|p| p.busy).sum();
+        let idle: usize = status.pools.iter().map(|p| p.idle).sum();
+        format!(
+            "{} pools, {busy} workers busy, {idle} idle, generation {}",
+            status.pools.len(),
+            self.generation
+        )
+    }
+
+    /// A reload, framed for systemd: RELOADING=1 first, READY=1 after
+    /// (whether the new file was taken or refused, something serves).
+    fn reload_notified(&mut self) -> Result<String, String> {
+        let now_us = sys::shm::monotonic_us();
+        self.notify(&format!("RELOADING=1\nMONOTONIC_USEC={now_us}"));
+        let result = self.reload();
+        let status = self.status_line();
+        self.notify(&format!("READY=1\nSTATUS={status}"));
+        result
     }
 }
 

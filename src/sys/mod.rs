@@ -8,6 +8,7 @@
 //!   reaping loop, process groups, `kill`, `_exit`, dying with the parent.
 //! - [`signal`]: the child's side of signal handling: resetting what the
 //!   master caught, and the worker's own stop flag.
+//! - [`daemon`]: detaching, the pidfile, sd_notify.
 //! - [`fd`]: `accept4` without a hidden EINTR retry, closing every inherited
 //!   descriptor, `shutdown` of a listening socket.
 //! - [`privs`]: account lookups, setrlimit, chroot, setgroups/setgid/setuid.
@@ -16,6 +17,7 @@
 //!
 //! Nothing here knows about services, pools or configuration.
 
+pub mod daemon;
 pub mod fd;
 pub mod privs;
 pub mod process;

@@ -155,7 +155,7 @@ fn check_reports_each_broken_config_with_its_position_and_exits_2() {
 
         // serve refuses the same file, and starts nothing (run_to_exit checks
         // that no process of it is left).
-        let out = run_to_exit(&["serve", "-c", file]);
+        let out = run_to_exit(&["serve", "--foreground", "-c", file]);
         assert_eq!(
             out.status.code(),
             Some(2),

@@ -183,7 +183,7 @@ fn a_udp_port_already_taken_is_refused() {
         format!("[[service]]\nname = \"u\"\nprotocol = \"udp\"\nlisten = [\"{addr}\"]\nbuiltin = \"echo\"\n"),
     )
     .unwrap();
-    let out = run_to_exit(&["serve", "-c", path.to_str().unwrap()]);
+    let out = run_to_exit(&["serve", "--foreground", "-c", path.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

@@ -52,7 +52,7 @@ fn an_imported_inetd_conf_checks_and_serves_the_same_services() {
     );
 
     let d = Daemon::start_with(
-        Command::new(BIN).args(["serve", "-c", imported.to_str().unwrap()]),
+        Command::new(BIN).args(["serve", "--foreground", "-c", imported.to_str().unwrap()]),
         &["serve", "-c", "imported.toml"],
     );
     assert!(

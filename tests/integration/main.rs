@@ -5,6 +5,7 @@
 mod builtin;
 mod check;
 mod control;
+mod daemon;
 mod docs;
 mod errors;
 mod exec;

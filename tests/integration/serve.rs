@@ -108,7 +108,7 @@ fn serve_without_a_config_serves_the_embedded_default() {
         !std::path::Path::new("/etc/preforkd/preforkd.toml").exists(),
         "/etc/preforkd/preforkd.toml exists: this test checks the embedded default"
     );
-    let d = Daemon::start(&["serve"]);
+    let d = Daemon::start(&["serve", "--foreground"]);
     assert!(
         d.wait_for_log("running with", Duration::from_secs(10)),
         "{}",
@@ -291,7 +291,7 @@ fn a_service_that_cannot_switch_user_is_not_started_and_the_others_serve() {
         std::process::Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(&copy)
-            .args(["serve", "-c", config.to_str().unwrap()]),
+            .args(["serve", "--foreground", "-c", config.to_str().unwrap()]),
         &["(as nobody) serve"],
     );
     assert!(

@@ -369,7 +369,7 @@ impl Daemon {
         let path = dir.path().join("preforkd.toml");
         std::fs::write(&path, with_control(dir, config)).unwrap();
         let path = path.to_str().unwrap().to_string();
-        let d = Daemon::start(&["serve", "-c", &path]);
+        let d = Daemon::start(&["serve", "--foreground", "-c", &path]);
         assert!(
             d.wait_for_log("M0001", Duration::from_secs(10))
                 && d.wait_for_log("running with", Duration::from_secs(10)),

@@ -1,0 +1,138 @@
+//! Becoming a system daemon: detaching from the terminal, the pidfile,
+//! and telling systemd how we are doing (sd_notify).
+//!
+//! Nothing here decides *when*: `commands::serve` detaches after every
+//! check that can fail has passed, so its errors still reach the terminal.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use super::process::{exit_now, fork, Fork};
+
+/// Detaches from the terminal: fork (the caller's parent gets its exit
+/// status 0 at once), setsid, fork again (never to reacquire a terminal),
+/// chdir /, and stdin, stdout, stderr on /dev/null. Returns in the
+/// daemon; the two intermediate processes exit.
+pub fn detach() -> io::Result<()> {
+    if let Fork::Parent(_) = fork(&[]).map_err(|e| io::Error::other(e.to_string()))? {
+        exit_now(0);
+    }
+    nix::unistd::setsid()?;
+    if let Fork::Parent(_) = fork(&[]).map_err(|e| io::Error::other(e.to_string()))? {
+        exit_now(0);
+    }
+    nix::unistd::chdir("/")?;
+    let null = File::options().read(true).write(true).open("/dev/null")?;
+    for fd in 0..3 {
+        nix::unistd::dup2(null.as_raw_fd(), fd)?;
+    }
+    Ok(())
+}
+
+/// Why a pidfile could not be taken.
+#[derive(Debug)]
+pub enum PidfileError {
+    /// Another process holds its lock: that daemon runs, with this pid.
+    Running(Option<u32>),
+    /// It cannot be opened or locked.
+    Io(io::Error),
+}
+
+/// A pidfile, locked (flock, exclusive) for as long as this process (or a
+/// child that kept the descriptor) lives. A stale file, whose lock nobody
+/// holds, is taken over. Removed when dropped.
+#[derive(Debug)]
+pub struct Pidfile {
+    file: Flock<File>,
+    path: PathBuf,
+}
+
+impl Pidfile {
+    /// Opens and locks `path`.
+    pub fn lock(path: &Path) -> Result<Pidfile, PidfileError> {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(PidfileError::Io)?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(file) => Ok(Pidfile {
+                file,
+                path: path.to_path_buf(),
+            }),
+            Err((mut file, Errno::EWOULDBLOCK)) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                Err(PidfileError::Running(text.trim().parse().ok()))
+            }
+            Err((_, e)) => Err(PidfileError::Io(e.into())),
+        }
+    }
+
+    /// Writes the calling process's pid (after detaching, the daemon's).
+    pub fn write_pid(&mut self) -> io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.rewind()?;
+        write!(&*self.file, "{}\n", std::process::id())?;
+        self.file.sync_data()
+    }
+}
+
+impl Drop for Pidfile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The service manager's notification socket ($NOTIFY_SOCKET), if any.
+#[derive(Debug)]
+pub struct Notifier {
+    socket: UnixDatagram,
+}
+
+impl Notifier {
+    /// Connects to $NOTIFY_SOCKET (a path, or `@name` in the abstract
+    /// namespace); `None` when not run by a service manager.
+    pub fn from_env() -> Option<Notifier> {
+        let target = std::env::var_os("NOTIFY_SOCKET")?;
+        let socket = UnixDatagram::unbound().ok()?;
+        let text = target.to_string_lossy();
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(name) = text.strip_prefix('@') {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name).ok()?;
+            socket.connect_addr(&addr).ok()?;
+            return Some(Notifier { socket });
+        }
+        socket.connect(text.as_ref()).ok()?;
+        Some(Notifier { socket })
+    }
+
+    /// Sends one notification (`READY=1`, `STATUS=...`, several lines).
+    pub fn send(&self, state: &str) {
+        let _ = self.socket.send(state.as_bytes());
+    }
+}
+
+/// The watchdog interval systemd asked for ($WATCHDOG_USEC, when
+/// $WATCHDOG_PID is unset or names us), in microseconds.
+pub fn watchdog_usec() -> Option<u64> {
+    if let Some(pid) = std::env::var_os("WATCHDOG_PID") {
+        if pid.to_string_lossy().parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    std::env::var("WATCHDOG_USEC")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&u| u > 0)
+}

@@ -1,0 +1,271 @@
+//! `serve` as a daemon: detaching, the pidfile, syslog (issue #5).
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::util::*;
+
+/// Runs `preforkd ARGS` and waits (10 s at most) for it to exit.
+fn run_detaching(args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_until(Duration::from_secs(10), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(exited, "serve did not return: {out:?}");
+    out
+}
+
+fn read_pid(path: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Stops a detached daemon and waits until it is gone.
+struct Detached(u32);
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        kill(self.0, libc::SIGTERM);
+        wait_until(Duration::from_secs(10), || is_gone(self.0));
+        kill(self.0, libc::SIGKILL);
+    }
+}
+
+// Issue #5, acceptance 2.
+#[test]
+fn serve_detaches_writes_its_pidfile_and_refuses_a_second_instance() {
+    let dir = TempDir::new("detach");
+    let pidfile = dir.path().join("preforkd.pid");
+    let syslog_path = dir.path().join("log.sock");
+    let syslog = UnixDatagram::bind(&syslog_path).unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("preforkd.toml");
+    std::fs::write(
+        &config,
+        with_control(
+            &dir,
+            &format!(
+                "[daemon]\nsyslog_socket = \"{}\"\nsyslog_facility = \"local3\"\n\n\
+                 [[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:{port}\"]\nbuiltin = \"echo\"\nworkers = 2\n",
+                syslog_path.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let (config, pid_arg) = (config.to_str().unwrap(), pidfile.to_str().unwrap());
+
+    let out = run_detaching(&["serve", "-c", config, "--pidfile", pid_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || read_pid(&pidfile).is_some()),
+        "no pidfile"
+    );
+    let pid = read_pid(&pidfile).unwrap();
+    let _daemon = Detached(pid);
+
+    // Detached: a new session without a terminal, its parent gone (now
+    // init or a subreaper).
+    let fields = |pid: u32| -> Vec<String> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        stat.rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let daemon = fields(pid);
+    let ours = fields(std::process::id());
+    assert_ne!(daemon[3], ours[3], "same session as the test");
+    assert_eq!(daemon[4], "0", "it has a controlling terminal");
+    assert_ne!(daemon[1], std::process::id().to_string(), "still our child");
+    assert!(
+        wait_until(Duration::from_secs(5), || children_of(pid).len() == 2),
+        "workers: {:?}",
+        children_of(pid)
+    );
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(echo_once(&mut c, "detached\n").unwrap(), "detached\n");
+    drop(c);
+
+    // Its log goes to syslog, RFC 3164: <PRI>Mmm dd hh:mm:ss preforkd[PID]: ...
+    let mut buf = [0u8; 2048];
+    let mut lines = Vec::new();
+    while let Ok(n) = syslog.recv(&mut buf) {
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let running = line.contains("running with");
+        lines.push(line);
+        if running {
+            break;
+        }
+    }
+    let running = lines
+        .iter()
+        .find(|l| l.contains("running with"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    // local3 = 19, info = 6: 19 * 8 + 6 = 158.
+    assert!(running.starts_with("<158>"), "{running}");
+    assert!(
+        running.contains(&format!(
+            " preforkd[{pid}]: M0001 master {pid}: running with 2 workers"
+        )),
+        "{running}"
+    );
+    assert_eq!(&running[8..9], " ", "timestamp: {running}");
+
+    // A second instance on the same pidfile refuses, naming the first.
+    let out = run_detaching(&["serve", "-c", config, "--pidfile", pid_arg, "--foreground"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("already running as pid {pid}")),
+        "{stderr}"
+    );
+    assert_eq!(
+        read_pid(&pidfile),
+        Some(pid),
+        "the second instance touched the pidfile"
+    );
+
+    kill(pid, libc::SIGTERM);
+    assert!(
+        wait_until(Duration::from_secs(10), || is_gone(pid)),
+        "the daemon did not stop"
+    );
+    assert!(!pidfile.exists(), "the pidfile is left behind");
+}
+
+#[test]
+fn a_stale_pidfile_is_taken_over() {
+    let dir = TempDir::new("stale-pid");
+    let pidfile = dir.path().join("preforkd.pid");
+    std::fs::write(&pidfile, "999999\n").unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        with_control(&dir, "[[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\n"),
+    )
+    .unwrap();
+    let d = Daemon::start(&[
+        "serve",
+        "--foreground",
+        "-c",
+        config.to_str().unwrap(),
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(5), || read_pid(&pidfile)
+            == Some(d.pid())),
+        "{}",
+        d.report()
+    );
+}
+
+/// Reads notifications until one contains `want` (5 s at most), skipping
+/// watchdog pings; returns it.
+fn next_notification(socket: &UnixDatagram, want: &str) -> String {
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if msg.lines().any(|l| l == want) {
+                return msg;
+            }
+        }
+    }
+    panic!("no {want} notification within 5 s");
+}
+
+// Issue #5, acceptance 3.
+#[test]
+fn systemd_notifications_ready_reloading_stopping_and_watchdog() {
+    let dir = TempDir::new("notify");
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        with_control(&dir, "[[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 3\n"),
+    )
+    .unwrap();
+    let mut d = Daemon::start_with(
+        Command::new(BIN)
+            .args(["serve", "--foreground", "-c", config.to_str().unwrap()])
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("WATCHDOG_USEC", "200000"),
+        &["serve (NOTIFY_SOCKET)"],
+    );
+    let ready = next_notification(&notify, "READY=1");
+    // READY=1 comes once every worker is in accept.
+    let workers = d.workers();
+    assert_eq!(workers.len(), 3, "{}", d.report());
+    for w in &workers {
+        assert_eq!(
+            wchan(*w).as_deref(),
+            Some("inet_csk_accept"),
+            "worker {w} not in accept at READY=1"
+        );
+    }
+    assert!(
+        ready.contains("STATUS=1 pools, 0 workers busy, 3 idle"),
+        "{ready}"
+    );
+
+    // WATCHDOG=1 at half of WATCHDOG_USEC: about 10 in a second.
+    let start = std::time::Instant::now();
+    let mut pings = 0;
+    let mut buf = [0u8; 512];
+    while start.elapsed() < Duration::from_secs(1) {
+        if let Ok(n) = notify.recv(&mut buf) {
+            if &buf[..n] == b"WATCHDOG=1" {
+                pings += 1;
+            }
+        }
+    }
+    eprintln!("{pings} WATCHDOG=1 in 1 s with WATCHDOG_USEC=200000");
+    assert!(
+        (5..=15).contains(&pings),
+        "{pings} watchdog pings in a second"
+    );
+
+    d.signal(libc::SIGHUP);
+    let reloading = next_notification(&notify, "RELOADING=1");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    next_notification(&notify, "READY=1");
+
+    d.signal(libc::SIGTERM);
+    next_notification(&notify, "STOPPING=1");
+    assert!(
+        d.wait_exit_within(Duration::from_secs(10))
+            .is_some_and(|s| s.success()),
+        "{}",
+        d.report()
+    );
+}
