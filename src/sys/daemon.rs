@@ -81,7 +81,7 @@ impl Pidfile {
     pub fn write_pid(&mut self) -> io::Result<()> {
         self.file.set_len(0)?;
         self.file.rewind()?;
-        write!(&*self.file, "{}\n", std::process::id())?;
+        writeln!(&*self.file, "{}", std::process::id())?;
         self.file.sync_data()
     }
 }

@@ -150,8 +150,7 @@ fn an_unprivileged_user_gets_permission_denied_from_the_control_socket() {
     );
     let config = dir.path().join("preforkd.toml");
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let copy = dir.path().join("preforkd");
-    std::fs::copy(BIN, &copy).unwrap();
+    let copy = binary_for_nobody(&dir);
     let out = run_command_to_exit(
         Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])

@@ -53,9 +53,7 @@ fn permission_denied_on_a_low_port() {
         // As root, run it as nobody (setpriv, util-linux), from a copy that
         // nobody can reach whatever the permissions of the checkout are.
         let dir = TempDir::new("lowport");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let copy = dir.path().join("preforkd");
-        std::fs::copy(BIN, &copy).unwrap();
+        let copy = binary_for_nobody(&dir);
         run_command_to_exit(
             Command::new("setpriv")
                 .args(["--reuid=65534", "--regid=65534", "--clear-groups"])

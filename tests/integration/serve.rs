@@ -275,8 +275,7 @@ fn a_service_that_cannot_switch_user_is_not_started_and_the_others_serve() {
     use std::os::unix::fs::PermissionsExt;
     let dir = TempDir::new("not-root");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let copy = dir.path().join("preforkd");
-    std::fs::copy(BIN, &copy).unwrap();
+    let copy = binary_for_nobody(&dir);
     let config = dir.path().join("preforkd.toml");
     std::fs::write(
         &config,

@@ -472,3 +472,23 @@ pub fn with_control(dir: &TempDir, config: &str) -> String {
         None => format!("[daemon]\n{line}\n{config}"),
     }
 }
+
+/// A copy of the binary in `dir` (made world-readable and searchable) that
+/// `nobody` can execute whatever the permissions of the checkout. Waits
+/// until the copy can be executed: another test thread that forked while
+/// the copy was being written holds it open for writing until its own exec
+/// (ETXTBSY, "Text file busy").
+pub fn binary_for_nobody(dir: &TempDir) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.path().join("preforkd");
+    std::fs::copy(BIN, &copy).unwrap();
+    let runs = wait_until(Duration::from_secs(5), || {
+        Command::new(&copy)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    assert!(runs, "the copy {} cannot be executed", copy.display());
+    copy
+}
