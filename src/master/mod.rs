@@ -165,6 +165,45 @@ impl<'a> Master<'a> {
                 service: names.join(", "),
             });
         }
+        // Sockets a service manager passed are taken instead of binding,
+        // matched by name (LISTEN_FDNAMES = the service's name) or address.
+        let mut adopted: Vec<(Option<String>, Listener)> = sys::daemon::listen_fds()
+            .into_iter()
+            .filter_map(|(name, fd)| match Listener::adopt(fd) {
+                Ok(l) => Some((name, l)),
+                Err(e) => {
+                    log::warn!("W0041 a socket passed by the service manager is unusable: {e}");
+                    None
+                }
+            })
+            .collect();
+        for p in &ready {
+            let udp = p.protocol == Protocol::Udp;
+            let found = adopted.iter().position(|(name, l)| {
+                let named =
+                    name.as_deref() == Some(p.service.as_str()) && l.as_udp().is_some() == udp;
+                named || l.serves(&p.addr, udp)
+            });
+            if let Some(i) = found {
+                let (_, listener) = adopted.remove(i);
+                log::info!(
+                    "M0021 service {}: using the socket {} passed by the service manager",
+                    p.service,
+                    listener.local_display()
+                );
+                master
+                    .sockets
+                    .entry(p.socket_key())
+                    .or_insert_with(|| Rc::new(listener));
+            }
+        }
+        for (name, listener) in adopted {
+            log::warn!(
+                "W0041 the socket {} ({}) passed by the service manager matches no service; closed",
+                listener.local_display(),
+                name.as_deref().unwrap_or("no name")
+            );
+        }
         for p in &ready {
             if let std::collections::btree_map::Entry::Vacant(slot) =
                 master.sockets.entry(p.socket_key())

@@ -115,6 +115,57 @@ impl Listener {
         socket2::SockRef::from(self).listen(backlog)
     }
 
+    /// A listening socket someone else made (systemd's socket activation):
+    /// its kind and address are asked of the socket itself.
+    pub fn adopt(fd: OwnedFd) -> io::Result<Listener> {
+        let socket = Socket::from(fd);
+        let local = socket.local_addr()?;
+        let datagram = socket.r#type()? == Type::DGRAM;
+        if let Some(ip) = local.as_socket() {
+            if datagram {
+                let udp: UdpSocket = socket.into();
+                return Ok(Listener {
+                    socket: ListenSocket::Udp(udp),
+                    shown: ip.to_string(),
+                });
+            }
+            let tcp: TcpListener = socket.into();
+            return Ok(Listener {
+                socket: ListenSocket::Tcp(tcp),
+                shown: ip.to_string(),
+            });
+        }
+        let path = local
+            .as_pathname()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| io::Error::other("neither an IP nor a Unix socket with a path"))?;
+        let meta = std::fs::metadata(&path)?;
+        Ok(Listener {
+            shown: format!("unix:{}", path.display()),
+            socket: ListenSocket::Unix {
+                listener: UnixListener::from(OwnedFd::from(socket)),
+                path,
+                file_id: (meta.dev(), meta.ino()),
+            },
+        })
+    }
+
+    /// Whether this socket is the one `addr` over `udp` or TCP asks for.
+    pub fn serves(&self, addr: &ListenAddr, udp: bool) -> bool {
+        match (&self.socket, addr) {
+            (ListenSocket::Tcp(_), _) if udp => false,
+            (ListenSocket::Udp(_), _) if !udp => false,
+            (ListenSocket::Unix { path, .. }, ListenAddr::Unix(want)) => path == want,
+            (ListenSocket::Tcp(_) | ListenSocket::Udp(_), ListenAddr::Ip(want)) => {
+                self.local_addr() == Some(*want)
+            }
+            (ListenSocket::Tcp(_) | ListenSocket::Udp(_), ListenAddr::AnyIp(port)) => self
+                .local_addr()
+                .is_some_and(|a| a.port() == *port && a.ip().is_unspecified()),
+            _ => false,
+        }
+    }
+
     /// Sets the mode and owner of a Unix socket's file (no-op for IP).
     pub fn set_file_access(&self, mode: Option<u32>, owner: Option<(u32, u32)>) -> io::Result<()> {
         use std::os::unix::fs::PermissionsExt;

@@ -136,3 +136,51 @@ pub fn watchdog_usec() -> Option<u64> {
         .ok()
         .filter(|&u| u > 0)
 }
+
+/// The sockets a service manager passed (systemd's socket activation):
+/// `$LISTEN_FDS` descriptors from 3 on, named by `$LISTEN_FDNAMES`, meant
+/// for us only if `$LISTEN_PID` is our pid. The variables are removed, so
+/// that programs the workers run do not take the sockets for theirs, and
+/// the descriptors become close-on-exec.
+pub fn listen_fds() -> Vec<(Option<String>, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    let count: i32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|n| n.split(':').map(str::to_string).collect())
+        .unwrap_or_default();
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        // The master is single-threaded: nothing reads the environment
+        // concurrently.
+        std::env::remove_var(var);
+    }
+    if !ours {
+        return Vec::new();
+    }
+    (0..count.clamp(0, 1024))
+        .filter_map(|i| {
+            let fd = 3 + i;
+            // Only descriptors that are open are taken.
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .ok()?;
+            // SAFETY: the service manager passed descriptors 3 ..
+            // 3 + LISTEN_FDS to this process (LISTEN_PID is ours, checked
+            // above); each is taken once, here, and nothing else in the
+            // process owns them.
+            let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            Some((
+                names.get(i as usize).filter(|n| !n.is_empty()).cloned(),
+                owned,
+            ))
+        })
+        .collect()
+}

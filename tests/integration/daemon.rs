@@ -269,3 +269,61 @@ fn systemd_notifications_ready_reloading_stopping_and_watchdog() {
         d.report()
     );
 }
+
+fn socket_inode(path: &str) -> Option<String> {
+    std::fs::read_link(path)
+        .ok()
+        .map(|l| l.to_string_lossy().into_owned())
+}
+
+// Issue #5, acceptance 4.
+#[test]
+fn socket_activation_serves_on_the_passed_socket_without_binding() {
+    use std::os::fd::AsRawFd;
+    let dir = TempDir::new("activation");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Let the shell below inherit it, as systemd passes its sockets.
+    nix::fcntl::fcntl(
+        listener.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        with_control(&dir, &format!("[[service]]\nname = \"e\"\nlisten = [\"{addr}\"]\nbuiltin = \"echo\"\nworkers = 2\n")),
+    )
+    .unwrap();
+    // $$ is the shell's pid, which exec keeps: LISTEN_PID names preforkd.
+    let script = format!(
+        "LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=e exec \"$0\" serve --foreground -c {} 3<&{}",
+        config.display(),
+        listener.as_raw_fd()
+    );
+    let d = Daemon::start_with(
+        Command::new("/bin/sh").args(["-c", &script, BIN]),
+        &["serve (LISTEN_FDS=1)"],
+    );
+    nix::fcntl::fcntl(
+        listener.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .unwrap();
+    assert!(
+        d.stderr().contains("passed by the service manager"),
+        "{}",
+        d.report()
+    );
+    // The master's descriptor 3 is our socket: it never bound its own (it
+    // could not have: we hold the address).
+    let ours = socket_inode(&format!("/proc/self/fd/{}", listener.as_raw_fd())).unwrap();
+    assert_eq!(
+        socket_inode(&format!("/proc/{}/fd/3", d.pid())),
+        Some(ours),
+        "{}",
+        d.report()
+    );
+    let mut c = d.connect_to(&addr.to_string());
+    assert_eq!(echo_once(&mut c, "activated\n").unwrap(), "activated\n");
+}
