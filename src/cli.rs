@@ -166,6 +166,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "NET", value_parser = parse_net)]
     pub no_access: Vec<ipnet::IpNet>,
 
+    /// Log one line per connection: client, worker, duration, bytes, result.
+    #[arg(long)]
+    pub log_connections: bool,
+
     /// Serve the builtin over UDP instead of TCP.
     #[arg(long, requires = "builtin")]
     pub udp: bool,

@@ -131,6 +131,7 @@ fn run_one(args: RunArgs) -> Result<(), Error> {
             .unwrap_or(args.max_requests.unwrap_or(0) / 10),
         timeout: args.timeout,
         max_memory: args.max_memory,
+        log_connections: args.log_connections,
         access: Access {
             only_from: args.only_from.clone(),
             no_access: args.no_access.clone(),

@@ -173,6 +173,7 @@ impl Server {
             timeout: None,
             access: net::acl::Access::default(),
             max_memory: self.options.max_memory,
+            log_connections: false,
             fingerprint: String::new(),
         };
         // The listener is bound already, under the key the pool will ask for.

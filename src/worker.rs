@@ -19,7 +19,7 @@
 //! too. It exits with a [`WorkerExit`] code the master understands.
 
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -80,6 +80,8 @@ pub(crate) struct Worker<'a, 'h> {
     pub timeout: Option<Duration>,
     /// Retire after a connection that left the resident memory above this.
     pub max_memory: Option<u64>,
+    /// Log one line per connection.
+    pub log_connections: bool,
     /// Who may connect.
     pub access: &'a Access,
     /// The whole scoreboard, read for per_source.
@@ -249,7 +251,11 @@ impl Worker<'_, '_> {
             if let Err(e) = conn.set_timeout(self.timeout) {
                 log::debug!("service {}: cannot set the timeout: {e}", self.service);
             }
-            self.serve_one(handler, conn);
+            if self.log_connections {
+                self.serve_one_logged(handler, conn);
+            } else {
+                let _ = self.serve_one(handler, conn);
+            }
             served += 1;
             self.mark(|s| s.end());
             if let Some(limit) = self.max_memory {
@@ -269,11 +275,47 @@ impl Worker<'_, '_> {
         }
     }
 
-    fn serve_one(&self, handler: &dyn Handler, conn: crate::net::Connection) {
+    /// Serves one connection and logs one line about it: C0001 served (with
+    /// the program's exit status), C0003 failed.
+    fn serve_one_logged(&self, handler: &dyn Handler, conn: crate::net::Connection) {
+        let client = conn
+            .remote_addr()
+            .map_or("unix client".to_string(), |a| a.to_string());
+        // A second descriptor outlives the handler, for the byte counts.
+        let probe = conn.as_tcp().and_then(|_| conn.try_clone_fd().ok());
+        let start = std::time::Instant::now();
+        let failure = self.serve_one(handler, conn);
+        let ms = start.elapsed().as_millis();
+        let bytes = probe
+            .as_ref()
+            .and_then(|fd| sys::fd::tcp_bytes(fd.as_fd()))
+            .map_or(String::new(), |(inbound, outbound)| {
+                format!(", {inbound} bytes in, {outbound} out")
+            });
+        drop(probe);
+        let exit = crate::service::exec::take_last_exit()
+            .map_or(String::new(), |s| format!(", program {s}"));
+        let pid = std::process::id();
+        match failure {
+            None => log::info!(
+                "C0001 service {}: {client} served by {pid} in {ms} ms{bytes}{exit}",
+                self.service
+            ),
+            Some(why) => log::info!(
+                "C0003 service {}: {client} failed in {pid} after {ms} ms{bytes}{exit}: {why}",
+                self.service
+            ),
+        }
+    }
+
+    /// Serves one connection; returns why it failed, if it did (a client
+    /// that went away or idled out is not a failure).
+    fn serve_one(&self, handler: &dyn Handler, conn: crate::net::Connection) -> Option<String> {
         match panic::catch_unwind(AssertUnwindSafe(|| handler.handle(conn))) {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => None,
             Ok(Err(e)) if client_went_away(&e) => {
-                log::debug!("service {}: client went away: {}", self.service, e)
+                log::debug!("service {}: client went away: {}", self.service, e);
+                None
             }
             Ok(Err(e))
                 if matches!(
@@ -284,13 +326,20 @@ impl Worker<'_, '_> {
                 log::debug!(
                     "service {}: connection idle past the timeout: closed",
                     self.service
-                )
+                );
+                None
             }
-            Ok(Err(e)) => log::warn!("W0013 service {}: {}", self.service, e),
-            Err(_) => log::error!(
-                "W0014 service {}: the handler panicked; connection closed",
-                self.service
-            ),
+            Ok(Err(e)) => {
+                log::warn!("W0013 service {}: {}", self.service, e);
+                Some(e.to_string())
+            }
+            Err(_) => {
+                log::error!(
+                    "W0014 service {}: the handler panicked; connection closed",
+                    self.service
+                );
+                Some("the handler panicked".into())
+            }
         }
     }
 }

@@ -231,6 +231,8 @@ pub struct ServiceConfig {
     pub timeout: Option<Duration>,
     /// Retire a worker whose resident memory grew past this many bytes.
     pub max_memory: Option<u64>,
+    /// Log one line per connection (xinetd's log_on_success/failure).
+    pub log_connections: bool,
     /// Who may connect, how many at once, how fast.
     pub access: Access,
     /// listen(2) backlog.
@@ -690,6 +692,7 @@ impl Checker<'_> {
             max_requests_jitter,
             timeout,
             max_memory,
+            log_connections: raw.log_connections.unwrap_or(false),
             access,
             backlog,
             privileges: Privileges {

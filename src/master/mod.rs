@@ -633,6 +633,7 @@ impl<'a> Master<'a> {
                         }),
                         timeout: run.plan.timeout,
                         max_memory: run.plan.max_memory,
+                        log_connections: run.plan.log_connections,
                         access: &run.plan.access,
                         board: &self.board,
                         pool_slot: run.shared_slot,

@@ -56,6 +56,8 @@ pub(crate) struct PoolPlan<'a> {
     pub timeout: Option<Duration>,
     /// Retire a worker whose resident memory grew past this many bytes.
     pub max_memory: Option<u64>,
+    /// Log one line per connection.
+    pub log_connections: bool,
     /// Who may connect, how many at once, how fast.
     pub access: Access,
     /// Everything about the pool but its worker count: a reload replaces
@@ -110,6 +112,7 @@ impl Plan<'static> {
                     timeout: s.timeout,
                     access: s.access.clone(),
                     max_memory: s.max_memory,
+                    log_connections: s.log_connections,
                     fingerprint: format!("{fingerprinted:?}"),
                 });
             }

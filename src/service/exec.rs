@@ -204,8 +204,20 @@ impl ExecSpec {
         if !status.success() {
             log::info!("{} for {}: {}", self.name(), describe_peer(&peer), status);
         }
+        LAST_EXIT.with(|last| last.set(Some(status)));
         Ok(())
     }
+}
+
+thread_local! {
+    /// How the last program this worker ran ended, for its connection's
+    /// log line.
+    static LAST_EXIT: std::cell::Cell<Option<std::process::ExitStatus>> = const { std::cell::Cell::new(None) };
+}
+
+/// How the program of the connection just served ended (taken once).
+pub fn take_last_exit() -> Option<std::process::ExitStatus> {
+    LAST_EXIT.with(|last| last.take())
 }
 
 /// The UCSPI variables for one connection.

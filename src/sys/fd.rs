@@ -175,3 +175,42 @@ pub fn describe(err: &io::Error) -> String {
         None => err.to_string(),
     }
 }
+
+/// Bytes received from and sent to (acknowledged by) the peer of a TCP
+/// socket, from TCP_INFO (Linux 4.2 and later); `None` elsewhere or for
+/// other sockets. glibc's `struct tcp_info` stops before these fields, so
+/// they are read at their offsets in the kernel's (UAPI) layout.
+#[cfg(target_os = "linux")]
+pub fn tcp_bytes(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
+    const BYTES_ACKED: usize = 120;
+    const BYTES_RECEIVED: usize = 128;
+    let mut buf = [0u8; 136];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: the buffer is valid for `len` bytes, and the kernel writes at
+    // most `len` bytes and updates `len` to what it wrote.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 || (len as usize) < buf.len() {
+        return None;
+    }
+    let word = |at: usize| u64::from_ne_bytes(buf[at..at + 8].try_into().unwrap_or([0; 8]));
+    // The peer's FIN takes one byte of sequence space, counted as
+    // received: take it off once the peer has closed (CLOSE_WAIT,
+    // LAST_ACK, CLOSING, TIME_WAIT, CLOSE).
+    let peer_closed = matches!(buf[0], 6..=9 | 11);
+    let received = word(BYTES_RECEIVED).saturating_sub(u64::from(peer_closed));
+    Some((received, word(BYTES_ACKED)))
+}
+
+/// Not known on this system.
+#[cfg(not(target_os = "linux"))]
+pub fn tcp_bytes(_fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
+    None
+}

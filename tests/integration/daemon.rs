@@ -327,3 +327,97 @@ fn socket_activation_serves_on_the_passed_socket_without_binding() {
     let mut c = d.connect_to(&addr.to_string());
     assert_eq!(echo_once(&mut c, "activated\n").unwrap(), "activated\n");
 }
+
+// Issue #5, acceptance 1.
+#[test]
+fn one_syslog_line_per_served_refused_and_failed_connection() {
+    let dir = TempDir::new("connlog");
+    let syslog_path = dir.path().join("log.sock");
+    let syslog = UnixDatagram::bind(&syslog_path).unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let script = dir.script(
+        "svc.sh",
+        "#!/bin/sh\nread line\necho \"got $line\"\nexit 4\n",
+    );
+    let config = format!(
+        "[daemon]\nlog = \"syslog\"\nsyslog_socket = \"{}\"\n\n\
+         [[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\n\
+         log_connections = true\nonly_from = [\"127.0.0.1\"]\n\n\
+         [[service]]\nname = \"x\"\nlisten = [\"127.0.0.1:0\"]\nexec = [\"{}\"]\nworkers = 1\nlog_connections = true\n",
+        syslog_path.display(),
+        script.display()
+    );
+    // Logs go to syslog, so wait for the `listening on` lines only.
+    let path = dir.path().join("preforkd.toml");
+    std::fs::write(&path, with_control(&dir, &config)).unwrap();
+    let d = Daemon::start(&["serve", "--foreground", "-c", path.to_str().unwrap()]);
+    assert!(
+        d.wait_for_log("(tcp service x)", Duration::from_secs(5)),
+        "{}",
+        d.report()
+    );
+    // Served: 11 bytes in, 11 out.
+    let mut c = d.connect_to(&d.address_of("e", "tcp"));
+    assert_eq!(echo_once(&mut c, "0123456789\n").unwrap(), "0123456789\n");
+    let served_client = c.local_addr().unwrap().to_string();
+    drop(c);
+    // Refused: 127.0.0.2 is not in only_from.
+    let e_addr: std::net::SocketAddr = d.address_of("e", "tcp").parse().unwrap();
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(
+        &"127.0.0.2:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    s.connect(&e_addr.into()).unwrap();
+    let refused_client = s.local_addr().unwrap().as_socket().unwrap().to_string();
+    // An exec'd program that exits 4, then one that cannot be run.
+    let mut x = d.connect_to(&d.address_of("x", "tcp"));
+    std::io::Write::write_all(&mut x, b"hi\n").unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut x, &mut out).unwrap();
+    assert_eq!(out, "got hi\n");
+    std::fs::remove_file(&script).unwrap();
+    let mut y = d.connect_to(&d.address_of("x", "tcp"));
+    let _ = std::io::Read::read_to_string(&mut y, &mut out);
+
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline
+        && lines
+            .iter()
+            .filter(|l: &&String| l.contains("C000") || l.contains("W0030"))
+            .count()
+            < 4
+    {
+        if let Ok(n) = syslog.recv(&mut buf) {
+            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    let find = |what: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(what))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {what:?} in {lines:#?}"))
+    };
+    let served = find(&format!("C0001 service e: {served_client} served by"));
+    assert!(served.starts_with("<30>"), "daemon.info is <30>: {served}");
+    assert!(served.contains(" ms, 11 bytes in, 11 out"), "{served}");
+    let refused = find(&format!(
+        "W0030 service e: refused {refused_client}: not in only_from"
+    ));
+    assert!(refused.contains("preforkd["), "{refused}");
+    let program = find("C0001 service x:");
+    assert!(
+        program.contains("bytes in") && program.contains("program exit status: 4"),
+        "{program}"
+    );
+    let failed = find("C0003 service x:");
+    assert!(failed.contains("cannot run"), "{failed}");
+}
