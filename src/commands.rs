@@ -11,7 +11,7 @@ use crate::config::{
 };
 use crate::error::Error;
 use crate::master::plan::Plan;
-use crate::master::{Announce, Master};
+use crate::master::{Announce, Ended, Master};
 use crate::net::acl::Access;
 use crate::privileges::{Account, Privileges};
 use crate::service::{ExecSpec, Service};
@@ -161,7 +161,9 @@ fn run_one(args: RunArgs) -> Result<(), Error> {
     };
     let mut plan = Plan::from_config(&config);
     plan.control = None;
-    Master::new(vec![], plan, None, Announce::Address)?.run()
+    Master::new(vec![], plan, None, Announce::Address)?
+        .run()
+        .map(|_| ())
 }
 
 /// A fixed pool of --workers, or an adaptive one when a spare or maximum
@@ -210,6 +212,20 @@ impl Source {
             .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONTROL))
     }
 
+    /// The file's absolute path (a detached daemon runs in /, so a binary
+    /// upgrade must not be given a relative one); `None` for the embedded
+    /// default.
+    fn absolute_path(&self) -> Option<PathBuf> {
+        let path = match self {
+            Source::File(path) => path.clone(),
+            Source::Default if Path::new(config::DEFAULT_PATH).exists() => {
+                PathBuf::from(config::DEFAULT_PATH)
+            }
+            Source::Default => return None,
+        };
+        std::fs::canonicalize(&path).ok().or(Some(path))
+    }
+
     /// No file given and none at the default path.
     fn is_embedded(&self) -> bool {
         matches!(self, Source::Default) && !Path::new(config::DEFAULT_PATH).exists()
@@ -229,6 +245,16 @@ impl Source {
 
 fn serve(args: ServeArgs) -> Result<(), Error> {
     init_log(args.verbose);
+    // Started by an old master's USR2: it passed the pidfile and a pipe to
+    // say "ready" on; the sockets come as socket activation's do.
+    let upgrade_from = std::env::var("PREFORKD_UPGRADE_FROM").ok();
+    std::env::remove_var("PREFORKD_UPGRADE_FROM");
+    let inherited_pidfile = crate::sys::daemon::inherited_fd("PREFORKD_PIDFILE_FD");
+    let inherited_pidfile_path = std::env::var_os("PREFORKD_PIDFILE").map(PathBuf::from);
+    std::env::remove_var("PREFORKD_PIDFILE");
+    let ready_pipe = crate::sys::daemon::inherited_fd("PREFORKD_READY_FD");
+    let foreground = args.foreground || upgrade_from.is_some();
+
     let source = Source::of(&args.config);
     if source.is_embedded() {
         log::info!(
@@ -249,7 +275,38 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
             );
         }
     }
-    let plan = Plan::from_config(&config);
+
+    // A second instance is told at the terminal, before it tries to bind
+    // the addresses the first one holds.
+    let pidfile_path = inherited_pidfile_path
+        .clone()
+        .or(args.pidfile.clone())
+        .or(config.daemon.pidfile.clone())
+        .or_else(|| (!foreground).then(|| PathBuf::from(DEFAULT_PIDFILE)));
+    let pidfile_error = |path: &Option<PathBuf>, source| Error::Pidfile {
+        path: path.clone().unwrap_or_default(),
+        source,
+    };
+    let locked = match (inherited_pidfile, &pidfile_path) {
+        (Some(fd), Some(path)) => Some(Pidfile::inherit(fd, path)),
+        (_, Some(path)) => Some(Pidfile::lock(path)),
+        (_, None) => None,
+    };
+    let mut pidfile = match locked {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(PidfileError::Running(pid))) => {
+            return Err(Error::AlreadyRunning {
+                pidfile: pidfile_path.unwrap_or_default(),
+                pid,
+            })
+        }
+        Some(Err(PidfileError::Io(source))) => return Err(pidfile_error(&pidfile_path, source)),
+    };
+
+    let mut plan = Plan::from_config(&config);
+    plan.take_over_control = upgrade_from.is_some();
+    let config_path = source.absolute_path();
     let reloader = Box::new(move || {
         source
             .load()
@@ -259,32 +316,32 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
                 read => vec![read.to_string()],
             })
     });
-    // A second instance is told at the terminal, before it tries to bind
-    // the addresses the first one holds.
-    let pidfile_path = args
-        .pidfile
-        .clone()
-        .or(config.daemon.pidfile.clone())
-        .or_else(|| (!args.foreground).then(|| PathBuf::from(DEFAULT_PIDFILE)));
-    let mut pidfile = match pidfile_path.as_deref().map(Pidfile::lock) {
-        None => None,
-        Some(Ok(p)) => Some(p),
-        Some(Err(PidfileError::Running(pid))) => {
-            return Err(Error::AlreadyRunning {
-                pidfile: pidfile_path.unwrap_or_default(),
-                pid,
-            })
+    let mut master = Master::new(vec![], plan, Some(reloader), Announce::WithService)?;
+    // USR2 starts the binary again on the same config, in the foreground
+    // (this process has detached already if it was going to).
+    if let Ok(exe) = std::env::current_exe() {
+        let mut upgrade_args: Vec<std::ffi::OsString> = vec!["serve".into(), "--foreground".into()];
+        if let Some(path) = &config_path {
+            upgrade_args.extend(["-c".into(), path.clone().into_os_string()]);
         }
-        Some(Err(PidfileError::Io(source))) => {
-            return Err(Error::Pidfile {
-                path: pidfile_path.unwrap_or_default(),
-                source,
-            })
+        if args.verbose {
+            upgrade_args.push("-v".into());
         }
-    };
-    let master = Master::new(vec![], plan, Some(reloader), Announce::WithService)?;
+        master.allow_upgrade(crate::master::upgrade::Upgrader {
+            exe,
+            args: upgrade_args,
+            pidfile: pidfile
+                .as_ref()
+                .zip(pidfile_path.clone())
+                .map(|(p, path)| (path, p.as_raw_fd())),
+        });
+    }
+    if let Some(pipe) = ready_pipe {
+        master.report_ready_on(pipe);
+    }
+
     // Every check that can fail has passed: from here on, errors go to the log.
-    let log_target = config.daemon.log.unwrap_or(if args.foreground {
+    let log_target = config.daemon.log.unwrap_or(if foreground {
         LogTarget::Stderr
     } else {
         LogTarget::Syslog
@@ -295,21 +352,26 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
             config.daemon.syslog_facility,
         );
     }
-    if !args.foreground {
+    if !foreground {
         crate::sys::daemon::detach().map_err(|source| Error::Startup {
             what: "cannot detach",
             source,
         })?;
     }
     if let Some(p) = &mut pidfile {
-        p.write_pid().map_err(|source| Error::Pidfile {
-            path: pidfile_path.clone().unwrap_or_default(),
-            source,
-        })?;
+        p.write_pid()
+            .map_err(|source| pidfile_error(&pidfile_path, source))?;
     }
-    let result = master.run();
-    drop(pidfile);
-    result
+    match master.run() {
+        Ok(Ended::HandedOver) => {
+            // The new master owns the pidfile now.
+            if let Some(p) = pidfile {
+                p.keep();
+            }
+            Ok(())
+        }
+        other => other.map(|_| ()),
+    }
 }
 
 /// The pidfile a detached `serve` writes when neither --pidfile nor

@@ -182,6 +182,7 @@ impl Server {
             pools: vec![pool],
             graceful_timeout: self.options.graceful_timeout,
             control: None,
+            take_over_control: false,
         };
         master::Master::new(
             vec![(key, self.listener)],
@@ -190,6 +191,7 @@ impl Server {
             master::Announce::Address,
         )?
         .run()
+        .map(|_| ())
     }
 }
 

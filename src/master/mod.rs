@@ -17,6 +17,7 @@ pub(crate) mod plan;
 mod pool;
 mod reload;
 pub(crate) mod signals;
+pub(crate) mod upgrade;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -63,6 +64,15 @@ pub enum Phase {
 /// reload, a Unix or a UDP socket has no such wake-up.
 const NUDGE_EVERY: Duration = Duration::from_millis(250);
 
+/// How the master's life ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Stopped by a signal or `preforkd stop`.
+    Stopped,
+    /// A new master (binary upgrade) took the sockets and the pidfile.
+    HandedOver,
+}
+
 /// How the `listening on` lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Announce {
@@ -104,6 +114,13 @@ pub(crate) struct Master<'a> {
     ready_sent: bool,
     /// WATCHDOG=1 every this long (half of $WATCHDOG_USEC), and when next.
     watchdog: Option<(Duration, Instant)>,
+    /// How to start a new master on USR2 (`serve` only).
+    upgrader: Option<upgrade::Upgrader>,
+    upgrading: Option<upgrade::InProgress>,
+    /// A new master took over the sockets: drain without closing them.
+    handed_over: bool,
+    /// Where a new master says `ready` to the one that started it.
+    ready_pipe: Option<OwnedFd>,
     sockets: BTreeMap<SocketKey, Rc<Listener>>,
     pools: Vec<PoolRun<'a>>,
     graceful_timeout: Duration,
@@ -119,6 +136,17 @@ impl<'a> Master<'a> {
     /// Takes the sockets already bound (the library's, or none), binds the
     /// rest of the plan's, and prepares its pools. Fails on the first
     /// address that cannot be bound; nothing has been forked then.
+    /// Lets USR2 start a new master this way (`serve`).
+    pub(crate) fn allow_upgrade(&mut self, upgrader: upgrade::Upgrader) {
+        self.upgrader = Some(upgrader);
+    }
+
+    /// Says `ready` on `pipe` once the workers are in accept: this master
+    /// was started by an upgrade, and the old one waits for that.
+    pub(crate) fn report_ready_on(&mut self, pipe: OwnedFd) {
+        self.ready_pipe = Some(pipe);
+    }
+
     pub(crate) fn new(
         bound: Vec<(SocketKey, Listener)>,
         plan: Plan<'a>,
@@ -133,6 +161,10 @@ impl<'a> Master<'a> {
             notifier: None,
             ready_sent: false,
             watchdog: None,
+            upgrader: None,
+            upgrading: None,
+            handed_over: false,
+            ready_pipe: None,
             sockets: bound.into_iter().map(|(k, l)| (k, Rc::new(l))).collect(),
             pools: Vec::new(),
             graceful_timeout: plan.graceful_timeout,
@@ -147,6 +179,7 @@ impl<'a> Master<'a> {
         // master is not root) is not started: one log line, no socket, no
         // fork. The others go on.
         let plan_control = plan.control;
+        let take_over_control = plan.take_over_control;
         let (ready, refused): (Vec<_>, Vec<_>) =
             plan.pools.into_iter().partition(|p| startable(p).is_ok());
         for p in &refused {
@@ -179,11 +212,20 @@ impl<'a> Master<'a> {
             .collect();
         for p in &ready {
             let udp = p.protocol == Protocol::Udp;
-            let found = adopted.iter().position(|(name, l)| {
-                let named =
-                    name.as_deref() == Some(p.service.as_str()) && l.as_udp().is_some() == udp;
-                named || l.serves(&p.addr, udp)
-            });
+            // By address; a port-0 address by name ("SERVICE", or
+            // "SERVICE/ADDR" as a binary upgrade passes them).
+            let exact = plan::fd_name(&p.service, &p.addr);
+            let found = adopted
+                .iter()
+                .position(|(_, l)| l.serves(&p.addr, udp))
+                .or_else(|| {
+                    adopted.iter().position(|(name, l)| {
+                        let name = name.as_deref();
+                        (name == Some(exact.as_str())
+                            || (name == Some(p.service.as_str()) && p.addr.is_port_zero()))
+                            && l.as_udp().is_some() == udp
+                    })
+                });
             if let Some(i) = found {
                 let (_, listener) = adopted.remove(i);
                 log::info!(
@@ -219,7 +261,14 @@ impl<'a> Master<'a> {
             master.add_pool(p);
         }
         if let Some(path) = &plan_control {
-            master.control = match control::bind(path) {
+            let bound = match control::bind(path) {
+                Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) && take_over_control => {
+                    let _ = std::fs::remove_file(path);
+                    control::bind(path)
+                }
+                other => other,
+            };
+            master.control = match bound {
                 Ok(listener) => Some(listener),
                 Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {
                     return Err(Error::Bind {
@@ -243,7 +292,7 @@ impl<'a> Master<'a> {
     /// Runs until stopped. Prints the `listening on` lines once the signal
     /// handlers are in place and the first workers are forked, so whoever
     /// reads them may signal us at once.
-    pub(crate) fn run(mut self) -> Result<(), Error> {
+    pub(crate) fn run(mut self) -> Result<Ended, Error> {
         // The process may have detached (forked) since `new`.
         self.pid = sys::process::current_pid();
         self.notifier = sys::daemon::Notifier::from_env();
@@ -266,8 +315,17 @@ impl<'a> Master<'a> {
             let timeout = self
                 .next_deadline()
                 .map(|t| t.saturating_duration_since(now));
-            let mut others = vec![self.busy_pipe.0.as_fd()];
-            others.extend(self.control.as_ref().map(|c| c.as_fd()));
+            // Besides signals: the busy pipe, the control socket, and the
+            // pipe of a new master being started, each if there is one.
+            let others: Vec<_> = [
+                Some(self.busy_pipe.0.as_fd()),
+                self.control.as_ref().map(|c| c.as_fd()),
+                self.upgrading.as_ref().map(|u| u.ready.as_fd()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let (control, upgrading) = (self.control.is_some(), self.upgrading.is_some());
             let (events, ready) = signals.wait(timeout, &others).map_err(|e| Error::Startup {
                 what: "cannot wait for signals",
                 source: e,
@@ -275,11 +333,15 @@ impl<'a> Master<'a> {
             for event in events {
                 self.act(event);
             }
-            if ready[0] {
+            let mut ready = ready.into_iter();
+            if ready.next() == Some(true) {
                 sys::fd::drain(self.busy_pipe.0.as_fd());
             }
-            if ready.get(1) == Some(&true) {
+            if control && ready.next() == Some(true) {
                 self.serve_control();
+            }
+            if upgrading && ready.next() == Some(true) {
+                self.upgrade_progress();
             }
             self.run_timers(Instant::now())?;
             self.notify_service_manager(Instant::now());
@@ -287,7 +349,16 @@ impl<'a> Master<'a> {
                 self.check_some_pool_works()?;
             }
         }
-        Ok(())
+        if self.handed_over {
+            // The sockets are the new master's: neither shut down nor
+            // their files removed.
+            std::mem::forget(std::mem::take(&mut self.sockets));
+            for run in std::mem::take(&mut self.pools) {
+                std::mem::forget(run.listener);
+            }
+            return Ok(Ended::HandedOver);
+        }
+        Ok(Ended::Stopped)
     }
 
     fn announce_socket(&self, run: &PoolRun<'_>) {
@@ -367,9 +438,7 @@ impl<'a> Master<'a> {
                 crate::log::reopen();
                 log::info!("M0016 USR1: log reopened");
             }
-            Event::Upgrade => {
-                log::warn!("M0005 USR2: binary upgrade is not supported yet; ignored")
-            }
+            Event::Upgrade => self.upgrade(),
         }
     }
 
@@ -417,7 +486,9 @@ impl<'a> Master<'a> {
             .iter_mut()
             .find_map(|r| r.pool.exited(pid, exit, now).map(|v| (r, v)))
         else {
-            log::debug!("reaped unknown child {pid}: {exit}");
+            if !self.upgrade_child_exited(pid, exit) {
+                log::debug!("reaped unknown child {pid}: {exit}");
+            }
             return;
         };
         run.served_by_gone += self.board.slot(slot).served();
@@ -525,6 +596,7 @@ impl<'a> Master<'a> {
                 .chain(nudge)
                 .chain(self.next_watch())
                 .chain(self.next_notification())
+                .chain(self.upgrading.as_ref().map(|u| u.deadline))
                 .min(),
             Phase::Starting | Phase::Killing | Phase::Stopped => None,
         }
@@ -543,6 +615,7 @@ impl<'a> Master<'a> {
                 }
                 self.finish_retiring(now);
                 self.watch(now);
+                self.upgrade_timers(now);
                 self.fill_pools(now)?;
             }
             Phase::Draining { deadline } => {
@@ -697,13 +770,17 @@ impl Master<'_> {
     /// READY=1 (with a STATUS= line) once every worker of every live pool
     /// is in accept, and WATCHDOG=1 on time.
     fn notify_service_manager(&mut self, now: Instant) {
-        if self.notifier.is_none() {
+        if self.notifier.is_none() && self.ready_pipe.is_none() {
             return;
         }
         if !self.ready_sent && self.phase == Phase::Running && self.all_workers_ready() {
             self.ready_sent = true;
             let status = self.status_line();
             self.notify(&format!("READY=1\nSTATUS={status}"));
+            // A master started by a binary upgrade tells the old one.
+            if let Some(pipe) = self.ready_pipe.take() {
+                let _ = nix::unistd::write(&pipe, b"ready\n");
+            }
         }
         if let Some((every, next)) = self.watchdog {
             if now >= next {
@@ -716,7 +793,9 @@ impl Master<'_> {
     /// When to look again: soon while READY=1 waits for workers, and at
     /// the next watchdog ping.
     fn next_notification(&self) -> Option<Instant> {
-        self.notifier.as_ref()?;
+        if self.notifier.is_none() && self.ready_pipe.is_none() {
+            return None;
+        }
         let ready = (!self.ready_sent).then(|| Instant::now() + Duration::from_millis(5));
         [ready, self.watchdog.map(|(_, next)| next)]
             .into_iter()

@@ -83,6 +83,16 @@ pub(crate) struct Plan<'a> {
     pub graceful_timeout: Duration,
     /// Where the control socket goes (`serve` only).
     pub control: Option<PathBuf>,
+    /// Started by a binary upgrade: the old master's control socket is
+    /// replaced, not a reason to stop.
+    pub take_over_control: bool,
+}
+
+/// How a socket is named when passed to a new master: `SERVICE/ADDR`, with
+/// the colons of the address (which LISTEN_FDNAMES uses as its separator)
+/// written as `_`.
+pub(crate) fn fd_name(service: &str, addr: &ListenAddr) -> String {
+    format!("{service}/{}", addr.to_string().replace(':', "_"))
 }
 
 impl Plan<'static> {
@@ -121,6 +131,7 @@ impl Plan<'static> {
             pools,
             graceful_timeout: config.daemon.graceful_timeout,
             control: Some(config.daemon.control.clone()),
+            take_over_control: false,
         }
     }
 }

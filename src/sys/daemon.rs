@@ -77,6 +77,28 @@ impl Pidfile {
         }
     }
 
+    /// Takes over the pidfile a previous master passed on descriptor `fd`
+    /// (binary upgrade): its lock is on the open file, so it is ours too.
+    pub fn inherit(fd: std::os::fd::OwnedFd, path: &Path) -> Result<Pidfile, PidfileError> {
+        match Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock) {
+            Ok(file) => Ok(Pidfile {
+                file,
+                path: path.to_path_buf(),
+            }),
+            Err((_, e)) => Err(PidfileError::Io(e.into())),
+        }
+    }
+
+    /// The descriptor, to pass to a new master.
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+
+    /// Leaves the file in place when dropped (a new master owns it now).
+    pub fn keep(self) {
+        std::mem::forget(self);
+    }
+
     /// Writes the calling process's pid (after detaching, the daemon's).
     pub fn write_pid(&mut self) -> io::Result<()> {
         self.file.set_len(0)?;
@@ -183,4 +205,59 @@ pub fn listen_fds() -> Vec<(Option<String>, std::os::fd::OwnedFd)> {
             ))
         })
         .collect()
+}
+
+/// Takes descriptor `fd`, named in the environment by a previous master
+/// (binary upgrade), if it is open.
+pub fn inherited_fd(var: &str) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let fd: i32 = std::env::var(var).ok()?.parse().ok()?;
+    // The master is single-threaded: nothing reads the environment
+    // concurrently.
+    std::env::remove_var(var);
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .ok()?;
+    // SAFETY: the previous master put this descriptor there for us and
+    // named it in `var`; it is taken once, here, and owned by nothing else.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// In a freshly forked child that is about to exec: puts `fds` on 3, 4,
+/// ... in order (through high copies first, so that none is overwritten
+/// before it is moved), without close-on-exec, and returns their new
+/// numbers.
+pub fn move_fds_from_3(fds: &[std::os::fd::RawFd]) -> io::Result<Vec<std::os::fd::RawFd>> {
+    use nix::fcntl::{fcntl, FcntlArg};
+    let high: Vec<i32> = fds
+        .iter()
+        .map(|&fd| fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(1000)))
+        .collect::<Result<_, _>>()?;
+    let mut placed = Vec::new();
+    for (i, fd) in high.into_iter().enumerate() {
+        let target = 3 + i as i32;
+        nix::unistd::dup2(fd, target)?;
+        placed.push(target);
+    }
+    Ok(placed)
+}
+
+/// Replaces the process image: `program` with `args` and `env`.
+pub fn exec(program: &Path, args: &[std::ffi::OsString], env: &[(String, String)]) -> io::Error {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let cstr = |b: &[u8]| CString::new(b).unwrap_or_default();
+    let path = cstr(program.as_os_str().as_bytes());
+    let mut argv = vec![path.clone()];
+    argv.extend(args.iter().map(|a| cstr(a.as_bytes())));
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| cstr(format!("{k}={v}").as_bytes()))
+        .collect();
+    match nix::unistd::execve(&path, &argv, &envp) {
+        Err(e) => e.into(),
+        Ok(never) => match never {},
+    }
 }

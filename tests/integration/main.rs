@@ -18,4 +18,5 @@ mod run;
 mod serve;
 mod stop;
 mod supervise;
+mod upgrade;
 mod util;

@@ -34,7 +34,7 @@ fn config(
 }
 
 /// Clients that loop connect / line / echo / close and count failures.
-struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     served: Arc<AtomicUsize>,
     failures: Arc<Mutex<Vec<String>>>,
@@ -42,7 +42,7 @@ struct Load {
 }
 
 impl Load {
-    fn start(targets: Vec<String>, clients: usize) -> Load {
+    pub(crate) fn start(targets: Vec<String>, clients: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicUsize::new(0));
         let failures = Arc::new(Mutex::new(Vec::new()));
@@ -93,14 +93,14 @@ impl Load {
     }
 
     /// Waits until `n` more connections have been served (10 s at most).
-    fn progress(&self, n: usize) -> bool {
+    pub(crate) fn progress(&self, n: usize) -> bool {
         let target = self.served.load(Ordering::SeqCst) + n;
         wait_until(Duration::from_secs(10), || {
             self.served.load(Ordering::SeqCst) >= target
         })
     }
 
-    fn finish(self) -> (usize, Vec<String>) {
+    pub(crate) fn finish(self) -> (usize, Vec<String>) {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads {
             t.join().unwrap();

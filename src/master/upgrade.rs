@@ -1,0 +1,192 @@
+//! SIGUSR2: binary upgrade, as nginx and unicorn do it.
+//!
+//! The master forks and execs the binary again (the file on disk now,
+//! perhaps a new version) as `serve --foreground -c CONFIG`, handing it:
+//! - every listening socket, on descriptors 3, 4, ... with `LISTEN_FDS`,
+//!   `LISTEN_PID` and `LISTEN_FDNAMES` (`SERVICE/ADDR`), so the new master
+//!   adopts them as it would systemd's, and binds nothing that is shared;
+//! - the pidfile's descriptor (`PREFORKD_PIDFILE_FD`), whose lock is on the
+//!   open file and so passes with it;
+//! - the write end of a pipe (`PREFORKD_READY_FD`) on which it says
+//!   `ready` once its workers are in accept.
+//!
+//! Then the old master drains: its workers finish their connection and
+//! leave, and it exits without closing the sockets for good, removing the
+//! pidfile or the Unix socket files, which are the new master's now. If the
+//! new binary dies, or is not ready within the graceful timeout, the old
+//! master says why and goes on serving as if nothing happened.
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+
+use super::{Master, Phase, NUDGE_EVERY};
+use crate::sys;
+use crate::sys::process::{ChildExit, Fork, Pid};
+
+/// How to start the new master.
+#[derive(Debug, Clone)]
+pub(crate) struct Upgrader {
+    /// The binary, as it was found at startup.
+    pub exe: PathBuf,
+    /// Its arguments (`serve --foreground -c CONFIG`).
+    pub args: Vec<OsString>,
+    /// The pidfile's path and descriptor, if there is one.
+    pub pidfile: Option<(PathBuf, std::os::fd::RawFd)>,
+}
+
+/// An upgrade under way.
+#[derive(Debug)]
+pub(crate) struct InProgress {
+    pub child: Pid,
+    pub ready: OwnedFd,
+    pub deadline: Instant,
+}
+
+impl Master<'_> {
+    /// USR2.
+    pub(super) fn upgrade(&mut self) {
+        let Some(upgrader) = self.upgrader.clone() else {
+            log::warn!("M0005 USR2: binary upgrade needs `preforkd serve`; ignored");
+            return;
+        };
+        if self.upgrading.is_some() || self.phase != Phase::Running {
+            log::warn!(
+                "M0040 USR2: an upgrade is under way already, or the master is stopping; ignored"
+            );
+            return;
+        }
+        let (ready_read, ready_write) = match sys::fd::pipe() {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!(
+                    "M0042 upgrade failed: cannot create a pipe: {}",
+                    sys::fd::describe(&e)
+                );
+                return;
+            }
+        };
+        let keys: Vec<_> = self.sockets.keys().cloned().collect();
+        match sys::process::fork(&super::signals::CAUGHT) {
+            Ok(Fork::Child) => {
+                let mut fds: Vec<i32> = keys.iter().map(|k| self.sockets[k].as_raw_fd()).collect();
+                let names: Vec<String> = keys
+                    .iter()
+                    .map(|k| {
+                        let service = self
+                            .pools
+                            .iter()
+                            .find(|r| r.plan.socket_key() == *k)
+                            .map_or("", |r| r.plan.service.as_str());
+                        super::plan::fd_name(service, &k.0)
+                    })
+                    .collect();
+                let sockets = fds.len();
+                fds.extend(upgrader.pidfile.as_ref().map(|(_, fd)| *fd));
+                fds.push(ready_write.as_raw_fd());
+                let err = match sys::daemon::move_fds_from_3(&fds) {
+                    Ok(placed) => {
+                        let mut env: Vec<(String, String)> = std::env::vars()
+                            .filter(|(k, _)| {
+                                !k.starts_with("LISTEN_") && !k.starts_with("PREFORKD_")
+                            })
+                            .collect();
+                        env.push(("LISTEN_PID".into(), std::process::id().to_string()));
+                        env.push(("LISTEN_FDS".into(), sockets.to_string()));
+                        env.push(("LISTEN_FDNAMES".into(), names.join(":")));
+                        env.push(("PREFORKD_UPGRADE_FROM".into(), self.pid.to_string()));
+                        if let Some((path, _)) = &upgrader.pidfile {
+                            env.push(("PREFORKD_PIDFILE_FD".into(), placed[sockets].to_string()));
+                            env.push(("PREFORKD_PIDFILE".into(), path.display().to_string()));
+                        }
+                        env.push((
+                            "PREFORKD_READY_FD".into(),
+                            placed[placed.len() - 1].to_string(),
+                        ));
+                        sys::daemon::exec(&upgrader.exe, &upgrader.args, &env)
+                    }
+                    Err(e) => e,
+                };
+                log::error!(
+                    "M0042 upgrade failed: cannot run {}: {}",
+                    upgrader.exe.display(),
+                    sys::fd::describe(&err)
+                );
+                sys::process::exit_now(127);
+            }
+            Ok(Fork::Parent(child)) => {
+                drop(ready_write);
+                log::info!(
+                    "M0041 USR2: upgrading: new master {child} ({})",
+                    upgrader.exe.display()
+                );
+                self.upgrading = Some(InProgress {
+                    child,
+                    ready: ready_read,
+                    deadline: Instant::now() + self.graceful_timeout,
+                });
+            }
+            Err(e) => log::error!("M0042 upgrade failed: {e}"),
+        }
+    }
+
+    /// The new master wrote on its pipe, or closed it.
+    pub(super) fn upgrade_progress(&mut self) {
+        let Some(up) = &self.upgrading else { return };
+        let mut buf = [0u8; 16];
+        let n = nix::unistd::read(up.ready.as_raw_fd(), &mut buf).unwrap_or(0);
+        if buf[..n].starts_with(b"ready") {
+            self.hand_over();
+        } else if n == 0 {
+            self.upgrade_failed("the new master closed its pipe before it was ready");
+        }
+    }
+
+    /// The new master, our child, exited: before it was ready, the upgrade
+    /// failed. Returns whether `pid` was it.
+    pub(super) fn upgrade_child_exited(&mut self, pid: Pid, exit: ChildExit) -> bool {
+        match &self.upgrading {
+            Some(up) if up.child == pid => {
+                self.upgrade_failed(&format!("the new master exited ({exit})"));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Gives up an upgrade that is not ready in time.
+    pub(super) fn upgrade_timers(&mut self, now: Instant) {
+        if self.upgrading.as_ref().is_some_and(|up| now >= up.deadline) {
+            self.upgrade_failed("the new master was not ready within the graceful timeout");
+        }
+    }
+
+    fn upgrade_failed(&mut self, why: &str) {
+        if let Some(up) = self.upgrading.take() {
+            sys::process::kill(up.child, Signal::SIGKILL);
+            log::error!("M0042 upgrade failed: {why}; the old master goes on serving");
+        }
+    }
+
+    /// The new master is ready: drain, leaving the sockets to it.
+    fn hand_over(&mut self) {
+        let Some(up) = self.upgrading.take() else {
+            return;
+        };
+        log::info!(
+            "M0043 upgrade: new master {} is ready; this one stops",
+            up.child
+        );
+        self.notify(&format!("MAINPID={}", up.child));
+        self.handed_over = true;
+        self.signal_workers(|_| true, Signal::SIGTERM);
+        let now = Instant::now();
+        self.next_nudge = Some(now + NUDGE_EVERY);
+        self.set_phase(Phase::Draining {
+            deadline: now + self.graceful_timeout,
+        });
+    }
+}

@@ -1,0 +1,129 @@
+//! SIGUSR2: binary upgrade without losing a connection (issue #5,
+//! acceptance 5).
+
+use std::time::Duration;
+
+use crate::reload::Load;
+use crate::util::*;
+
+fn master_from(pidfile: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()
+}
+
+/// Replaces the file at `path` by `contents`, as a package upgrade does
+/// (a new file renamed over the old: the running binary stays intact).
+fn replace(path: &std::path::Path, contents: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn five_upgrades_under_load_lose_nothing_and_a_broken_binary_changes_nothing() {
+    let dir = TempDir::new("upgrade");
+    let bin = binary_for_nobody(&dir);
+    let pidfile = dir.path().join("preforkd.pid");
+    let config = dir.path().join("preforkd.toml");
+    std::fs::write(
+        &config,
+        with_control(&dir, "[[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 2\n"),
+    )
+    .unwrap();
+    let d = Daemon::start_with(
+        std::process::Command::new(&bin).args([
+            "serve",
+            "--foreground",
+            "-c",
+            config.to_str().unwrap(),
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+        ]),
+        &["serve (upgrade test)"],
+    );
+    let addr = d.address_of("e", "tcp");
+    assert!(
+        wait_until(Duration::from_secs(5), || master_from(&pidfile)
+            == Some(d.pid())),
+        "{}",
+        d.report()
+    );
+    let load = Load::start(vec![addr.clone()], 32);
+    assert!(load.progress(100), "{}", d.report());
+
+    let mut masters = vec![d.pid()];
+    let mut old_workers = Vec::new();
+    for round in 1..=5 {
+        let old = *masters.last().unwrap();
+        old_workers.extend(children_of(old));
+        kill(old, libc::SIGUSR2);
+        let new = wait_until(Duration::from_secs(10), || {
+            master_from(&pidfile).is_some_and(|p| p != old)
+        });
+        assert!(
+            new,
+            "round {round}: the pidfile still names {old}\n{}",
+            d.stderr()
+        );
+        let new = master_from(&pidfile).unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || is_gone(old)),
+            "round {round}: old master {old} is still there"
+        );
+        masters.push(new);
+        assert!(
+            load.progress(100),
+            "round {round}: no progress\n{}",
+            d.stderr()
+        );
+    }
+    let current = *masters.last().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || children_of(current).len() == 2),
+        "{}",
+        d.stderr()
+    );
+
+    // A binary that exits at start: the upgrade fails, the master stays.
+    let good = std::fs::read(&bin).unwrap();
+    replace(&bin, b"#!/bin/sh\necho 'a broken build' >&2\nexit 3\n");
+    kill(current, libc::SIGUSR2);
+    assert!(
+        d.wait_for_log("M0042 upgrade failed", Duration::from_secs(10)),
+        "{}",
+        d.stderr()
+    );
+    assert!(d.stderr().contains("exit status 3"), "{}", d.stderr());
+    assert!(
+        load.progress(100),
+        "no progress after the failed upgrade\n{}",
+        d.stderr()
+    );
+    assert_eq!(master_from(&pidfile), Some(current));
+    replace(&bin, &good);
+
+    let (served, failures) = load.finish();
+    eprintln!(
+        "masters {masters:?}: {served} connections served during 5 upgrades and a failed one"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}\n{}",
+        failures.len(),
+        &failures[..failures.len().min(5)],
+        d.stderr()
+    );
+    for old in &masters[..masters.len() - 1] {
+        assert!(is_gone(*old), "old master {old} is left");
+    }
+    let left: Vec<_> = old_workers.iter().filter(|&&w| !is_gone(w)).collect();
+    assert!(left.is_empty(), "old workers are left: {left:?}");
+
+    kill(current, libc::SIGTERM);
+    assert!(
+        wait_until(Duration::from_secs(10), || is_gone(current)),
+        "the last master did not stop"
+    );
+    assert!(!pidfile.exists(), "the pidfile is left behind");
+}
