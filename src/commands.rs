@@ -113,6 +113,17 @@ fn run_one(args: RunArgs) -> Result<(), Error> {
     } else {
         Protocol::Tcp
     };
+    if args.udp && matches!(service, Service::Exec(_)) {
+        return Err(Error::Usage(
+            "--udp serves builtins only, not programs".into(),
+        ));
+    }
+    if args.timeout.is_some_and(|t| t.is_zero()) {
+        return Err(Error::Usage("--timeout must be longer than 0s".into()));
+    }
+    if args.max_memory == Some(0) {
+        return Err(Error::Usage("--max-memory must be larger than 0".into()));
+    }
     if protocol == Protocol::Udp && matches!(addr, ListenAddr::Unix(_)) {
         return Err(Error::Usage("--udp needs an IP address, not unix:".into()));
     }
@@ -209,7 +220,7 @@ impl Source {
         file.and_then(|f| std::fs::read_to_string(f).ok())
             .and_then(|text| text.parse::<toml::Table>().ok())
             .and_then(|t| t.get("daemon")?.get("control")?.as_str().map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONTROL))
+            .unwrap_or_else(config::default_control)
     }
 
     /// The file's absolute path (a detached daemon runs in /, so a binary

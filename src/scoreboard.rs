@@ -214,6 +214,12 @@ impl Slot<'_> {
         self.set(State::Idle);
     }
 
+    /// The connection was refused at once (access rules): back to idle,
+    /// not counted as served.
+    pub fn end_refused(&self) {
+        self.set(State::Idle);
+    }
+
     /// Connections served.
     pub fn served(&self) -> u64 {
         self.w[SERVED].load(Ordering::SeqCst)

@@ -245,7 +245,7 @@ impl Worker<'_, '_> {
                     .map_or("a client".to_string(), |a| a.to_string());
                 log::info!("W0030 service {}: refused {client}: {why}", self.service);
                 drop(conn);
-                self.mark(|s| s.end());
+                self.mark(|s| s.end_refused());
                 continue;
             }
             if let Err(e) = conn.set_timeout(self.timeout) {
@@ -365,7 +365,12 @@ impl AcceptError {
             Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM => {
                 AcceptError::Exhausted
             }
-            Errno::EBADF | Errno::ENOTSOCK | Errno::EFAULT => AcceptError::Broken,
+            // EOPNOTSUPP: not a stream socket (a UDP socket given a stream
+            // handler). Linux lists it among network errors to retry too,
+            // but a listening TCP socket never reports it.
+            Errno::EBADF | Errno::ENOTSOCK | Errno::EFAULT | Errno::EOPNOTSUPP => {
+                AcceptError::Broken
+            }
             // EINTR, EAGAIN, ECONNABORTED, EPROTO, EPERM (firewall) and the
             // network errors accept(2) lists for Linux.
             _ => AcceptError::Retry,

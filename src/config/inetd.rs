@@ -17,9 +17,10 @@
 //!
 //! What preforkd cannot carry over becomes a comment saying why: wait-mode
 //! stream services (the program accepts on the listening socket itself),
-//! RPC services, raw and seqpacket sockets, unknown service names, the
-//! `.max` rate of `nowait.max`. An argv[0] that differs from the program's
-//! name becomes `argv0` (tcpd needs it).
+//! RPC services, raw and seqpacket sockets, unknown service names.
+//! `nowait.N` (at most N spawns a minute) becomes `rate = "N/m"`; an
+//! argv[0] that differs from the program's name becomes `argv0` (tcpd
+//! needs it).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -101,9 +102,6 @@ pub fn import(file: &str, text: &str, services: &Services) -> String {
                     format!("{}-{}", entry.name, count)
                 };
                 let _ = writeln!(out, "\n# {at}: {line}");
-                for note in &entry.notes {
-                    let _ = writeln!(out, "# note: {note}");
-                }
                 let _ = writeln!(out, "[[service]]\nname = {}", quote(&name));
                 let _ = writeln!(out, "listen = [{}]", quote(&entry.listen));
                 if entry.udp {
@@ -124,7 +122,6 @@ struct Entry {
     listen: String,
     udp: bool,
     body: String,
-    notes: Vec<String>,
 }
 
 fn convert(
@@ -138,7 +135,6 @@ fn convert(
             fields.len()
         ));
     };
-    let mut notes = Vec::new();
     let (host, service) = match service.rsplit_once(':') {
         Some((h, s)) => ((h != "*").then_some(h), s),
         None => (default_host, *service),
@@ -174,11 +170,8 @@ fn convert(
             "wait-mode stream services (the program accepts itself) are not supported".into(),
         );
     }
-    if let Some(max) = max {
-        notes.push(format!(
-            "'{mode}.{max}' limited the spawn rate; preforkd's pool has a fixed size instead"
-        ));
-    }
+    // nowait.N: at most N spawns a minute, which preforkd's rate limits.
+    let rate = max.and_then(|m| m.parse::<u32>().ok()).filter(|&m| m > 0);
     let port = services
         .port(service, proto)
         .ok_or_else(|| format!("unknown service '{service}/{proto}' (not in /etc/services)"))?;
@@ -218,12 +211,14 @@ fn convert(
     if mode == "wait" {
         body.push_str("workers = 1\n");
     }
+    if let Some(n) = rate {
+        let _ = writeln!(body, "rate = \"{n}/m\"");
+    }
     Ok(Entry {
         name: service.to_string(),
         listen,
         udp: proto == "udp",
         body,
-        notes,
     })
 }
 
@@ -273,7 +268,10 @@ nosuch stream tcp nowait root internal
         );
         assert!(out.contains("name = \"echo-2\"\nlisten = [\"0.0.0.0:7\"]\nprotocol = \"udp\"\nbuiltin = \"echo\""), "{out}");
         assert!(out.contains("listen = [\"127.0.0.1:19\"]\nbuiltin = \"chargen\"\nuser = \"nobody\"\ngroup = \"nogroup\""), "{out}");
-        assert!(out.contains("'nowait.40' limited the spawn rate"), "{out}");
+        assert!(
+            out.contains("group = \"nogroup\"\nrate = \"40/m\""),
+            "{out}"
+        );
         assert!(
             out.contains("exec = [\"/usr/sbin/tcpd\", \"-w\"]\nargv0 = \"in.fingerd\""),
             "{out}"

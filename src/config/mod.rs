@@ -72,8 +72,24 @@ builtin = "time"
 workers = 1
 "#;
 
-/// Where the control socket is when `[daemon] control` does not say.
+/// Where the control socket is when `[daemon] control` does not say, for
+/// root.
 pub const DEFAULT_CONTROL: &str = "/run/preforkd.sock";
+
+/// The control socket's default: /run/preforkd.sock for root; for another
+/// user, `$XDG_RUNTIME_DIR/preforkd.sock` when that is set (a directory only
+/// that user can write), else the same /run path (which such a user cannot
+/// create: `serve` then runs without it and says so).
+pub fn default_control() -> PathBuf {
+    if crate::sys::privs::current_ids().0 != 0 {
+        if let Some(dir) =
+            std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_absolute())
+        {
+            return Path::new(&dir).join("preforkd.sock");
+        }
+    }
+    PathBuf::from(DEFAULT_CONTROL)
+}
 
 /// The name diagnostics give the embedded default.
 pub const EMBEDDED_NAME: &str = "(embedded default)";
@@ -442,7 +458,7 @@ impl Checker<'_> {
             Some(s) => self.duration(s)?,
         };
         let control = match &raw.control {
-            None => PathBuf::from(DEFAULT_CONTROL),
+            None => default_control(),
             Some(c) if Path::new(c.get_ref()).is_absolute() => PathBuf::from(c.get_ref()),
             Some(c) => {
                 self.error(
@@ -623,9 +639,17 @@ impl Checker<'_> {
         let access = self.access(raw);
         let max_memory = raw.max_memory.as_ref().and_then(|m| match m.get_ref() {
             SizeOrNumber::Number(n) if *n > 0 => Some(*n as u64),
-            SizeOrNumber::Text(t) => size::parse_size(t)
-                .map_err(|e| self.error(m.span(), e))
-                .ok(),
+            SizeOrNumber::Text(t) => match size::parse_size(t) {
+                Ok(0) => {
+                    self.error(m.span(), "invalid max_memory: it must be larger than 0");
+                    None
+                }
+                Ok(n) => Some(n),
+                Err(e) => {
+                    self.error(m.span(), e);
+                    None
+                }
+            },
             SizeOrNumber::Number(n) => {
                 self.error(
                     m.span(),

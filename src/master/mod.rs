@@ -445,7 +445,8 @@ impl<'a> Master<'a> {
     /// TTIN / TTOU: one worker more or less in every live pool.
     fn scale(&mut self, up: bool) {
         for run in self.pools.iter_mut().filter(|r| r.retiring.is_none()) {
-            if up {
+            let at_max = matches!(run.plan.sizing, crate::config::Sizing::Adaptive { max, .. } if run.pool.target() >= max);
+            if up && !at_max {
                 run.pool.grow();
             } else if let Some(pid) = run.pool.shrink() {
                 sys::process::kill(pid, Signal::SIGTERM);
@@ -629,6 +630,10 @@ impl<'a> Master<'a> {
                     );
                     self.kill_where(|_| true);
                     self.next_nudge = None;
+                    // Killed: they are reaped at once; say it only once.
+                    self.phase = Phase::Draining {
+                        deadline: now + Duration::from_secs(3600),
+                    };
                 } else if self.next_nudge.is_some_and(|t| now >= t) {
                     self.signal_workers(|_| true, Signal::SIGTERM);
                     self.next_nudge = Some(now + NUDGE_EVERY);
@@ -827,6 +832,9 @@ impl Master<'_> {
     /// A reload, framed for systemd: RELOADING=1 first, READY=1 after
     /// (whether the new file was taken or refused, something serves).
     fn reload_notified(&mut self) -> Result<String, String> {
+        if self.phase != Phase::Running {
+            return Err("the master is stopping; nothing to reload".into());
+        }
         let now_us = sys::shm::monotonic_us();
         self.notify(&format!("RELOADING=1\nMONOTONIC_USEC={now_us}"));
         let result = self.reload();

@@ -84,8 +84,11 @@ impl Master<'_> {
             {
                 let total = run.pool.len();
                 let spare = idle.len() + starting;
-                if spare < min_spare && total < max {
-                    run.pool.grow_to((total + min_spare - spare).min(max));
+                // With no idle worker at all, a connection may be waiting:
+                // grow by one even when min_spare is 0.
+                let wanted = min_spare.max(1);
+                if spare < wanted && total < max {
+                    run.pool.grow_to((total + wanted - spare).min(max));
                 }
                 if total >= max
                     && spare == 0
@@ -128,8 +131,10 @@ impl Master<'_> {
                         run.watch.stuck.insert(pid, now);
                     }
                 }
-                for (&pid, &since) in &run.watch.stuck {
-                    if now >= since + KILL_GRACE {
+                for (&pid, since) in run.watch.stuck.iter_mut() {
+                    if now >= *since + KILL_GRACE {
+                        // Not again until it is reaped (and forgotten).
+                        *since = now + Duration::from_secs(3600);
                         log::warn!(
                             "W0021 service {}: worker {pid} did not stop; killing it",
                             run.plan.service
