@@ -26,10 +26,6 @@ fn run_detaching(args: &[&str]) -> std::process::Output {
     out
 }
 
-fn read_pid(path: &std::path::Path) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
 /// Stops a detached daemon and waits until it is gone.
 struct Detached(u32);
 

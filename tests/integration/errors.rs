@@ -158,8 +158,16 @@ fn bad_flags() {
         "invalid duration",
     );
     fails_with(&["serve-all"], 2, "serve-all");
-    fails_with(&["run", "127.0.0.1:0", "--udp", "--", "/bin/cat"], 2, "--udp serves builtins only");
-    fails_with(&["run", "127.0.0.1:0", "--timeout", "0s", "--builtin", "echo"], 2, "--timeout must be longer");
+    fails_with(
+        &["run", "127.0.0.1:0", "--udp", "--", "/bin/cat"],
+        2,
+        "--udp serves builtins only",
+    );
+    fails_with(
+        &["run", "127.0.0.1:0", "--timeout", "0s", "--builtin", "echo"],
+        2,
+        "--timeout must be longer",
+    );
 }
 
 #[test]

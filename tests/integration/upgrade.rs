@@ -6,10 +6,6 @@ use std::time::Duration;
 use crate::reload::Load;
 use crate::util::*;
 
-fn master_from(pidfile: &std::path::Path) -> Option<u32> {
-    std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()
-}
-
 /// Replaces the file at `path` by `contents`, as a package upgrade does
 /// (a new file renamed over the old: the running binary stays intact).
 fn replace(path: &std::path::Path, contents: &[u8]) {
@@ -44,7 +40,7 @@ fn five_upgrades_under_load_lose_nothing_and_a_broken_binary_changes_nothing() {
     );
     let addr = d.address_of("e", "tcp");
     assert!(
-        wait_until(Duration::from_secs(5), || master_from(&pidfile)
+        wait_until(Duration::from_secs(5), || read_pid(&pidfile)
             == Some(d.pid())),
         "{}",
         d.report()
@@ -59,14 +55,14 @@ fn five_upgrades_under_load_lose_nothing_and_a_broken_binary_changes_nothing() {
         old_workers.extend(children_of(old));
         kill(old, libc::SIGUSR2);
         let new = wait_until(Duration::from_secs(10), || {
-            master_from(&pidfile).is_some_and(|p| p != old)
+            read_pid(&pidfile).is_some_and(|p| p != old)
         });
         assert!(
             new,
             "round {round}: the pidfile still names {old}\n{}",
             d.stderr()
         );
-        let new = master_from(&pidfile).unwrap();
+        let new = read_pid(&pidfile).unwrap();
         assert!(
             wait_until(Duration::from_secs(10), || is_gone(old)),
             "round {round}: old master {old} is still there"
@@ -100,7 +96,7 @@ fn five_upgrades_under_load_lose_nothing_and_a_broken_binary_changes_nothing() {
         "no progress after the failed upgrade\n{}",
         d.stderr()
     );
-    assert_eq!(master_from(&pidfile), Some(current));
+    assert_eq!(read_pid(&pidfile), Some(current));
     replace(&bin, &good);
 
     let (served, failures) = load.finish();

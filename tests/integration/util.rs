@@ -492,3 +492,8 @@ pub fn binary_for_nobody(dir: &TempDir) -> PathBuf {
     assert!(runs, "the copy {} cannot be executed", copy.display());
     copy
 }
+
+/// The pid a pidfile names.
+pub fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
