@@ -1,23 +1,28 @@
 //! preforkd: a pre-fork UNIX server.
 //!
-//! A master process binds and listens, then forks N workers that each block
+//! A master process binds and listens, then forks workers that each block
 //! in accept(2) on the inherited listening socket. The kernel hands each
 //! connection to exactly one blocked worker; the master never touches a
 //! connection. It supervises: it reaps and respawns workers (with back-off
-//! when they die young), scales the pool on SIGTTIN/SIGTTOU, and stops
-//! gracefully on SIGTERM or at once on SIGINT/SIGQUIT.
+//! when they die young), keeps spare workers ready as load comes and goes,
+//! stops handlers stuck past their timeout, reloads its configuration on
+//! SIGHUP without closing a socket, hands its sockets to a new binary on
+//! SIGUSR2, and stops gracefully on SIGTERM or at once on SIGINT/SIGQUIT.
 //!
 //! # The house, one room per concern
 //!
 //! | module | what lives there |
 //! |---|---|
-//! | `cli` | the command line (clap); the only place flag names are spelled |
-//! | [`config`] | value syntaxes (durations); the config file will live here |
-//! | [`net`] | addresses, binding, listening, the accepted [`Connection`] |
-//! | `master` | the supervisor: one signal loop, the pool, back-off, stop |
-//! | `worker` | the child: accept, run the handler, exit with a meaning |
+//! | `cli`, `commands` | the command line (clap; the only place flag names are spelled) and what each subcommand does |
+//! | [`config`] | the TOML file: typed values, every error at file:line:column; the inetd.conf importer |
+//! | [`net`] | addresses, binding, listening, the accepted [`Connection`]; access rules |
+//! | `master` | the supervisor: one signal loop, pools and back-off, the scoreboard watch, reload, upgrade, the control socket |
+//! | `worker` | the child: drop privileges, accept, check the client, run the handler, exit with a meaning |
+//! | [`scoreboard`] | one shared-memory slot per worker: state, client, served |
+//! | [`privileges`] | what a worker becomes: user, group, chroot, limits |
 //! | [`service`] | handlers: the RFC 862–868 builtins and exec'd programs |
-//! | `sys` | every `unsafe` block and OS call: fork, signals, descriptors |
+//! | [`log`] | stderr or syslog, one line per message |
+//! | `sys` | every `unsafe` block and OS call: fork, signals, descriptors, shared memory, privileges, daemon |
 //!
 //! # Writing your own pre-fork server
 //!
