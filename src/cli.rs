@@ -81,12 +81,12 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
 
-    /// Stay in the foreground (logs to stderr unless [daemon] log says
+    /// Stay in the foreground (logs to stderr unless `[daemon] log` says
     /// otherwise); without it, serve detaches once it is set up.
     #[arg(short = 'f', long)]
     pub foreground: bool,
 
-    /// Write the master's pid here, locked [default: [daemon] pidfile, or
+    /// Write the master's pid here, locked [default: `[daemon] pidfile`, or
     /// /run/preforkd.pid when detached].
     #[arg(long, value_name = "FILE")]
     pub pidfile: Option<std::path::PathBuf>,

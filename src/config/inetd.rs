@@ -13,13 +13,13 @@
 //! - `socket-type` is `stream` or `dgram`; `protocol` is `tcp`, `tcp4`,
 //!   `tcp6`, `udp`, `udp4` or `udp6`.
 //! - `program` is `internal` for the builtins, or a path; the first
-//!   argument after it is the program's argv[0].
+//!   argument after it is the program's `argv[0]`.
 //!
 //! What preforkd cannot carry over becomes a comment saying why: wait-mode
 //! stream services (the program accepts on the listening socket itself),
 //! RPC services, raw and seqpacket sockets, unknown service names.
 //! `nowait.N` (at most N spawns a minute) becomes `rate = "N/m"`; an
-//! argv[0] that differs from the program's name becomes `argv0` (tcpd
+//! `argv[0]` that differs from the program's name becomes `argv0` (tcpd
 //! needs it).
 
 use std::collections::BTreeMap;

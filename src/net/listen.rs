@@ -238,7 +238,7 @@ impl Listener {
     }
 
     /// Stops the listener for every process that shares it: blocked accepts
-    /// wake, new connections are refused (see [`sys::fd::shutdown_listener`]).
+    /// wake, new connections are refused (shutdown(2) of the shared socket).
     /// A Unix socket's file is also removed, so new clients fail at once.
     pub fn shut_down(&self) {
         sys::fd::shutdown_listener(self.as_fd());

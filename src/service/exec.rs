@@ -136,7 +136,7 @@ impl ExecSpec {
         self
     }
 
-    /// Gives the program this argv[0] instead of its path (inetd.conf's
+    /// Gives the program this `argv[0]` instead of its path (inetd.conf's
     /// first argument; tcpd finds the daemon to run by it).
     pub fn with_argv0(mut self, argv0: Option<String>) -> ExecSpec {
         self.argv0 = argv0.map(OsString::from);
