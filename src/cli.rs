@@ -30,7 +30,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve one service in the foreground, without a config file (like tcpserver).
     Run(Box<RunArgs>),
-    /// Serve every service of the config file (in the foreground in this version).
+    /// Serve every service of the config file, as a daemon (or in the foreground with -f).
     Serve(ServeArgs),
     /// Check a config file: print every error with file:line:column, exit 2 if any.
     Check(ConfigArgs),

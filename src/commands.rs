@@ -210,6 +210,14 @@ impl Source {
         args.config.clone().map_or(Source::Default, Source::File)
     }
 
+    /// The same, with an absolute path.
+    fn absolute(self) -> Source {
+        match self {
+            Source::File(path) => Source::File(absolute(&path)),
+            other => other,
+        }
+    }
+
     /// The control socket's path, read leniently from a file that may not
     /// pass `check` (the default when it cannot be read at all).
     fn control_path_only(&self) -> PathBuf {
@@ -265,8 +273,12 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
     std::env::remove_var("PREFORKD_PIDFILE");
     let ready_pipe = crate::sys::daemon::inherited_fd("PREFORKD_READY_FD");
     let foreground = args.foreground || upgrade_from.is_some();
+    // A master started by an upgrade of a detached one logs as that did.
+    let detached = !foreground || std::env::var_os("PREFORKD_DETACHED").is_some();
+    std::env::remove_var("PREFORKD_DETACHED");
 
-    let source = Source::of(&args.config);
+    // Absolute paths: a detached daemon runs in /, and reloads later.
+    let source = Source::of(&args.config).absolute();
     if source.is_embedded() {
         log::info!(
             "M0020 no -c given and no {}: serving the embedded default (the builtins on 127.0.0.1:70xx)",
@@ -291,7 +303,7 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
     // the addresses the first one holds.
     let pidfile_path = inherited_pidfile_path
         .clone()
-        .or(args.pidfile.clone())
+        .or(args.pidfile.as_deref().map(absolute))
         .or(config.daemon.pidfile.clone())
         .or_else(|| (!foreground).then(|| PathBuf::from(DEFAULT_PIDFILE)));
     let pidfile_error = |path: &Option<PathBuf>, source| Error::Pidfile {
@@ -345,6 +357,7 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
                 .as_ref()
                 .zip(pidfile_path.clone())
                 .map(|(p, path)| (path, p.as_raw_fd())),
+            detached,
         });
     }
     if let Some(pipe) = ready_pipe {
@@ -352,10 +365,10 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
     }
 
     // Every check that can fail has passed: from here on, errors go to the log.
-    let log_target = config.daemon.log.unwrap_or(if foreground {
-        LogTarget::Stderr
-    } else {
+    let log_target = config.daemon.log.unwrap_or(if detached {
         LogTarget::Syslog
+    } else {
+        LogTarget::Stderr
     });
     if log_target == LogTarget::Syslog {
         crate::log::use_syslog(
@@ -381,8 +394,20 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
             }
             Ok(())
         }
-        other => other.map(|_| ()),
+        Ok(Ended::Stopped) => Ok(()),
+        Err(e) => {
+            // Detached, the terminal is gone: the log is where it is read.
+            if detached {
+                log::error!("M0050 {e}");
+            }
+            Err(e)
+        }
     }
+}
+
+/// `path` made absolute against the current directory.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// The pidfile a detached `serve` writes when neither --pidfile nor

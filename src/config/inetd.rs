@@ -161,9 +161,12 @@ fn convert(
             ))
         }
     }
-    let (mode, max) = match wait.split_once(['.', '/']) {
+    // `nowait.N` (OpenBSD, netkit): at most N spawns a minute, a rate.
+    // `nowait/N/...` (FreeBSD): limits on children, which a pre-forked pool
+    // has by its size; not carried over.
+    let (mode, max) = match wait.split_once('.') {
         Some((m, max)) => (m, Some(max)),
-        None => (*wait, None),
+        None => (wait.split('/').next().unwrap_or(wait), None),
     };
     if mode == "wait" && proto == "tcp" {
         return Err(

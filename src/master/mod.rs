@@ -22,6 +22,7 @@ mod watch;
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -109,6 +110,7 @@ pub(crate) struct Master<'a> {
     busy_pipe: (OwnedFd, OwnedFd),
     /// The control socket of `preforkd status`, `reload`, `stop`.
     control: Option<Listener>,
+    control_path: Option<PathBuf>,
     /// systemd's notification socket, and whether READY=1 was sent.
     notifier: Option<sys::daemon::Notifier>,
     ready_sent: bool,
@@ -158,6 +160,7 @@ impl<'a> Master<'a> {
             board: Scoreboard::new().map_err(|e| startup("cannot map the scoreboard", e))?,
             busy_pipe: sys::fd::pipe().map_err(|e| startup("cannot create a pipe", e))?,
             control: None,
+            control_path: None,
             notifier: None,
             ready_sent: false,
             watchdog: None,
@@ -203,7 +206,13 @@ impl<'a> Master<'a> {
         let mut adopted: Vec<(Option<String>, Listener)> = sys::daemon::listen_fds()
             .into_iter()
             .filter_map(|(name, fd)| match Listener::adopt(fd) {
-                Ok(l) => Some((name, l)),
+                // From systemd (not from an old master): systemd keeps it.
+                Ok(mut l) => {
+                    if !take_over_control {
+                        l.set_managed();
+                    }
+                    Some((name, l))
+                }
                 Err(e) => {
                     log::warn!("W0041 a socket passed by the service manager is unusable: {e}");
                     None
@@ -260,6 +269,7 @@ impl<'a> Master<'a> {
         for p in ready {
             master.add_pool(p);
         }
+        master.control_path = plan_control.clone();
         if let Some(path) = &plan_control {
             let bound = match control::bind(path) {
                 Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) && take_over_control => {
@@ -446,8 +456,10 @@ impl<'a> Master<'a> {
     fn scale(&mut self, up: bool) {
         for run in self.pools.iter_mut().filter(|r| r.retiring.is_none()) {
             let at_max = matches!(run.plan.sizing, crate::config::Sizing::Adaptive { max, .. } if run.pool.target() >= max);
-            if up && !at_max {
-                run.pool.grow();
+            if up {
+                if !at_max {
+                    run.pool.grow();
+                }
             } else if let Some(pid) = run.pool.shrink() {
                 sys::process::kill(pid, Signal::SIGTERM);
             }

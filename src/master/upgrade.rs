@@ -36,6 +36,9 @@ pub(crate) struct Upgrader {
     pub args: Vec<OsString>,
     /// The pidfile's path and descriptor, if there is one.
     pub pidfile: Option<(PathBuf, std::os::fd::RawFd)>,
+    /// This master detached: the new one logs as a detached one does
+    /// (to syslog unless the file says otherwise).
+    pub detached: bool,
 }
 
 /// An upgrade under way.
@@ -95,6 +98,14 @@ impl Master<'_> {
                             })
                             .collect();
                         env.push(("LISTEN_PID".into(), std::process::id().to_string()));
+                        // The watchdog is the new master's once it takes over.
+                        if env.iter().any(|(k, _)| k == "WATCHDOG_USEC") {
+                            env.retain(|(k, _)| k != "WATCHDOG_PID");
+                            env.push(("WATCHDOG_PID".into(), std::process::id().to_string()));
+                        }
+                        if upgrader.detached {
+                            env.push(("PREFORKD_DETACHED".into(), "1".into()));
+                        }
                         env.push(("LISTEN_FDS".into(), sockets.to_string()));
                         env.push(("LISTEN_FDNAMES".into(), names.join(":")));
                         env.push(("PREFORKD_UPGRADE_FROM".into(), self.pid.to_string()));
@@ -168,6 +179,19 @@ impl Master<'_> {
         if let Some(up) = self.upgrading.take() {
             sys::process::kill(up.child, Signal::SIGKILL);
             log::error!("M0042 upgrade failed: {why}; the old master goes on serving");
+            // The new master may have taken over the control socket's path
+            // before it failed: bind it again.
+            if let Some(path) = self.control_path.clone() {
+                self.control = None;
+                match super::control::bind(&path) {
+                    Ok(l) => self.control = Some(l),
+                    Err(e) => log::warn!(
+                        "W0040 cannot create the control socket {} again: {}",
+                        path.display(),
+                        sys::fd::describe(&e)
+                    ),
+                }
+            }
         }
     }
 

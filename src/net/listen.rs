@@ -27,6 +27,9 @@ pub struct Listener {
     socket: ListenSocket,
     /// What `listening on` prints: the real address, with the real port.
     shown: String,
+    /// The service manager made it and keeps it (socket activation): it is
+    /// never shut down, and its file never removed, by us.
+    managed: bool,
 }
 
 #[derive(Debug)]
@@ -79,6 +82,7 @@ impl Listener {
         Ok(Listener {
             socket: ListenSocket::Tcp(listener),
             shown,
+            managed: false,
         })
     }
 
@@ -106,6 +110,7 @@ impl Listener {
         Ok(Listener {
             socket: ListenSocket::Udp(udp),
             shown,
+            managed: false,
         })
     }
 
@@ -127,12 +132,14 @@ impl Listener {
                 return Ok(Listener {
                     socket: ListenSocket::Udp(udp),
                     shown: ip.to_string(),
+                    managed: false,
                 });
             }
             let tcp: TcpListener = socket.into();
             return Ok(Listener {
                 socket: ListenSocket::Tcp(tcp),
                 shown: ip.to_string(),
+                managed: false,
             });
         }
         let path = local
@@ -142,6 +149,7 @@ impl Listener {
         let meta = std::fs::metadata(&path)?;
         Ok(Listener {
             shown: format!("unix:{}", path.display()),
+            managed: false,
             socket: ListenSocket::Unix {
                 listener: UnixListener::from(OwnedFd::from(socket)),
                 path,
@@ -201,6 +209,7 @@ impl Listener {
                 file_id: (meta.dev(), meta.ino()),
             },
             shown: format!("unix:{}", path.display()),
+            managed: false,
         })
     }
 
@@ -241,11 +250,24 @@ impl Listener {
     /// wake, new connections are refused (shutdown(2) of the shared socket).
     /// A Unix socket's file is also removed, so new clients fail at once.
     pub fn shut_down(&self) {
+        if self.managed {
+            return;
+        }
         sys::fd::shutdown_listener(self.as_fd());
         self.remove_socket_file();
     }
 
+    /// Marks a socket the service manager made and keeps (socket
+    /// activation): neither shut down nor its file removed by us, so that
+    /// what arrives after we stop waits for the next start.
+    pub fn set_managed(&mut self) {
+        self.managed = true;
+    }
+
     fn remove_socket_file(&self) {
+        if self.managed {
+            return;
+        }
         if let ListenSocket::Unix { path, file_id, .. } = &self.socket {
             if let Ok(meta) = std::fs::symlink_metadata(path) {
                 if (meta.dev(), meta.ino()) == *file_id {

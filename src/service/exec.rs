@@ -24,9 +24,16 @@ use crate::net::{Connection, Peer};
 use crate::sys;
 
 /// The variables of the UCSPI conventions that a program could inherit
-/// from the daemon's own environment; they are removed before the ones that
-/// describe this connection are set.
-const UCSPI_VARIABLES: [&str; 12] = [
+/// from the daemon's own environment, and those of the service manager;
+/// they are removed before the ones that describe this connection are set.
+const UCSPI_VARIABLES: [&str; 18] = [
+    // And the service manager's, meant for the daemon only.
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
     "PROTO",
     "TCPREMOTEIP",
     "TCPREMOTEPORT",

@@ -176,3 +176,28 @@ fn term_waits_for_a_running_program_to_finish() {
         .expect("master did not exit");
     assert!(status.success(), "{}", d.report());
 }
+
+#[test]
+fn ttin_at_max_changes_nothing() {
+    let d = Daemon::start(&[
+        "run",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--min-spare",
+        "0",
+        "--max-spare",
+        "2",
+        "--max-workers",
+        "2",
+        "--builtin",
+        "echo",
+    ]);
+    d.signal(libc::SIGTTIN);
+    assert!(
+        d.wait_for_log("TTIN: now 2 workers", Duration::from_secs(5)),
+        "{}",
+        d.report()
+    );
+    assert_eq!(d.workers().len(), 2, "{}", d.report());
+}
