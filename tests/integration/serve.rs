@@ -133,6 +133,7 @@ fn serve_without_a_config_serves_the_embedded_default() {
     );
     let mut c = d.connect_to("127.0.0.1:7007");
     assert_eq!(echo_once(&mut c, "default\n").unwrap(), "default\n");
+    drop(c);
     let mut c = d.connect_to("127.0.0.1:7037");
     let mut t = Vec::new();
     c.read_to_end(&mut t).unwrap();
