@@ -204,6 +204,7 @@ impl Worker<'_, '_> {
 
     fn serve_connections(&self, handler: &dyn Handler, stop: &AtomicBool) -> WorkerExit {
         let mut served = 0u64;
+        self.slot.set_pool(self.pool_slot);
         self.mark(|s| s.set(State::Idle));
         loop {
             if stop.load(Ordering::SeqCst) {
@@ -237,7 +238,6 @@ impl Worker<'_, '_> {
                     }
                 },
             };
-            self.slot.set_pool(self.pool_slot);
             self.mark(|s| s.begin(conn.remote_addr()));
             if let Err(why) = self.admit(&conn) {
                 let client = conn
@@ -248,8 +248,10 @@ impl Worker<'_, '_> {
                 self.mark(|s| s.end_refused());
                 continue;
             }
-            if let Err(e) = conn.set_timeout(self.timeout) {
-                log::debug!("service {}: cannot set the timeout: {e}", self.service);
+            if self.timeout.is_some() {
+                if let Err(e) = conn.set_timeout(self.timeout) {
+                    log::debug!("service {}: cannot set the timeout: {e}", self.service);
+                }
             }
             if self.log_connections {
                 self.serve_one_logged(handler, conn);

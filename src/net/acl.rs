@@ -121,7 +121,10 @@ impl Access {
     /// Whether the rules say anything at all (a worker skips the checks
     /// otherwise).
     pub fn is_open(&self) -> bool {
-        self == &Access::default()
+        self.only_from.is_empty()
+            && self.no_access.is_empty()
+            && self.per_source.is_none()
+            && self.rate.is_none()
     }
 
     /// The lists' verdict on `ip`: `Err` with the reason when refused.
