@@ -339,7 +339,18 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
                 read => vec![read.to_string()],
             })
     });
-    let mut master = Master::new(vec![], plan, Some(reloader), Announce::WithService)?;
+    let upgrading = upgrade_from.is_some();
+    let mut master = match Master::new(vec![], plan, Some(reloader), Announce::WithService) {
+        Ok(m) => m,
+        Err(e) => {
+            // Started by an upgrade and failed: the pidfile is still the
+            // old master's.
+            if let (true, Some(p)) = (upgrading, pidfile) {
+                p.keep();
+            }
+            return Err(e);
+        }
+    };
     // USR2 starts the binary again on the same config, in the foreground
     // (this process has detached already if it was going to).
     if let Ok(exe) = std::env::current_exe() {
@@ -361,7 +372,8 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
         });
     }
     if let Some(pipe) = ready_pipe {
-        master.report_ready_on(pipe);
+        // The pidfile names the old master until this one is ready.
+        master.report_ready_on(pipe, pidfile.as_ref().map(|p| p.as_raw_fd()));
     }
 
     // Every check that can fail has passed: from here on, errors go to the log.
@@ -382,17 +394,25 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
             source,
         })?;
     }
-    if let Some(p) = &mut pidfile {
+    if let (false, Some(p)) = (upgrading, &mut pidfile) {
         p.write_pid()
             .map_err(|source| pidfile_error(&pidfile_path, source))?;
     }
-    match master.run() {
+    let result = master.run();
+    match result {
+        // The new master owns the pidfile now; or, an upgraded master
+        // that failed before it was ready leaves it to the old one.
         Ok(Ended::HandedOver) => {
-            // The new master owns the pidfile now.
             if let Some(p) = pidfile {
                 p.keep();
             }
             Ok(())
+        }
+        Err(e) if upgrading && read_pid_is_not_ours(pidfile_path.as_deref()) => {
+            if let Some(p) = pidfile {
+                p.keep();
+            }
+            Err(e)
         }
         Ok(Ended::Stopped) => Ok(()),
         Err(e) => {
@@ -403,6 +423,13 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
             Err(e)
         }
     }
+}
+
+/// Whether the pidfile at `path` names another process than this one.
+fn read_pid_is_not_ours(path: Option<&Path>) -> bool {
+    path.and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .is_some_and(|pid| pid != std::process::id())
 }
 
 /// `path` made absolute against the current directory.

@@ -93,15 +93,19 @@ pub(crate) struct Worker<'a, 'h> {
 impl Worker<'_, '_> {
     /// The forked child's whole life. Never returns.
     pub(crate) fn run(self) -> ! {
-        let exit = match self.setup() {
-            Ok(stop) => self.serve(stop),
+        // A panic must never unwind out of here: above this frame are the
+        // master's, whose destructors would remove the daemon's files and
+        // close descriptors already closed.
+        let exit = panic::catch_unwind(AssertUnwindSafe(|| match self.setup() {
+            Ok(stop) => self.serve(stop) as i32,
             Err(e) => {
                 log::error!("W0010 service {}: worker cannot start: {}", self.service, e);
-                WorkerExit::Fatal
+                WorkerExit::Fatal as i32
             }
-        };
+        }))
+        .unwrap_or(70); // EX_SOFTWARE
         let _ = io::stderr().flush();
-        sys::process::exit_now(exit as i32)
+        sys::process::exit_now(exit)
     }
 
     fn setup(&self) -> io::Result<&'static AtomicBool> {
@@ -145,6 +149,13 @@ impl Worker<'_, '_> {
             let (len, source) = match socket.recv_from(&mut buf) {
                 Ok(got) => got,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The socket was shut down (recvfrom gives 0 bytes and no
+                // address, which std reports as invalid input): stop.
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => return WorkerExit::Done,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBADF | libc::ENOTSOCK)) => {
+                    log::error!("W0012 service {}: recvfrom: {e}", self.service);
+                    return WorkerExit::Fatal;
+                }
                 Err(e) => {
                     // ICMP errors of earlier answers (ECONNREFUSED) and the like.
                     log::debug!("service {}: recvfrom: {e}", self.service);

@@ -123,6 +123,8 @@ pub(crate) struct Master<'a> {
     handed_over: bool,
     /// Where a new master says `ready` to the one that started it.
     ready_pipe: Option<OwnedFd>,
+    /// The pidfile a new master writes its pid into once ready.
+    pidfile_on_ready: Option<std::os::fd::RawFd>,
     sockets: BTreeMap<SocketKey, Rc<Listener>>,
     pools: Vec<PoolRun<'a>>,
     graceful_timeout: Duration,
@@ -145,8 +147,9 @@ impl<'a> Master<'a> {
 
     /// Says `ready` on `pipe` once the workers are in accept: this master
     /// was started by an upgrade, and the old one waits for that.
-    pub(crate) fn report_ready_on(&mut self, pipe: OwnedFd) {
+    pub(crate) fn report_ready_on(&mut self, pipe: OwnedFd, pidfile: Option<std::os::fd::RawFd>) {
         self.ready_pipe = Some(pipe);
+        self.pidfile_on_ready = pidfile;
     }
 
     pub(crate) fn new(
@@ -168,6 +171,7 @@ impl<'a> Master<'a> {
             upgrading: None,
             handed_over: false,
             ready_pipe: None,
+            pidfile_on_ready: None,
             sockets: bound.into_iter().map(|(k, l)| (k, Rc::new(l))).collect(),
             pools: Vec::new(),
             graceful_timeout: plan.graceful_timeout,
@@ -206,11 +210,11 @@ impl<'a> Master<'a> {
         let mut adopted: Vec<(Option<String>, Listener)> = sys::daemon::listen_fds()
             .into_iter()
             .filter_map(|(name, fd)| match Listener::adopt(fd) {
-                // From systemd (not from an old master): systemd keeps it.
-                Ok(mut l) => {
-                    if !take_over_control {
-                        l.set_managed();
-                    }
+                // From systemd, it stays systemd's; from an old master, it
+                // becomes ours once we are ready (until then a failure of
+                // ours must leave it to the old master).
+                Ok(l) => {
+                    l.set_managed(true);
                     Some((name, l))
                 }
                 Err(e) => {
@@ -794,8 +798,20 @@ impl Master<'_> {
             self.ready_sent = true;
             let status = self.status_line();
             self.notify(&format!("READY=1\nSTATUS={status}"));
-            // A master started by a binary upgrade tells the old one.
+            // A master started by a binary upgrade takes over the sockets
+            // and the pidfile, and tells the old one.
             if let Some(pipe) = self.ready_pipe.take() {
+                for listener in self.sockets.values() {
+                    listener.set_managed(false);
+                }
+                if let Some(fd) = self.pidfile_on_ready.take() {
+                    if let Err(e) = sys::daemon::rewrite_pid(fd) {
+                        log::warn!(
+                            "M0044 upgrade: cannot write the pidfile: {}",
+                            sys::fd::describe(&e)
+                        );
+                    }
+                }
                 let _ = nix::unistd::write(&pipe, b"ready\n");
             }
         }

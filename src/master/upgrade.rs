@@ -75,58 +75,80 @@ impl Master<'_> {
         let keys: Vec<_> = self.sockets.keys().cloned().collect();
         match sys::process::fork(&super::signals::CAUGHT) {
             Ok(Fork::Child) => {
-                let mut fds: Vec<i32> = keys.iter().map(|k| self.sockets[k].as_raw_fd()).collect();
-                let names: Vec<String> = keys
-                    .iter()
-                    .map(|k| {
-                        let service = self
-                            .pools
-                            .iter()
-                            .find(|r| r.plan.socket_key() == *k)
-                            .map_or("", |r| r.plan.service.as_str());
-                        super::plan::fd_name(service, &k.0)
-                    })
-                    .collect();
-                let sockets = fds.len();
-                fds.extend(upgrader.pidfile.as_ref().map(|(_, fd)| *fd));
-                fds.push(ready_write.as_raw_fd());
-                let err = match sys::daemon::move_fds_from_3(&fds) {
-                    Ok(placed) => {
-                        let mut env: Vec<(String, String)> = std::env::vars()
-                            .filter(|(k, _)| {
-                                !k.starts_with("LISTEN_") && !k.starts_with("PREFORKD_")
-                            })
-                            .collect();
-                        env.push(("LISTEN_PID".into(), std::process::id().to_string()));
-                        // The watchdog is the new master's once it takes over.
-                        if env.iter().any(|(k, _)| k == "WATCHDOG_USEC") {
-                            env.retain(|(k, _)| k != "WATCHDOG_PID");
-                            env.push(("WATCHDOG_PID".into(), std::process::id().to_string()));
+                // Never unwind out of the child: above are the master's frames.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let mut fds: Vec<i32> =
+                        keys.iter().map(|k| self.sockets[k].as_raw_fd()).collect();
+                    let names: Vec<String> = keys
+                        .iter()
+                        .map(|k| {
+                            let service = self
+                                .pools
+                                .iter()
+                                .find(|r| r.plan.socket_key() == *k)
+                                .map_or("", |r| r.plan.service.as_str());
+                            super::plan::fd_name(service, &k.0)
+                        })
+                        .collect();
+                    let sockets = fds.len();
+                    fds.extend(upgrader.pidfile.as_ref().map(|(_, fd)| *fd));
+                    fds.push(ready_write.as_raw_fd());
+                    let err = match sys::daemon::move_fds_from_3(&fds) {
+                        Ok(placed) => {
+                            // vars_os: a variable that is not UTF-8 passes as it is.
+                            let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+                                .filter(|(k, _)| {
+                                    let k = k.to_string_lossy();
+                                    !k.starts_with("LISTEN_") && !k.starts_with("PREFORKD_")
+                                })
+                                .collect();
+                            env.push((
+                                "LISTEN_PID".into(),
+                                OsString::from(std::process::id().to_string()),
+                            ));
+                            // The watchdog is the new master's once it takes over.
+                            if env.iter().any(|(k, _)| k == "WATCHDOG_USEC") {
+                                env.retain(|(k, _)| k != "WATCHDOG_PID");
+                                env.push((
+                                    "WATCHDOG_PID".into(),
+                                    OsString::from(std::process::id().to_string()),
+                                ));
+                            }
+                            if upgrader.detached {
+                                env.push(("PREFORKD_DETACHED".into(), "1".into()));
+                            }
+                            env.push(("LISTEN_FDS".into(), OsString::from(sockets.to_string())));
+                            env.push(("LISTEN_FDNAMES".into(), OsString::from(names.join(":"))));
+                            env.push((
+                                "PREFORKD_UPGRADE_FROM".into(),
+                                OsString::from(self.pid.to_string()),
+                            ));
+                            if let Some((path, _)) = &upgrader.pidfile {
+                                env.push((
+                                    "PREFORKD_PIDFILE_FD".into(),
+                                    OsString::from(placed[sockets].to_string()),
+                                ));
+                                env.push((
+                                    "PREFORKD_PIDFILE".into(),
+                                    path.clone().into_os_string(),
+                                ));
+                            }
+                            env.push((
+                                "PREFORKD_READY_FD".into(),
+                                OsString::from(placed[placed.len() - 1].to_string()),
+                            ));
+                            sys::daemon::exec(&upgrader.exe, &upgrader.args, &env)
                         }
-                        if upgrader.detached {
-                            env.push(("PREFORKD_DETACHED".into(), "1".into()));
-                        }
-                        env.push(("LISTEN_FDS".into(), sockets.to_string()));
-                        env.push(("LISTEN_FDNAMES".into(), names.join(":")));
-                        env.push(("PREFORKD_UPGRADE_FROM".into(), self.pid.to_string()));
-                        if let Some((path, _)) = &upgrader.pidfile {
-                            env.push(("PREFORKD_PIDFILE_FD".into(), placed[sockets].to_string()));
-                            env.push(("PREFORKD_PIDFILE".into(), path.display().to_string()));
-                        }
-                        env.push((
-                            "PREFORKD_READY_FD".into(),
-                            placed[placed.len() - 1].to_string(),
-                        ));
-                        sys::daemon::exec(&upgrader.exe, &upgrader.args, &env)
-                    }
-                    Err(e) => e,
-                };
-                log::error!(
-                    "M0042 upgrade failed: cannot run {}: {}",
-                    upgrader.exe.display(),
-                    sys::fd::describe(&err)
-                );
-                sys::process::exit_now(127);
+                        Err(e) => e,
+                    };
+                    log::error!(
+                        "M0042 upgrade failed: cannot run {}: {}",
+                        upgrader.exe.display(),
+                        sys::fd::describe(&err)
+                    );
+                    sys::process::exit_now(127);
+                }));
+                sys::process::exit_now(70);
             }
             Ok(Fork::Parent(child)) => {
                 drop(ready_write);

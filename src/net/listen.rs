@@ -27,9 +27,10 @@ pub struct Listener {
     socket: ListenSocket,
     /// What `listening on` prints: the real address, with the real port.
     shown: String,
-    /// The service manager made it and keeps it (socket activation): it is
-    /// never shut down, and its file never removed, by us.
-    managed: bool,
+    /// Someone else owns it (systemd's socket activation; or, until it is
+    /// ready, the old master of a binary upgrade): it is never shut down,
+    /// and its file never removed, by us.
+    managed: std::cell::Cell<bool>,
 }
 
 #[derive(Debug)]
@@ -82,7 +83,7 @@ impl Listener {
         Ok(Listener {
             socket: ListenSocket::Tcp(listener),
             shown,
-            managed: false,
+            managed: std::cell::Cell::new(false),
         })
     }
 
@@ -110,7 +111,7 @@ impl Listener {
         Ok(Listener {
             socket: ListenSocket::Udp(udp),
             shown,
-            managed: false,
+            managed: std::cell::Cell::new(false),
         })
     }
 
@@ -132,14 +133,14 @@ impl Listener {
                 return Ok(Listener {
                     socket: ListenSocket::Udp(udp),
                     shown: ip.to_string(),
-                    managed: false,
+                    managed: std::cell::Cell::new(false),
                 });
             }
             let tcp: TcpListener = socket.into();
             return Ok(Listener {
                 socket: ListenSocket::Tcp(tcp),
                 shown: ip.to_string(),
-                managed: false,
+                managed: std::cell::Cell::new(false),
             });
         }
         let path = local
@@ -149,7 +150,7 @@ impl Listener {
         let meta = std::fs::metadata(&path)?;
         Ok(Listener {
             shown: format!("unix:{}", path.display()),
-            managed: false,
+            managed: std::cell::Cell::new(false),
             socket: ListenSocket::Unix {
                 listener: UnixListener::from(OwnedFd::from(socket)),
                 path,
@@ -209,7 +210,7 @@ impl Listener {
                 file_id: (meta.dev(), meta.ino()),
             },
             shown: format!("unix:{}", path.display()),
-            managed: false,
+            managed: std::cell::Cell::new(false),
         })
     }
 
@@ -250,7 +251,7 @@ impl Listener {
     /// wake, new connections are refused (shutdown(2) of the shared socket).
     /// A Unix socket's file is also removed, so new clients fail at once.
     pub fn shut_down(&self) {
-        if self.managed {
+        if self.managed.get() {
             return;
         }
         sys::fd::shutdown_listener(self.as_fd());
@@ -260,12 +261,12 @@ impl Listener {
     /// Marks a socket the service manager made and keeps (socket
     /// activation): neither shut down nor its file removed by us, so that
     /// what arrives after we stop waits for the next start.
-    pub fn set_managed(&mut self) {
-        self.managed = true;
+    pub fn set_managed(&self, managed: bool) {
+        self.managed.set(managed);
     }
 
     fn remove_socket_file(&self) {
-        if self.managed {
+        if self.managed.get() {
             return;
         }
         if let ListenSocket::Unix { path, file_id, .. } = &self.socket {

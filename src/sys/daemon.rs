@@ -226,14 +226,14 @@ pub fn inherited_fd(var: &str) -> Option<std::os::fd::OwnedFd> {
 }
 
 /// In a freshly forked child that is about to exec: puts `fds` on 3, 4,
-/// ... in order (through high copies first, so that none is overwritten
-/// before it is moved), without close-on-exec, and returns their new
-/// numbers.
+/// ... in order (through copies above 3 + len first, so that none is
+/// overwritten before it is moved), without close-on-exec, and returns
+/// their new numbers.
 pub fn move_fds_from_3(fds: &[std::os::fd::RawFd]) -> io::Result<Vec<std::os::fd::RawFd>> {
     use nix::fcntl::{fcntl, FcntlArg};
     let high: Vec<i32> = fds
         .iter()
-        .map(|&fd| fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(1000)))
+        .map(|&fd| fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(3 + fds.len() as i32)))
         .collect::<Result<_, _>>()?;
     let mut placed = Vec::new();
     for (i, fd) in high.into_iter().enumerate() {
@@ -244,20 +244,46 @@ pub fn move_fds_from_3(fds: &[std::os::fd::RawFd]) -> io::Result<Vec<std::os::fd
     Ok(placed)
 }
 
-/// Replaces the process image: `program` with `args` and `env`.
-pub fn exec(program: &Path, args: &[std::ffi::OsString], env: &[(String, String)]) -> io::Error {
+/// Replaces the process image: `program` with `args` and `env`. An argument
+/// or variable with a NUL byte inside is refused (EINVAL), not cut short.
+pub fn exec(
+    program: &Path,
+    args: &[std::ffi::OsString],
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> io::Error {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    let cstr = |b: &[u8]| CString::new(b).unwrap_or_default();
-    let path = cstr(program.as_os_str().as_bytes());
-    let mut argv = vec![path.clone()];
-    argv.extend(args.iter().map(|a| cstr(a.as_bytes())));
-    let envp: Vec<CString> = env
-        .iter()
-        .map(|(k, v)| cstr(format!("{k}={v}").as_bytes()))
-        .collect();
-    match nix::unistd::execve(&path, &argv, &envp) {
-        Err(e) => e.into(),
-        Ok(never) => match never {},
+    let cstr = |b: &[u8]| CString::new(b).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
+    let build = || -> io::Result<(CString, Vec<CString>, Vec<CString>)> {
+        let path = cstr(program.as_os_str().as_bytes())?;
+        let mut argv = vec![path.clone()];
+        for a in args {
+            argv.push(cstr(a.as_bytes())?);
+        }
+        let mut envp = Vec::new();
+        for (k, v) in env {
+            envp.push(cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
+        }
+        Ok((path, argv, envp))
+    };
+    match build() {
+        Err(e) => e,
+        Ok((path, argv, envp)) => match nix::unistd::execve(&path, &argv, &envp) {
+            Err(e) => e.into(),
+            Ok(never) => match never {},
+        },
     }
+}
+
+/// Writes the caller's pid into the pidfile open on `fd` (a master started
+/// by a binary upgrade, once it is ready). `fd` must stay open meanwhile:
+/// the caller's `Pidfile` holds it.
+pub fn rewrite_pid(fd: std::os::fd::RawFd) -> io::Result<()> {
+    // SAFETY: the descriptor is the pidfile's, owned by a `Pidfile` that
+    // lives as long as the master; it is only borrowed for these calls.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    nix::unistd::ftruncate(fd, 0)?;
+    let line = format!("{}\n", std::process::id());
+    nix::sys::uio::pwrite(fd, line.as_bytes(), 0)?;
+    Ok(())
 }

@@ -202,9 +202,9 @@ pub fn tcp_bytes(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
     }
     let word = |at: usize| u64::from_ne_bytes(buf[at..at + 8].try_into().unwrap_or([0; 8]));
     // The peer's FIN takes one byte of sequence space, counted as
-    // received: take it off once the peer has closed (CLOSE_WAIT,
-    // LAST_ACK, CLOSING, TIME_WAIT, CLOSE).
-    let peer_closed = matches!(buf[0], 6..=9 | 11);
+    // received: take it off once the peer has closed (TIME_WAIT,
+    // CLOSE_WAIT, LAST_ACK, CLOSING; not CLOSE, reached by a reset too).
+    let peer_closed = matches!(buf[0], 6 | 8 | 9 | 11);
     let received = word(BYTES_RECEIVED).saturating_sub(u64::from(peer_closed));
     Some((received, word(BYTES_ACKED)))
 }

@@ -22,7 +22,9 @@ pub struct SharedWords {
 impl SharedWords {
     /// Maps `len` words, all zero.
     pub fn new(len: usize) -> io::Result<SharedWords> {
-        let bytes = NonZeroUsize::new(len * std::mem::size_of::<AtomicU64>())
+        let bytes = len
+            .checked_mul(std::mem::size_of::<AtomicU64>())
+            .and_then(NonZeroUsize::new)
             .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: an anonymous mapping at an address of the kernel's choice
         // aliases no existing Rust object; its size is the one we use below.

@@ -81,16 +81,48 @@ fn five_upgrades_under_load_lose_nothing_and_a_broken_binary_changes_nothing() {
         d.stderr()
     );
 
-    // A binary that exits at start: the upgrade fails, the master stays.
-    let good = std::fs::read(&bin).unwrap();
-    replace(&bin, b"#!/bin/sh\necho 'a broken build' >&2\nexit 3\n");
+    // A new master that fails after taking the sockets (an address it
+    // cannot bind, added to the file): the old master keeps its pidfile,
+    // its control socket and its sockets.
+    let good_config = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{good_config}\n[[service]]\nname = \"unbindable\"\nlisten = [\"192.0.2.1:7\"]\nbuiltin = \"echo\"\nworkers = 1\n"),
+    )
+    .unwrap();
     kill(current, libc::SIGUSR2);
     assert!(
         d.wait_for_log("M0042 upgrade failed", Duration::from_secs(10)),
         "{}",
         d.stderr()
     );
-    assert!(d.stderr().contains("exit status 3"), "{}", d.stderr());
+    std::fs::write(&config, &good_config).unwrap();
+    assert_eq!(
+        read_pid(&pidfile),
+        Some(current),
+        "the pidfile was lost\n{}",
+        d.stderr()
+    );
+    let status = run_to_exit(&["status", "-c", config.to_str().unwrap()]);
+    assert!(
+        status.status.success(),
+        "the control socket was lost: {status:?}"
+    );
+    assert!(
+        load.progress(100),
+        "no progress after the failed upgrade\n{}",
+        d.stderr()
+    );
+
+    // A binary that exits at start: the upgrade fails, the master stays.
+    let good = std::fs::read(&bin).unwrap();
+    replace(&bin, b"#!/bin/sh\necho 'a broken build' >&2\nexit 3\n");
+    kill(current, libc::SIGUSR2);
+    assert!(
+        d.wait_for_log("(exit status 3)", Duration::from_secs(10)),
+        "{}",
+        d.stderr()
+    );
     assert!(
         load.progress(100),
         "no progress after the failed upgrade\n{}",
