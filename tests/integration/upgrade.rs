@@ -16,6 +16,19 @@ fn replace(path: &std::path::Path, contents: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+struct KillFromPidfile(std::path::PathBuf);
+
+impl Drop for KillFromPidfile {
+    fn drop(&mut self) {
+        if let Some(pid) = read_pid(&self.0) {
+            for w in children_of(pid) {
+                kill(w, libc::SIGKILL);
+            }
+            kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
 #[test]
 fn five_upgrades_under_load_lose_nothing_and_a_broken_binary_changes_nothing() {
     let dir = TempDir::new("upgrade");
@@ -39,6 +52,9 @@ fn five_upgrades_under_load_lose_nothing_and_a_broken_binary_changes_nothing() {
         &["serve (upgrade test)"],
     );
     let addr = d.address_of("e", "tcp");
+    // Whatever happens, the master the pidfile names at the end, and its
+    // workers, are stopped (they are not children of this test).
+    let _cleanup = KillFromPidfile(pidfile.clone());
     assert!(
         wait_until(Duration::from_secs(5), || read_pid(&pidfile)
             == Some(d.pid())),
