@@ -123,6 +123,8 @@ pub(crate) struct Master<'a> {
     handed_over: bool,
     /// Where a new master says `ready` to the one that started it.
     ready_pipe: Option<OwnedFd>,
+    /// Workers of live pools told to leave, nudged until they are reaped.
+    retired: std::collections::BTreeSet<Pid>,
     /// The pidfile a new master writes its pid into once ready.
     pidfile_on_ready: Option<std::os::fd::RawFd>,
     sockets: BTreeMap<SocketKey, Rc<Listener>>,
@@ -171,6 +173,7 @@ impl<'a> Master<'a> {
             upgrading: None,
             handed_over: false,
             ready_pipe: None,
+            retired: Default::default(),
             pidfile_on_ready: None,
             sockets: bound.into_iter().map(|(k, l)| (k, Rc::new(l))).collect(),
             pools: Vec::new(),
@@ -458,6 +461,7 @@ impl<'a> Master<'a> {
 
     /// TTIN / TTOU: one worker more or less in every live pool.
     fn scale(&mut self, up: bool) {
+        let mut retire = Vec::new();
         for run in self.pools.iter_mut().filter(|r| r.retiring.is_none()) {
             let at_max = matches!(run.plan.sizing, crate::config::Sizing::Adaptive { max, .. } if run.pool.target() >= max);
             if up {
@@ -465,7 +469,7 @@ impl<'a> Master<'a> {
                     run.pool.grow();
                 }
             } else if let Some(pid) = run.pool.shrink() {
-                sys::process::kill(pid, Signal::SIGTERM);
+                retire.push(pid);
             }
             let (id, sig) = if up {
                 ("M0002", "TTIN")
@@ -478,6 +482,9 @@ impl<'a> Master<'a> {
                 run.listener.local_display(),
                 workers(run.pool.target())
             );
+        }
+        for pid in retire {
+            self.retire_worker(pid);
         }
     }
 
@@ -511,6 +518,7 @@ impl<'a> Master<'a> {
         run.served_by_gone += self.board.slot(slot).served();
         self.board.release(slot);
         run.watch.forget(pid);
+        self.retired.remove(&pid);
         let service = &run.plan.service;
         if phase != Phase::Running || run.retiring.is_some() {
             log::debug!("service {service}: worker {pid} left ({exit})");
@@ -665,6 +673,9 @@ impl<'a> Master<'a> {
     fn finish_retiring(&mut self, now: Instant) {
         if self.next_nudge.is_some_and(|t| now >= t) {
             self.signal_workers(|r| r.retiring.is_some(), Signal::SIGTERM);
+            for &pid in &self.retired {
+                sys::process::kill(pid, Signal::SIGTERM);
+            }
             self.next_nudge = Some(now + NUDGE_EVERY);
         }
         let overdue = |r: &PoolRun<'_>| r.retiring.is_some_and(|t| now >= t) && r.pool.len() > 0;
@@ -680,9 +691,19 @@ impl<'a> Master<'a> {
             }
             keep
         });
-        if !self.pools.iter().any(|r| r.retiring.is_some()) {
+        if !self.pools.iter().any(|r| r.retiring.is_some()) && self.retired.is_empty() {
             self.next_nudge = None;
         }
+    }
+
+    /// Retires one worker of a live pool (TTOU, reload, an idle extra):
+    /// SIGTERM now, and again with every nudge until it is reaped, since
+    /// one signal can land just before it blocks in accept(2).
+    pub(super) fn retire_worker(&mut self, pid: Pid) {
+        sys::process::kill(pid, Signal::SIGTERM);
+        self.retired.insert(pid);
+        self.next_nudge
+            .get_or_insert_with(|| Instant::now() + NUDGE_EVERY);
     }
 
     /// Forks as many workers as each live pool wants now.

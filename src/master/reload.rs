@@ -91,6 +91,7 @@ impl Master<'_> {
         // 2. Keep what is unchanged, resize it; note what must go.
         let mut wanted: Vec<_> = plan.pools.into_iter().map(Some).collect();
         let (mut kept, mut retired) = (0, 0);
+        let mut retire = Vec::new();
         for run in self.pools.iter_mut().filter(|r| r.retiring.is_none()) {
             // A pool stopped for good is never kept: the reload retries it.
             let reusable = !run.pool.is_fatal();
@@ -107,9 +108,7 @@ impl Master<'_> {
                         Sizing::Fixed(n) => n,
                         Sizing::Adaptive { max, .. } => run.pool.target().min(max),
                     };
-                    for pid in run.pool.set_target(target.max(1)) {
-                        sys::process::kill(pid, Signal::SIGTERM);
-                    }
+                    retire.extend(run.pool.set_target(target.max(1)));
                     run.plan.sizing = w.sizing;
                     kept += 1;
                 }
@@ -132,6 +131,9 @@ impl Master<'_> {
                     );
                 }
             }
+        }
+        for pid in retire {
+            self.retire_worker(pid);
         }
         let started_before = self.pools.len();
         for w in wanted.into_iter().flatten() {

@@ -65,6 +65,7 @@ impl Master<'_> {
     /// Looks at every live pool's slots and acts: fork spares, retire an
     /// idle extra, stop stuck handlers.
     pub(super) fn watch(&mut self, now: Instant) {
+        let mut retire = Vec::new();
         for run in self.pools.iter_mut().filter(|r| r.retiring.is_none()) {
             let mut idle = Vec::new();
             let mut starting = 0;
@@ -107,7 +108,7 @@ impl Master<'_> {
                     if let Some(&pid) = idle.last() {
                         if run.pool.retire_one() {
                             log::debug!("service {}: retiring idle worker {pid}", run.plan.service);
-                            sys::process::kill(pid, Signal::SIGTERM);
+                            retire.push(pid);
                         }
                     }
                     run.watch.next_shrink = Some(now + SHRINK_EVERY);
@@ -144,6 +145,9 @@ impl Master<'_> {
                     }
                 }
             }
+        }
+        for pid in retire {
+            self.retire_worker(pid);
         }
     }
 
