@@ -326,13 +326,7 @@ fn socket_activation_serves_on_the_passed_socket_without_binding() {
     // The socket is the service manager's: stopping leaves it listening,
     // so what arrives meanwhile waits for the next start.
     let mut d = d;
-    d.signal(libc::SIGTERM);
-    assert!(
-        d.wait_exit_within(Duration::from_secs(10))
-            .is_some_and(|s| s.success()),
-        "{}",
-        d.report()
-    );
+    d.stop_gracefully();
     assert!(
         std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok(),
         "the passed socket was shut down"

@@ -49,13 +49,7 @@ fn the_hello_example_serves_its_own_handler_in_prefork_workers() {
         "answered by {pids:?}, workers {workers:?}"
     );
     assert!(!pids.contains(&d.pid()), "the master answered");
-    d.signal(libc::SIGTERM);
-    assert!(
-        d.wait_exit_within(Duration::from_secs(10))
-            .is_some_and(|s| s.success()),
-        "{}",
-        d.report()
-    );
+    d.stop_gracefully();
 }
 
 // Issue #4, acceptance 3 (max_memory).

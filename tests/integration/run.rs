@@ -155,9 +155,7 @@ fn a_unix_socket_serves_and_is_removed_on_stop() {
     c.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"over unix\n");
     drop(c);
-    d.signal(libc::SIGTERM);
-    let status = d.wait_exit_within(Duration::from_secs(10));
-    assert!(status.is_some_and(|s| s.success()), "{}", d.report());
+    d.stop_gracefully();
     assert!(!path.exists(), "the socket file is left behind");
 }
 

@@ -140,13 +140,7 @@ fn serve_without_a_config_serves_the_embedded_default() {
     assert_eq!(t.len(), 4);
     // Stopped properly, it leaves no control socket behind.
     let mut d = d;
-    d.signal(libc::SIGTERM);
-    assert!(
-        d.wait_exit_within(Duration::from_secs(10))
-            .is_some_and(|s| s.success()),
-        "{}",
-        d.report()
-    );
+    d.stop_gracefully();
     assert!(
         !std::path::Path::new("/run/preforkd.sock").exists() || !nix::unistd::geteuid().is_root(),
         "the control socket is left behind"

@@ -145,6 +145,13 @@ impl Daemon {
         status
     }
 
+    /// SIGTERM, then checks the master exits 0 within 10 s.
+    pub fn stop_gracefully(&mut self) {
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit_within(Duration::from_secs(10));
+        assert!(status.is_some_and(|s| s.success()), "{}", self.report());
+    }
+
     /// Everything a person needs to understand a failure.
     pub fn report(&self) -> String {
         let mut out = format!("command: {BIN} {}\n", self.args.join(" "));
