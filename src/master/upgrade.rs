@@ -200,10 +200,11 @@ impl Master<'_> {
     fn upgrade_failed(&mut self, why: &str) {
         if let Some(up) = self.upgrading.take() {
             sys::process::kill(up.child, Signal::SIGKILL);
-            log::error!("M0042 upgrade failed: {why}; the old master goes on serving");
             // The new master may have taken over the control socket's path
-            // before it failed: bind it again.
-            if let Some(path) = self.control_path.clone() {
+            // before it failed: bind it again (before the log line, so that
+            // whoever reads it can talk to us). Ours, still there, is kept.
+            let ours = self.control.as_ref().is_some_and(|l| l.owns_socket_file());
+            if let (Some(path), false) = (self.control_path.clone(), ours) {
                 self.control = None;
                 match super::control::bind(&path) {
                     Ok(l) => self.control = Some(l),
@@ -214,6 +215,7 @@ impl Master<'_> {
                     ),
                 }
             }
+            log::error!("M0042 upgrade failed: {why}; the old master goes on serving");
         }
     }
 

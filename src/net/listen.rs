@@ -265,15 +265,24 @@ impl Listener {
         self.managed.set(managed);
     }
 
+    /// Whether the path of this Unix-domain socket still names it (and not
+    /// a socket another process has bound there since). False for IP
+    /// sockets.
+    pub fn owns_socket_file(&self) -> bool {
+        match &self.socket {
+            ListenSocket::Unix { path, file_id, .. } => std::fs::symlink_metadata(path)
+                .is_ok_and(|meta| (meta.dev(), meta.ino()) == *file_id),
+            _ => false,
+        }
+    }
+
     fn remove_socket_file(&self) {
         if self.managed.get() {
             return;
         }
-        if let ListenSocket::Unix { path, file_id, .. } = &self.socket {
-            if let Ok(meta) = std::fs::symlink_metadata(path) {
-                if (meta.dev(), meta.ino()) == *file_id {
-                    let _ = std::fs::remove_file(path);
-                }
+        if let ListenSocket::Unix { path, .. } = &self.socket {
+            if self.owns_socket_file() {
+                let _ = std::fs::remove_file(path);
             }
         }
     }
