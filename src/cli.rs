@@ -108,6 +108,11 @@ pub struct RunArgs {
     #[arg(value_name = "ADDR")]
     pub addr: String,
 
+    /// Serving model: iterative, fork, prefork, prefork-lock, prefork-pass,
+    /// threads, pool, pool-pass, event or reuseport (see preforkd-models(7)).
+    #[arg(long, value_name = "MODEL", default_value = "prefork")]
+    pub model: crate::models::Model,
+
     /// Serve a built-in service: echo, discard, daytime, chargen or time.
     #[arg(
         long,

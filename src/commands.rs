@@ -157,7 +157,11 @@ fn run_one(args: RunArgs) -> Result<(), Error> {
         },
         socket_mode: None,
         socket_owner: None,
+        model: args.model,
     };
+    service_config
+        .check_model()
+        .map_err(|why| Error::Usage(why.replace("model = ", "--model ")))?;
     let config = Config {
         file: "(command line)".into(),
         daemon: DaemonConfig {

@@ -53,6 +53,7 @@ pub mod config;
 mod error;
 pub mod log;
 mod master;
+pub mod models;
 pub mod net;
 pub mod privileges;
 pub mod scoreboard;
@@ -179,6 +180,7 @@ impl Server {
             access: net::acl::Access::default(),
             max_memory: self.options.max_memory,
             log_connections: false,
+            model: models::Model::Prefork,
             fingerprint: String::new(),
         };
         // The listener is bound already, under the key the pool will ask for.

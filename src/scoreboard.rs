@@ -214,6 +214,12 @@ impl Slot<'_> {
         self.set(State::Idle);
     }
 
+    /// Counts one connection served, without a change of state (the
+    /// single-process models, whose threads share one slot).
+    pub fn add_served(&self) {
+        self.w[SERVED].fetch_add(1, Ordering::SeqCst);
+    }
+
     /// The connection was refused at once (access rules): back to idle,
     /// not counted as served.
     pub fn end_refused(&self) {

@@ -28,8 +28,10 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
 use crate::master::plan::Job;
+use crate::models::prefork_lock::AcceptLock;
+use crate::models::{report_served, Model, Runner};
 use crate::net::acl::Access;
-use crate::net::Listener;
+use crate::net::{Connection, Listener};
 use crate::privileges::Privileges;
 use crate::scoreboard::{Scoreboard, Slot, State};
 use crate::service::builtin::{answerable, client_went_away};
@@ -88,6 +90,14 @@ pub(crate) struct Worker<'a, 'h> {
     pub board: &'a Scoreboard,
     /// The pool's shared slot (rate limiter, per_source tag).
     pub pool_slot: usize,
+    /// How this worker serves its socket (see `crate::models`).
+    pub model: Model,
+    /// The `prefork-lock` model's lock around accept(2).
+    pub accept_lock: Option<&'a AcceptLock>,
+    /// listen(2) backlog of the worker's own socket (`reuseport`).
+    pub backlog: i32,
+    /// Processes or threads inside a single-process model.
+    pub model_workers: usize,
 }
 
 impl Worker<'_, '_> {
@@ -97,7 +107,7 @@ impl Worker<'_, '_> {
         // master's, whose destructors would remove the daemon's files and
         // close descriptors already closed.
         let exit = panic::catch_unwind(AssertUnwindSafe(|| match self.setup() {
-            Ok(stop) => self.serve(stop) as i32,
+            Ok((stop, own)) => self.serve(stop, own.as_ref().unwrap_or(self.listener)) as i32,
             Err(e) => {
                 log::error!("W0010 service {}: worker cannot start: {}", self.service, e);
                 WorkerExit::Fatal as i32
@@ -108,13 +118,24 @@ impl Worker<'_, '_> {
         sys::process::exit_now(exit)
     }
 
-    fn setup(&self) -> io::Result<&'static AtomicBool> {
+    /// Cuts the worker loose from the master; returns its stop flag, and
+    /// its own socket when the model gives each worker one.
+    fn setup(&self) -> io::Result<(&'static AtomicBool, Option<Listener>)> {
         self.slot.set_pid(std::process::id());
         sys::process::own_process_group(Pid::from_raw(0));
         sys::process::die_with_parent(self.master)?;
         let mut keep = vec![0, 1, 2, self.listener.as_raw_fd()];
         keep.extend(self.busy_pipe.map(|fd| fd.as_raw_fd()));
+        keep.extend(self.accept_lock.map(|lock| lock.fd().as_raw_fd()));
         sys::fd::close_all_except(&keep)?;
+        // Bound while the worker may still bind a privileged port.
+        let own = match self.model {
+            Model::Reuseport => Some(crate::models::reuseport::own_socket(
+                self.listener,
+                self.backlog,
+            )?),
+            _ => None,
+        };
         // Our own connection to syslog (the inherited one was just closed),
         // made before a chroot could hide /dev/log.
         crate::log::reopen_after_fork();
@@ -123,13 +144,39 @@ impl Worker<'_, '_> {
         // Changing the effective ids clears the parent-death signal
         // (prctl(2)): ask for it again as the new user.
         sys::process::die_with_parent(self.master)?;
-        Ok(stop)
+        Ok((stop, own))
     }
 
-    fn serve(&self, stop: &AtomicBool) -> WorkerExit {
+    fn serve(&self, stop: &'static AtomicBool, listener: &Listener) -> WorkerExit {
         match self.job {
-            Job::Stream(handler) => self.serve_connections(handler.as_ref(), stop),
+            Job::Stream(handler) if !self.model.is_process_pool() => {
+                let runner = Runner {
+                    name: self.service,
+                    listener,
+                    handler: handler.as_ref(),
+                    service: handler.as_service(),
+                    workers: self.model_workers,
+                    stop,
+                    timeout: self.timeout,
+                    slot: &self.slot,
+                };
+                crate::models::run_single(self.model, &runner)
+            }
+            Job::Stream(handler) => {
+                let mut served = 0;
+                let exit = self.serve_connections(handler.as_ref(), stop, listener, &mut served);
+                report_served(self.service, &std::process::id().to_string(), served);
+                exit
+            }
             Job::Datagram(builtin) => self.serve_datagrams(*builtin, stop),
+        }
+    }
+
+    /// The next connection: a plain accept, or one under the accept lock.
+    fn next_connection(&self, listener: &Listener) -> Result<Connection, Errno> {
+        match self.accept_lock {
+            Some(lock) => lock.accept(listener),
+            None => crate::models::prefork::accept(listener),
         }
     }
 
@@ -213,8 +260,13 @@ impl Worker<'_, '_> {
         }
     }
 
-    fn serve_connections(&self, handler: &dyn Handler, stop: &AtomicBool) -> WorkerExit {
-        let mut served = 0u64;
+    fn serve_connections(
+        &self,
+        handler: &dyn Handler,
+        stop: &AtomicBool,
+        listener: &Listener,
+        served: &mut u64,
+    ) -> WorkerExit {
         self.slot.set_pool(self.pool_slot);
         self.mark(|s| s.set(State::Idle));
         loop {
@@ -222,7 +274,7 @@ impl Worker<'_, '_> {
                 self.slot.set(State::Exiting);
                 return WorkerExit::Done;
             }
-            if self.max_requests.is_some_and(|max| served >= max) {
+            if self.max_requests.is_some_and(|max| *served >= max) {
                 log::debug!(
                     "service {}: served {served} connections: retiring",
                     self.service
@@ -230,7 +282,7 @@ impl Worker<'_, '_> {
                 self.slot.set(State::Exiting);
                 return WorkerExit::Done;
             }
-            let conn = match self.listener.accept() {
+            let conn = match self.next_connection(listener) {
                 Ok(conn) => conn,
                 Err(e) => match AcceptError::classify(e) {
                     AcceptError::Retry => continue,
@@ -269,7 +321,7 @@ impl Worker<'_, '_> {
             } else {
                 let _ = self.serve_one(handler, conn);
             }
-            served += 1;
+            *served += 1;
             self.mark(|s| s.end());
             if let Some(limit) = self.max_memory {
                 let rss = sys::process::resident_bytes().unwrap_or(0);
@@ -321,44 +373,48 @@ impl Worker<'_, '_> {
         }
     }
 
-    /// Serves one connection; returns why it failed, if it did (a client
-    /// that went away or idled out is not a failure).
-    fn serve_one(&self, handler: &dyn Handler, conn: crate::net::Connection) -> Option<String> {
-        match panic::catch_unwind(AssertUnwindSafe(|| handler.handle(conn))) {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) if client_went_away(&e) => {
-                log::debug!("service {}: client went away: {}", self.service, e);
-                None
-            }
-            Ok(Err(e))
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                log::debug!(
-                    "service {}: connection idle past the timeout: closed",
-                    self.service
-                );
-                None
-            }
-            Ok(Err(e)) => {
-                log::warn!("W0013 service {}: {}", self.service, e);
-                Some(e.to_string())
-            }
-            Err(_) => {
-                log::error!(
-                    "W0014 service {}: the handler panicked; connection closed",
-                    self.service
-                );
-                Some("the handler panicked".into())
-            }
+    fn serve_one(&self, handler: &dyn Handler, conn: Connection) -> Option<String> {
+        serve_one(self.service, handler, conn)
+    }
+}
+
+/// Serves one connection; returns why it failed, if it did (a client that
+/// went away or idled out is not a failure). Errors and panics are logged.
+pub(crate) fn serve_one(service: &str, handler: &dyn Handler, conn: Connection) -> Option<String> {
+    match panic::catch_unwind(AssertUnwindSafe(|| handler.handle(conn))) {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) if client_went_away(&e) => {
+            log::debug!("service {}: client went away: {}", service, e);
+            None
+        }
+        Ok(Err(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            log::debug!(
+                "service {}: connection idle past the timeout: closed",
+                service
+            );
+            None
+        }
+        Ok(Err(e)) => {
+            log::warn!("W0013 service {}: {}", service, e);
+            Some(e.to_string())
+        }
+        Err(_) => {
+            log::error!(
+                "W0014 service {}: the handler panicked; connection closed",
+                service
+            );
+            Some("the handler panicked".into())
         }
     }
 }
 
 /// What an accept(2) failure means for the worker.
-enum AcceptError {
+pub(crate) enum AcceptError {
     /// A signal (look at the stop flag), or a connection that failed before
     /// we took it: accept(2) on Linux reports pending network errors of the
     /// new connection, to be treated like EAGAIN.
@@ -372,7 +428,7 @@ enum AcceptError {
 }
 
 impl AcceptError {
-    fn classify(e: Errno) -> AcceptError {
+    pub(crate) fn classify(e: Errno) -> AcceptError {
         match e {
             Errno::EINVAL => AcceptError::ListenerClosed,
             Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM => {

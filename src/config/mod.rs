@@ -28,6 +28,7 @@ use toml::Spanned;
 pub use diag::Diagnostic;
 use raw::{RawDaemon, RawLimits, RawService, SizeOrNumber};
 
+pub use crate::models::Model;
 use crate::net::acl::{Access, Rate};
 use crate::net::ListenAddr;
 use crate::privileges::{Account, Limits, Privileges};
@@ -259,6 +260,61 @@ pub struct ServiceConfig {
     pub socket_mode: Option<u32>,
     /// Owner (uid, gid) of a Unix socket file.
     pub socket_owner: Option<(u32, u32)>,
+    /// How the service's socket is served (`prefork` unless asked).
+    pub model: Model,
+}
+
+impl ServiceConfig {
+    /// Whether the service's settings fit its model: the single-process
+    /// models take a fixed `workers = N` and none of the per-worker
+    /// features of the daemon's own process pool; `reuseport` needs an IP
+    /// address. Returns what does not fit, in the user's words.
+    pub fn check_model(&self) -> Result<(), String> {
+        let model = self.model;
+        if model == Model::Prefork {
+            return Ok(());
+        }
+        if self.protocol == Protocol::Udp {
+            return Err(format!(
+                "model = \"{model}\" serves tcp; udp services use the prefork model"
+            ));
+        }
+        if model == Model::Reuseport {
+            if self.listen.iter().any(|a| matches!(a, ListenAddr::Unix(_))) {
+                return Err("model = \"reuseport\" needs IP addresses, not unix:".into());
+            }
+            return Ok(());
+        }
+        if model.is_process_pool() {
+            return Ok(());
+        }
+        if self.sizing.is_adaptive() {
+            return Err(format!(
+                "model = \"{model}\" takes a fixed number of workers (workers = N), not an adaptive pool"
+            ));
+        }
+        let unsupported = [
+            ("max_requests", self.max_requests.is_some()),
+            ("max_memory", self.max_memory.is_some()),
+            ("log_connections", self.log_connections),
+            ("per_source", self.access.per_source.is_some()),
+            ("rate", self.access.rate.is_some()),
+            ("only_from", !self.access.only_from.is_empty()),
+            ("no_access", !self.access.no_access.is_empty()),
+        ];
+        let used: Vec<&str> = unsupported
+            .iter()
+            .filter(|(_, used)| *used)
+            .map(|(key, _)| *key)
+            .collect();
+        if !used.is_empty() {
+            return Err(format!(
+                "model = \"{model}\" does not support {} (the prefork models do)",
+                used.join(", ")
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A checked configuration.
@@ -703,10 +759,25 @@ impl Checker<'_> {
             .unwrap_or_default();
         let service = self.handler(raw, &span, protocol, chroot.as_deref());
         let (socket_mode, socket_owner) = self.socket_file(raw);
+        let model = match &raw.model {
+            None => Model::Prefork,
+            Some(m) => match m.get_ref().parse::<Model>() {
+                Ok(model) => model,
+                Err(e) => {
+                    self.error(m.span(), e.to_string());
+                    Model::Prefork
+                }
+            },
+        };
+        // A single-process model without `workers` gets a fixed count.
+        let sizing = match (&raw.workers, model.is_process_pool()) {
+            (None, false) => Sizing::Fixed(crate::default_workers()),
+            _ => sizing,
+        };
         if self.diags.len() > errors_before {
             return None;
         }
-        Some(ServiceConfig {
+        let config = ServiceConfig {
             name,
             listen,
             protocol,
@@ -727,7 +798,14 @@ impl Checker<'_> {
             },
             socket_mode,
             socket_owner,
-        })
+            model,
+        };
+        if let Err(why) = config.check_model() {
+            let at = raw.model.as_ref().map_or(span, |m| m.span());
+            self.error(at, why);
+            return None;
+        }
+        Some(config)
     }
 
     fn access(&mut self, raw: &RawService) -> Access {

@@ -50,6 +50,7 @@ pub(super) struct RawService {
     pub no_new_privs: Option<bool>,
     pub socket_mode: Option<Spanned<String>>,
     pub socket_owner: Option<Spanned<String>>,
+    pub model: Option<Spanned<String>>,
 }
 
 /// `workers = N` or `workers = { start, min_spare, max_spare, max }`.

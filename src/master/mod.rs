@@ -30,6 +30,8 @@ use nix::sys::signal::Signal;
 
 use crate::config::Protocol;
 use crate::error::Error;
+use crate::models::prefork_lock::AcceptLock;
+use crate::models::Model;
 use crate::net::Listener;
 use crate::scoreboard::Scoreboard;
 use crate::sys;
@@ -101,6 +103,8 @@ struct PoolRun<'a> {
     shared_slot: usize,
     /// Connections served by workers that are gone.
     served_by_gone: u64,
+    /// The `prefork-lock` model's lock file, inherited by the workers.
+    accept_lock: Option<AcceptLock>,
 }
 
 pub(crate) struct Master<'a> {
@@ -462,7 +466,12 @@ impl<'a> Master<'a> {
     /// TTIN / TTOU: one worker more or less in every live pool.
     fn scale(&mut self, up: bool) {
         let mut retire = Vec::new();
-        for run in self.pools.iter_mut().filter(|r| r.retiring.is_none()) {
+        // A single-process model keeps its one runner.
+        for run in self
+            .pools
+            .iter_mut()
+            .filter(|r| r.retiring.is_none() && r.plan.model.is_process_pool())
+        {
             let at_max = matches!(run.plan.sizing, crate::config::Sizing::Adaptive { max, .. } if run.pool.target() >= max);
             if up {
                 if !at_max {
@@ -752,6 +761,10 @@ impl<'a> Master<'a> {
                         access: &run.plan.access,
                         board: &self.board,
                         pool_slot: run.shared_slot,
+                        model: run.plan.model,
+                        accept_lock: run.accept_lock.as_ref(),
+                        backlog: run.plan.backlog,
+                        model_workers: run.plan.sizing.start(),
                     }
                     .run(),
                     Ok(Fork::Parent(pid)) => {
@@ -781,7 +794,22 @@ impl<'a> Master<'a> {
     /// Adds a pool for `plan` on its socket (which must be bound).
     fn add_pool(&mut self, plan: PoolPlan<'a>) {
         let listener = Rc::clone(&self.sockets[&plan.socket_key()]);
-        let pool = Pool::new(plan.sizing.start().max(1));
+        let pool = Pool::new(plan.processes());
+        let accept_lock = match plan.model {
+            Model::PreforkLock => match AcceptLock::new() {
+                Ok(lock) => Some(lock),
+                Err(e) => {
+                    log::error!(
+                        "W0006 service {} on {}: cannot create the accept lock file: {}; not started",
+                        plan.service,
+                        plan.addr,
+                        sys::fd::describe(&e)
+                    );
+                    return;
+                }
+            },
+            _ => None,
+        };
         let Some(shared_slot) = self.board.allocate_shared() else {
             log::error!(
                 "W0008 the scoreboard is full: service {} not started",
@@ -792,6 +820,7 @@ impl<'a> Master<'a> {
         self.pools.push(PoolRun {
             shared_slot,
             served_by_gone: 0,
+            accept_lock,
             plan,
             listener,
             pool,
@@ -905,7 +934,8 @@ fn startable(plan: &PoolPlan<'_>) -> Result<(), String> {
 /// Applies a plan's listen backlog and file access to a socket kept from
 /// an earlier plan (listen(2) on a listening socket changes its backlog).
 fn refresh(listener: &Listener, plan: &PoolPlan<'_>) -> std::io::Result<()> {
-    if plan.protocol == Protocol::Tcp {
+    // The master's reuseport socket only holds the port: it never listens.
+    if plan.protocol == Protocol::Tcp && plan.model != Model::Reuseport {
         listener.relisten(plan.backlog)?;
         listener.set_file_access(plan.socket_mode, plan.socket_owner)?;
     }
@@ -915,6 +945,9 @@ fn refresh(listener: &Listener, plan: &PoolPlan<'_>) -> std::io::Result<()> {
 /// Binds the socket of a pool's plan, with its file mode and owner.
 fn bind(plan: &PoolPlan<'_>) -> std::io::Result<Listener> {
     match plan.protocol {
+        Protocol::Tcp if plan.model == Model::Reuseport => {
+            Listener::bind_reuseport(&plan.addr, None)
+        }
         Protocol::Tcp => {
             let listener = Listener::bind(&plan.addr, plan.backlog)?;
             listener.set_file_access(plan.socket_mode, plan.socket_owner)?;

@@ -60,12 +60,24 @@ pub(crate) struct PoolPlan<'a> {
     pub log_connections: bool,
     /// Who may connect, how many at once, how fast.
     pub access: Access,
+    /// How the pool serves its socket.
+    pub model: crate::models::Model,
     /// Everything about the pool but its worker count: a reload replaces
     /// the workers of a pool whose fingerprint changed.
     pub fingerprint: String,
 }
 
 impl PoolPlan<'_> {
+    /// How many processes the master keeps for this pool: the sizing for a
+    /// process pool, the one runner for a single-process model.
+    pub(crate) fn processes(&self) -> usize {
+        if self.model.is_process_pool() {
+            self.sizing.start().max(1)
+        } else {
+            1
+        }
+    }
+
     pub(crate) fn socket_key(&self) -> SocketKey {
         let owner = self.addr.is_port_zero().then(|| self.service.clone());
         (self.addr.clone(), self.protocol, owner)
@@ -105,7 +117,11 @@ impl Plan<'static> {
                 (service, _) => Job::Stream(Rc::new(service.clone())),
             };
             let mut fingerprinted = s.clone();
-            fingerprinted.sizing = Sizing::Fixed(0);
+            // A process pool takes a new size in place; the thread or
+            // process count of a single-process model is its runner's.
+            if s.model.is_process_pool() {
+                fingerprinted.sizing = Sizing::Fixed(0);
+            }
             fingerprinted.listen.clear();
             for addr in &s.listen {
                 pools.push(PoolPlan {
@@ -123,6 +139,7 @@ impl Plan<'static> {
                     access: s.access.clone(),
                     max_memory: s.max_memory,
                     log_connections: s.log_connections,
+                    model: s.model,
                     fingerprint: format!("{fingerprinted:?}"),
                 });
             }

@@ -105,6 +105,7 @@ impl Master<'_> {
                     // A fixed pool takes its new size; an adaptive one keeps
                     // the size its load gave it, within the new maximum.
                     let target = match w.sizing {
+                        _ if !w.model.is_process_pool() => 1,
                         Sizing::Fixed(n) => n,
                         Sizing::Adaptive { max, .. } => run.pool.target().min(max),
                     };

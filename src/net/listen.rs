@@ -30,7 +30,7 @@ pub struct Listener {
     /// Someone else owns it (systemd's socket activation; or, until it is
     /// ready, the old master of a binary upgrade): it is never shut down,
     /// and its file never removed, by us.
-    managed: std::cell::Cell<bool>,
+    managed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -71,19 +71,46 @@ impl Listener {
     }
 
     fn bind_tcp(addr: SocketAddr, v6_only: bool, backlog: i32) -> io::Result<Listener> {
+        Self::bind_tcp_with(addr, v6_only, Some(backlog), false)
+    }
+
+    /// A TCP socket with SO_REUSEPORT on `addr` (the `reuseport` model):
+    /// listening with `backlog`, or only bound when `backlog` is `None` (the
+    /// master's, which holds the port without taking any connection:
+    /// the kernel spreads connections over listening sockets only).
+    pub fn bind_reuseport(addr: &ListenAddr, backlog: Option<i32>) -> io::Result<Listener> {
+        let (ip, v6_only) = match addr {
+            ListenAddr::Ip(ip) => (*ip, ip.is_ipv6()),
+            ListenAddr::AnyIp(port) => (([0, 0, 0, 0], *port).into(), false),
+            ListenAddr::Unix(_) => return Err(io::Error::from_raw_os_error(libc::EPROTONOSUPPORT)),
+        };
+        Self::bind_tcp_with(ip, v6_only, backlog, true)
+    }
+
+    fn bind_tcp_with(
+        addr: SocketAddr,
+        v6_only: bool,
+        backlog: Option<i32>,
+        reuse_port: bool,
+    ) -> io::Result<Listener> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
+        if reuse_port {
+            socket.set_reuse_port(true)?;
+        }
         if addr.is_ipv6() {
             socket.set_only_v6(v6_only)?;
         }
         socket.bind(&addr.into())?;
-        socket.listen(backlog)?;
+        if let Some(backlog) = backlog {
+            socket.listen(backlog)?;
+        }
         let listener: TcpListener = socket.into();
         let shown = listener.local_addr()?.to_string();
         Ok(Listener {
             socket: ListenSocket::Tcp(listener),
             shown,
-            managed: std::cell::Cell::new(false),
+            managed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -111,7 +138,7 @@ impl Listener {
         Ok(Listener {
             socket: ListenSocket::Udp(udp),
             shown,
-            managed: std::cell::Cell::new(false),
+            managed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -133,14 +160,14 @@ impl Listener {
                 return Ok(Listener {
                     socket: ListenSocket::Udp(udp),
                     shown: ip.to_string(),
-                    managed: std::cell::Cell::new(false),
+                    managed: std::sync::atomic::AtomicBool::new(false),
                 });
             }
             let tcp: TcpListener = socket.into();
             return Ok(Listener {
                 socket: ListenSocket::Tcp(tcp),
                 shown: ip.to_string(),
-                managed: std::cell::Cell::new(false),
+                managed: std::sync::atomic::AtomicBool::new(false),
             });
         }
         let path = local
@@ -150,7 +177,7 @@ impl Listener {
         let meta = std::fs::metadata(&path)?;
         Ok(Listener {
             shown: format!("unix:{}", path.display()),
-            managed: std::cell::Cell::new(false),
+            managed: std::sync::atomic::AtomicBool::new(false),
             socket: ListenSocket::Unix {
                 listener: UnixListener::from(OwnedFd::from(socket)),
                 path,
@@ -210,7 +237,7 @@ impl Listener {
                 file_id: (meta.dev(), meta.ino()),
             },
             shown: format!("unix:{}", path.display()),
-            managed: std::cell::Cell::new(false),
+            managed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -223,6 +250,23 @@ impl Listener {
             ListenSocket::Tcp(_) => Stream::Tcp(TcpStream::from(fd)),
             ListenSocket::Unix { path, .. } => Stream::Unix(UnixStream::from(fd), path.clone()),
             ListenSocket::Udp(_) => return Err(Errno::EOPNOTSUPP),
+        };
+        Ok(Connection { stream, peer })
+    }
+
+    /// A connection accepted by another process and passed to this one
+    /// (the `prefork-pass` model), as [`Listener::accept`] would give it.
+    pub fn connection_from(&self, fd: OwnedFd) -> io::Result<Connection> {
+        let (stream, peer) = match &self.socket {
+            ListenSocket::Tcp(_) => {
+                let s = TcpStream::from(fd);
+                let peer = s.peer_addr().ok();
+                (Stream::Tcp(s), peer)
+            }
+            ListenSocket::Unix { path, .. } => {
+                (Stream::Unix(UnixStream::from(fd), path.clone()), None)
+            }
+            ListenSocket::Udp(_) => return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP)),
         };
         Ok(Connection { stream, peer })
     }
@@ -251,7 +295,7 @@ impl Listener {
     /// wake, new connections are refused (shutdown(2) of the shared socket).
     /// A Unix socket's file is also removed, so new clients fail at once.
     pub fn shut_down(&self) {
-        if self.managed.get() {
+        if self.managed.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
         sys::fd::shutdown_listener(self.as_fd());
@@ -262,7 +306,8 @@ impl Listener {
     /// activation): neither shut down nor its file removed by us, so that
     /// what arrives after we stop waits for the next start.
     pub fn set_managed(&self, managed: bool) {
-        self.managed.set(managed);
+        self.managed
+            .store(managed, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether the path of this Unix-domain socket still names it (and not
@@ -277,7 +322,7 @@ impl Listener {
     }
 
     fn remove_socket_file(&self) {
-        if self.managed.get() {
+        if self.managed.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
         if let ListenSocket::Unix { path, .. } = &self.socket {
@@ -413,6 +458,15 @@ impl Connection {
                 s.set_read_timeout(timeout)?;
                 s.set_write_timeout(timeout)
             }
+        }
+    }
+
+    /// Makes reads and writes return `WouldBlock` instead of waiting (the
+    /// event model), or wait again.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match &self.stream {
+            Stream::Tcp(s) => s.set_nonblocking(nonblocking),
+            Stream::Unix(s, _) => s.set_nonblocking(nonblocking),
         }
     }
 

@@ -174,6 +174,16 @@ impl ExecSpec {
     /// connection only; a program that exits non-zero or is killed is
     /// logged.
     pub fn handle(&self, conn: Connection) -> io::Result<()> {
+        let (mut child, peer) = self.spawn(conn)?;
+        let status = child.wait()?;
+        self.ended(&peer, status);
+        Ok(())
+    }
+
+    /// Starts the program on `conn` without waiting for it (the event
+    /// model reaps it later and calls [`ExecSpec::ended`]). Returns the
+    /// child and the connection's ends.
+    pub fn spawn(&self, conn: Connection) -> io::Result<(std::process::Child, Peer)> {
         let peer = conn.peer()?;
         let stdin = conn.try_clone_fd()?;
         let stdout = OwnedFd::from(conn);
@@ -197,7 +207,7 @@ impl ExecSpec {
         // The Command holds our copies of the connection: close them now, so
         // the client sees end-of-file as soon as the program closes its own.
         drop(command);
-        let mut child = spawned.map_err(|e| {
+        let child = spawned.map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(
@@ -207,12 +217,16 @@ impl ExecSpec {
                 ),
             )
         })?;
-        let status = child.wait()?;
+        Ok((child, peer))
+    }
+
+    /// Logs how the program for `peer` ended, if not with success, and
+    /// keeps it for the connection's log line.
+    pub fn ended(&self, peer: &Peer, status: std::process::ExitStatus) {
         if !status.success() {
-            log::info!("{} for {}: {}", self.name(), describe_peer(&peer), status);
+            log::info!("{} for {}: {}", self.name(), describe_peer(peer), status);
         }
         LAST_EXIT.with(|last| last.set(Some(status)));
-        Ok(())
     }
 }
 

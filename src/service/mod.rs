@@ -25,6 +25,12 @@ use crate::net::Connection;
 pub trait Handler {
     /// Serve `conn` until done.
     fn handle(&self, conn: Connection) -> io::Result<()>;
+
+    /// The builtin or exec service this handler is, if it is one: the
+    /// thread and event models run only those (see `crate::models`).
+    fn as_service(&self) -> Option<&Service> {
+        None
+    }
 }
 
 impl<F> Handler for F
@@ -51,6 +57,10 @@ impl Handler for Service {
             Service::Builtin(b) => b.handle(conn),
             Service::Exec(e) => e.handle(conn),
         }
+    }
+
+    fn as_service(&self) -> Option<&Service> {
+        Some(self)
     }
 }
 

@@ -214,3 +214,90 @@ pub fn tcp_bytes(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
 pub fn tcp_bytes(_fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
     None
 }
+
+/// A whole-file POSIX record lock request of `kind` (F_WRLCK, F_UNLCK).
+fn whole_file(kind: libc::c_int) -> libc::flock {
+    // SAFETY: flock is plain old data (its layout and extra fields vary by
+    // system, hence no struct literal); all-zero is a valid value, and
+    // means from offset 0 (SEEK_SET) to the end of the file.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind as _;
+    lock.l_whence = libc::SEEK_SET as _;
+    lock
+}
+
+/// Waits for an exclusive POSIX record lock on the whole file (fcntl
+/// F_SETLKW). Such a lock belongs to the process: a child that inherited
+/// the descriptor competes for it like any other process. EINTR is
+/// returned, not retried.
+pub fn lock_wait(file: BorrowedFd<'_>) -> Result<(), Errno> {
+    let lock = whole_file(libc::F_WRLCK);
+    nix::fcntl::fcntl(file.as_raw_fd(), nix::fcntl::FcntlArg::F_SETLKW(&lock)).map(drop)
+}
+
+/// Releases the lock [`lock_wait`] took.
+pub fn unlock(file: BorrowedFd<'_>) {
+    let lock = whole_file(libc::F_UNLCK);
+    // Unlocking a lock we hold cannot fail for a valid descriptor.
+    let _ = nix::fcntl::fcntl(file.as_raw_fd(), nix::fcntl::FcntlArg::F_SETLK(&lock));
+}
+
+/// Sends `fd` over the Unix stream socket `channel` (SCM_RIGHTS), with one
+/// byte of data to carry it.
+pub fn send_fd(channel: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let data = [b'c'];
+    let iov = [io::IoSlice::new(&data)];
+    let fds = [fd.as_raw_fd()];
+    loop {
+        match sendmsg::<()>(
+            channel.as_raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        ) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => return Ok(()),
+        }
+    }
+}
+
+/// Receives a descriptor sent by [`send_fd`]; `None` at end-of-file (the
+/// other end closed). EINTR is returned, for the caller to look at its
+/// flags.
+pub fn recv_fd(channel: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut data = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut data)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    #[cfg(not(target_vendor = "apple"))]
+    let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+    #[cfg(target_vendor = "apple")]
+    let flags = MsgFlags::empty();
+    let msg = recvmsg::<()>(channel.as_raw_fd(), &mut iov, Some(&mut space), flags)?;
+    if msg.bytes == 0 {
+        return Ok(None);
+    }
+    let mut received = None;
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            for raw in fds {
+                // SAFETY: the kernel just installed this descriptor in our
+                // table for us (SCM_RIGHTS); nothing else owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                #[cfg(target_vendor = "apple")]
+                nix::fcntl::fcntl(
+                    fd.as_raw_fd(),
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+                )?;
+                // More than one would be a bug of the sender: extras close.
+                received.get_or_insert(fd);
+            }
+        }
+    }
+    received
+        .map(Some)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a message without a descriptor"))
+}

@@ -288,3 +288,15 @@ pub fn resident_bytes() -> io::Result<u64> {
     };
     Ok(usage.max_rss() as u64 * scale)
 }
+
+/// Raises the soft limit on open descriptors to the hard limit (a process
+/// that holds thousands of connections needs it; the hard limit is what
+/// the administrator allows).
+pub fn raise_descriptor_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}

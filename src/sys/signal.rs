@@ -44,3 +44,19 @@ pub fn install_stop_flag(signal: Signal) -> nix::Result<&'static AtomicBool> {
     unsafe { nix::sys::signal::sigaction(signal, &action) }?;
     Ok(&STOP)
 }
+
+extern "C" fn do_nothing(_: libc::c_int) {}
+
+/// Installs a handler for `signal` that does nothing but interrupt: a
+/// blocking system call in progress returns EINTR (no SA_RESTART), so a
+/// loop gets to act on it (the `fork` model reaps its children on SIGCHLD).
+pub fn interrupt_on(signal: Signal) -> nix::Result<()> {
+    let action = SigAction::new(
+        SigHandler::Handler(do_nothing),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler does nothing at all, which is async-signal-safe.
+    unsafe { nix::sys::signal::sigaction(signal, &action) }?;
+    Ok(())
+}

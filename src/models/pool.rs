@@ -1,0 +1,125 @@
+//! `pool`: N threads created in advance, each blocking in accept(2) on the
+//! shared socket (UNP 30.11, "each thread calls accept"). Also what
+//! preforkd runs where there is no fork(2).
+//!
+//! What it teaches: pre-forking with threads. Nothing is created per
+//! connection: the kernel wakes one thread asleep in accept(2), it serves
+//! the connection and goes back to accept.
+//!
+//! What it costs: N thread stacks of memory, far less than N processes.
+//! The threads share one address space, so one that crashes takes the
+//! others down; a process pool isolates them.
+//!
+//! Stopping: the threads run with SIGTERM blocked, so the signal reaches
+//! the main thread, asleep in sigsuspend(2). It then interrupts each
+//! thread's accept(2) with SIGURG (whose handler does nothing but make the
+//! call return EINTR), again every few milliseconds until they have all
+//! left, since a signal can land just before a thread blocks.
+//!
+//! System calls per connection: accept4, the handler's, close: the same as
+//! `prefork`.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use nix::sys::pthread::{pthread_kill, pthread_self, Pthread};
+use nix::sys::signal::{SigSet, Signal};
+
+use super::{Accepted, Model, Runner};
+use crate::sys;
+use crate::worker::WorkerExit;
+
+pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
+    let service = match super::service_of(runner, Model::Pool) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    if let Err(e) = sys::signal::interrupt_on(Signal::SIGURG) {
+        log::error!("W0012 service {}: cannot catch SIGURG: {e}", runner.name);
+        return WorkerExit::Fatal;
+    }
+    let threads: Mutex<Vec<Pthread>> = Mutex::new(Vec::new());
+    let running = AtomicUsize::new(0);
+    let failed = AtomicU64::new(0);
+    let (listener, stop, name, timeout, slot) = (
+        runner.listener,
+        runner.stop,
+        runner.name,
+        runner.timeout,
+        runner.slot,
+    );
+    // Each thread that leaves wakes the main thread to count again.
+    let main = pthread_self();
+    super::with_stop_blocked(|| {
+        std::thread::scope(|scope| {
+            for i in 0..runner.workers.max(1) {
+                let (threads, running, failed) = (&threads, &running, &failed);
+                running.fetch_add(1, Ordering::SeqCst);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("pool-{i}"))
+                    .spawn_scoped(scope, move || {
+                        threads
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(pthread_self());
+                        let mut served = 0u64;
+                        loop {
+                            match super::accept_until_stopped(listener, stop, name) {
+                                Accepted::Connection(conn) => {
+                                    super::serve_counted(name, service, timeout, slot, conn);
+                                    served += 1;
+                                }
+                                Accepted::Stop => break,
+                                Accepted::Fail(_) => {
+                                    failed.fetch_add(1, Ordering::SeqCst);
+                                    break;
+                                }
+                            }
+                        }
+                        super::report_served(name, &format!("{}/{i}", std::process::id()), served);
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        let _ = pthread_kill(main, Signal::SIGURG);
+                    });
+                if let Err(e) = spawned {
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    log::error!("W0005 service {name}: cannot start thread {i}: {e}");
+                }
+            }
+            super::runner_ready(slot);
+            // Sleep until SIGTERM (blocked here, and in every pool thread)
+            // or until every thread has left on its own. SIGURG is blocked
+            // here too between the checks, so none is lost before the wait.
+            let mut urg = SigSet::empty();
+            urg.add(Signal::SIGURG);
+            let _ = urg.thread_block();
+            while !stop.load(Ordering::SeqCst) && running.load(Ordering::SeqCst) > 0 {
+                wait_for_signal();
+            }
+            stop.store(true, Ordering::SeqCst);
+            while running.load(Ordering::SeqCst) > 0 {
+                for &t in threads.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                    // The thread may have left already: it is not joined
+                    // until the scope ends, so its id is still valid.
+                    let _ = pthread_kill(t, Signal::SIGURG);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    });
+    if failed.load(Ordering::SeqCst) > 0 {
+        WorkerExit::Fatal
+    } else {
+        WorkerExit::Done
+    }
+}
+
+/// sigsuspend(2) with SIGTERM unblocked: returns once a handler has run
+/// (SIGTERM's, or SIGURG's from a pool thread that left).
+fn wait_for_signal() {
+    let mut mask = SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty());
+    mask.remove(Signal::SIGTERM);
+    mask.remove(Signal::SIGURG);
+    // Returns when a handler has run (always "fails" with EINTR).
+    let _ = mask.suspend();
+}

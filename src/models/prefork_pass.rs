@@ -1,0 +1,198 @@
+//! `prefork-pass`: N children forked in advance; the parent alone accepts
+//! and passes each connection's descriptor to an idle child over a Unix
+//! socket (SCM_RIGHTS) (UNP 30.9).
+//!
+//! What it teaches: descriptor passing, and a parent that knows which
+//! child is free. Each child tells the parent when it is done (one byte on
+//! its socket); the parent only polls the listening socket while some child
+//! is idle, so connections wait in the listen queue, not at a busy child.
+//! The parent picks the first idle child, so connections go to the same
+//! few children under light load.
+//!
+//! What it costs: the most system calls per connection of the process
+//! designs, all through one process: accept, sendmsg, recvmsg and a write
+//! and read back. Stevens measured it as the slowest of the pre-forked
+//! designs, and so does `compare`; the parent is a bottleneck on one core.
+//!
+//! System calls per connection: poll, accept4, sendmsg, close in the parent;
+//! recvmsg, the handler's, close, write in the child; read in the parent.
+
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+
+use super::{Accepted, Runner};
+use crate::sys;
+use crate::sys::process::{Fork, Pid};
+use crate::worker::WorkerExit;
+
+/// The parent's side of one child.
+struct Child {
+    pid: Pid,
+    channel: UnixStream,
+    busy: bool,
+}
+
+pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
+    let mut children: Vec<Option<Child>> = (0..runner.workers.max(1)).map(|_| None).collect();
+    super::runner_ready(runner.slot);
+    let mut exit = WorkerExit::Done;
+    while !runner.stopping() {
+        for slot in children.iter_mut() {
+            if slot.is_none() {
+                match spawn(runner) {
+                    Ok(child) => *slot = Some(child),
+                    Err(e) => log::error!("W0005 service {}: {e}", runner.name),
+                }
+            }
+        }
+        let idle = children.iter().flatten().any(|c| !c.busy);
+        // The listener first, polled only while a child is free; then every
+        // child's channel.
+        let mut fds = vec![PollFd::new(
+            runner.listener.as_fd(),
+            if idle {
+                PollFlags::POLLIN
+            } else {
+                PollFlags::empty()
+            },
+        )];
+        let live: Vec<usize> = (0..children.len())
+            .filter(|&i| children[i].is_some())
+            .collect();
+        for &i in &live {
+            let child = children[i].as_ref().expect("live");
+            fds.push(PollFd::new(child.channel.as_fd(), PollFlags::POLLIN));
+        }
+        let timeout = if live.len() < children.len() {
+            PollTimeout::from(100u16) // retry a failed fork
+        } else {
+            PollTimeout::NONE
+        };
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                log::error!("W0012 service {}: poll: {e}", runner.name);
+                exit = WorkerExit::Fatal;
+                break;
+            }
+        }
+        let readable = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        let listener_ready = readable(&fds[0]);
+        let channels_ready: Vec<usize> = live
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| readable(&fds[k + 1]))
+            .map(|(_, &i)| i)
+            .collect();
+        drop(fds);
+        for i in channels_ready {
+            let mut done = [0u8; 64];
+            let child = children[i].as_mut().expect("live");
+            match child.channel.read(&mut done) {
+                Ok(n) if n > 0 => child.busy = false,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // End of file or an error: the child died. Its connection
+                // went with it; a new child takes its place.
+                _ => {
+                    log::warn!(
+                        "W0001 service {}: child {} died; replacing it",
+                        runner.name,
+                        child.pid
+                    );
+                    children[i] = None;
+                    while let Ok(Some(_)) = sys::process::reap_any() {}
+                }
+            }
+        }
+        if listener_ready {
+            match super::accept_once(runner.listener, runner.name) {
+                None => {}
+                Some(Accepted::Connection(conn)) => {
+                    let i = children
+                        .iter()
+                        .position(|c| c.as_ref().is_some_and(|c| !c.busy))
+                        .expect("polled only with an idle child");
+                    let child = children[i].as_mut().expect("idle");
+                    match sys::fd::send_fd(child.channel.as_fd(), conn.as_fd()) {
+                        Ok(()) => child.busy = true,
+                        Err(e) => log::warn!(
+                            "W0013 service {}: cannot pass a connection to child {}: {e}",
+                            runner.name,
+                            child.pid
+                        ),
+                    }
+                }
+                Some(Accepted::Stop) => break,
+                Some(Accepted::Fail(failed)) => {
+                    exit = failed;
+                    break;
+                }
+            }
+        }
+    }
+    // Closing the channels tells each child to leave after its connection.
+    children.clear();
+    while let Ok(Some(_)) = sys::process::reap_blocking() {}
+    exit
+}
+
+/// Forks a child with its end of a new socket pair.
+fn spawn(runner: &Runner<'_>) -> std::io::Result<Child> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let parent = sys::process::current_pid();
+    match sys::process::fork(&[]).map_err(|e| std::io::Error::other(e.to_string()))? {
+        Fork::Child => {
+            drop(ours);
+            // Only our own channel stays open, besides the listener and
+            // stdio (the siblings' channels were inherited too).
+            let keep = [0, 1, 2, runner.listener.as_raw_fd(), theirs.as_raw_fd()];
+            let code = match sys::process::die_with_parent(parent)
+                .and_then(|()| sys::fd::close_all_except(&keep))
+            {
+                Ok(()) => serve_passed(runner, theirs),
+                Err(e) => {
+                    log::error!("W0010 service {}: child cannot start: {e}", runner.name);
+                    WorkerExit::Fatal
+                }
+            };
+            let _ = std::io::Write::flush(&mut std::io::stderr());
+            sys::process::exit_now(code as i32)
+        }
+        Fork::Parent(pid) => Ok(Child {
+            pid,
+            channel: ours,
+            busy: false,
+        }),
+    }
+}
+
+/// A child's life: receive a descriptor, serve it, say "done", until the
+/// parent closes the channel.
+fn serve_passed(runner: &Runner<'_>, mut channel: UnixStream) -> WorkerExit {
+    let mut served = 0u64;
+    loop {
+        let fd: OwnedFd = match sys::fd::recv_fd(channel.as_fd()) {
+            Ok(Some(fd)) => fd,
+            Ok(None) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::error!("W0012 service {}: recvmsg: {e}", runner.name);
+                break;
+            }
+        };
+        match runner.listener.connection_from(fd) {
+            Ok(conn) => runner.serve(conn),
+            Err(e) => log::warn!("W0013 service {}: a passed connection: {e}", runner.name),
+        }
+        served += 1;
+        if std::io::Write::write_all(&mut channel, b"d").is_err() {
+            break;
+        }
+    }
+    super::report_served(runner.name, &std::process::id().to_string(), served);
+    WorkerExit::Done
+}
