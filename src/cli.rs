@@ -43,6 +43,81 @@ pub enum Command {
     /// Convert an inetd.conf to a preforkd config, printed on stdout.
     #[command(name = "import-inetd")]
     ImportInetd(ImportArgs),
+    /// Run every server model against the same load and print one table (preforkd-models(7)).
+    Compare(CompareArgs),
+    /// Load a TCP server with short connections and report their rate and latency.
+    Load(LoadArgs),
+}
+
+fn parse_models(s: &str) -> Result<crate::models::Model, String> {
+    s.parse()
+        .map_err(|e: crate::models::UnknownModel| e.to_string())
+}
+
+/// `preforkd compare`
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The models to run, in this order [default: all of them].
+    #[arg(long, value_name = "MODEL,...", value_delimiter = ',', value_parser = parse_models)]
+    pub models: Vec<crate::models::Model>,
+    /// Concurrent clients; one row per count.
+    #[arg(
+        long,
+        value_name = "N,...",
+        value_delimiter = ',',
+        default_value = "1,8,64"
+    )]
+    pub clients: Vec<usize>,
+    /// When each run stops.
+    #[command(flatten)]
+    pub limit: LimitArgs,
+    /// What every model serves: echo, daytime, time, or exec:PROGRAM.
+    #[arg(long, value_name = "SERVICE", default_value = "echo")]
+    pub service: String,
+    /// Bytes each client sends and reads back [default: 1024; 0 for daytime and time].
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(0..=65536))]
+    pub bytes: Option<u32>,
+    /// Workers (processes or threads) of the models that keep a pool [default: the number of CPUs].
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: Option<u32>,
+    /// Also draw connections per second against clients, one series per model, as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<std::path::PathBuf>,
+    /// Print the rows as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// When a load stops: `--connections N` or `--duration D`.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct LimitArgs {
+    /// Connections per run, in all [default: 2000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub connections: Option<u64>,
+    /// Or run this long ("5s").
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+}
+
+/// `preforkd load`
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The server, an IP address and port.
+    #[arg(value_name = "ADDR")]
+    pub addr: std::net::SocketAddr,
+    /// Concurrent clients (threads).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub clients: u32,
+    /// When each run stops.
+    #[command(flatten)]
+    pub limit: LimitArgs,
+    /// Bytes each client sends and expects back (0: only read, for daytime).
+    #[arg(long, value_name = "K", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(0..=65536))]
+    pub bytes: u32,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `preforkd import-inetd [FILE]`

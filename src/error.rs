@@ -62,6 +62,9 @@ pub enum Error {
     },
     /// The daemon refused a request (a reload with a bad config).
     Refused(String),
+    /// A measurement could not be made, or found failures (`compare`,
+    /// `load`).
+    Failed(String),
     /// The workers report they cannot work (exit status 78).
     WorkersFailed {
         /// The service whose workers failed.
@@ -73,6 +76,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(msg) => f.write_str(msg),
+            Error::Failed(msg) => f.write_str(msg),
             Error::Address(e) => write!(f, "{e}"),
             Error::UnknownBuiltin(e) => write!(f, "{e}"),
             Error::Program(e) => write!(f, "{e}"),
@@ -165,7 +169,8 @@ impl Error {
             | Error::AlreadyRunning { .. }
             | Error::Pidfile { .. }
             | Error::Refused(_)
-            | Error::WorkersFailed { .. } => 1,
+            | Error::WorkersFailed { .. }
+            | Error::Failed(_) => 1,
         }
     }
 }

@@ -49,8 +49,10 @@
 
 pub mod cli;
 mod commands;
+pub mod compare;
 pub mod config;
 mod error;
+pub mod load;
 pub mod log;
 mod master;
 pub mod models;

@@ -720,7 +720,7 @@ impl<'a> Master<'a> {
         let udp_ports: Vec<u16> = self
             .sockets
             .iter()
-            .filter(|((_, proto, _), _)| *proto == Protocol::Udp)
+            .filter(|((_, proto, _, _), _)| *proto == Protocol::Udp)
             .filter_map(|(_, l)| l.local_addr().map(|a| a.port()))
             .collect();
         for i in 0..self.pools.len() {

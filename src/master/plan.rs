@@ -18,7 +18,9 @@ use crate::service::{Builtin, Handler, Service};
 /// A socket, as the master keys it: kept across reloads while its address
 /// and protocol stay in the plan. Port 0 asks for a fresh port, so such a
 /// socket belongs to its service alone (the third field names it).
-pub(crate) type SocketKey = (ListenAddr, Protocol, Option<String>);
+/// A `reuseport` socket (bound with SO_REUSEPORT, never listening) is not
+/// interchangeable with a listening one: the flag is part of the key.
+pub(crate) type SocketKey = (ListenAddr, Protocol, bool, Option<String>);
 
 /// What a worker does with its socket.
 #[derive(Clone)]
@@ -80,7 +82,8 @@ impl PoolPlan<'_> {
 
     pub(crate) fn socket_key(&self) -> SocketKey {
         let owner = self.addr.is_port_zero().then(|| self.service.clone());
-        (self.addr.clone(), self.protocol, owner)
+        let reuse_port = self.model == crate::models::Model::Reuseport;
+        (self.addr.clone(), self.protocol, reuse_port, owner)
     }
 
     /// Same service on the same socket (a reload may keep it).

@@ -30,6 +30,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
         return WorkerExit::Fatal;
     }
     super::runner_ready(runner.slot);
+    let parent = sys::process::current_pid();
     let mut children = 0usize;
     let exit = loop {
         reap(&mut children, false);
@@ -46,6 +47,8 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
         // its connection) and gets SIGCHLD back to the default.
         match sys::process::fork(&[Signal::SIGCHLD]) {
             Ok(Fork::Child) => {
+                // Like a worker, a child does not outlive a killed runner.
+                let _ = sys::process::die_with_parent(parent);
                 runner.serve(conn);
                 super::report_served(runner.name, &std::process::id().to_string(), 1);
                 let _ = std::io::Write::flush(&mut std::io::stderr());

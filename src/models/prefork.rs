@@ -12,9 +12,9 @@
 //!
 //! What it costs: N processes of memory even when idle; a client waits in
 //! the listen queue when all N are busy. Which worker gets a connection is
-//! the kernel's choice: Linux queues the sleepers last-in, first-out, so
-//! under light load the same few workers serve most connections (see the
-//! spread column of `compare`).
+//! the kernel's choice: Linux queues the workers asleep in accept(2) in the
+//! order they went to sleep, so even one client's connections take turns
+//! among them (see the spread column of `compare`).
 //!
 //! System calls per connection: accept4, the handler's, close. Nothing else:
 //! the same as the iterative server.

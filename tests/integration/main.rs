@@ -12,6 +12,7 @@ mod exec;
 mod import;
 mod library;
 mod limits;
+mod models;
 mod pool;
 mod reload;
 mod run;
