@@ -514,11 +514,10 @@ impl<'a> Master<'a> {
     fn worker_exited(&mut self, pid: Pid, exit: ChildExit) {
         let now = Instant::now();
         let phase = self.phase;
-        let Some((run, (verdict, slot))) = self
-            .pools
-            .iter_mut()
-            .find_map(|r| r.pool.exited(pid, exit, now).map(|v| (r, v)))
-        else {
+        let Some((run, (verdict, slot))) = self.pools.iter_mut().find_map(|r| {
+            let served = self.board.slot(r.pool.slot_of(pid)?).served();
+            r.pool.exited(pid, exit, now, served).map(|v| (r, v))
+        }) else {
             if !self.upgrade_child_exited(pid, exit) {
                 log::debug!("reaped unknown child {pid}: {exit}");
             }

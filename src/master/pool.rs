@@ -6,8 +6,10 @@
 //! back-off rule in one place, testable without processes.
 //!
 //! The back-off rule. A worker that exits abnormally less than [`YOUNG`]
-//! after its fork "died young": it probably never got to serve (a broken
-//! setup, a resource limit, something killing it). After the first such
+//! after its fork, without having served a connection, "died young": it
+//! probably never got to serve (a broken setup, a resource limit,
+//! something killing it). One that served and was killed (a crashing
+//! handler, an administrator's kill) is replaced at once. After the first such
 //! death the pool respawns at once; from the second in a row on, it forks
 //! one worker at a time and waits 10 ms, 20 ms, 40 ms, ... up to
 //! [`MAX_BACKOFF`] between forks. So a pool that cannot work forks at most
@@ -120,14 +122,22 @@ impl Pool {
 
     /// Records the exit of `pid`: what to make of it, and the slot it
     /// held; `None` if it is not one of ours.
+    /// The scoreboard slot of a live worker.
+    pub(crate) fn slot_of(&self, pid: Pid) -> Option<usize> {
+        self.workers.get(&pid).map(|&(_, slot)| slot)
+    }
+
+    /// Records the exit of `pid`, which served `served` connections: what
+    /// to make of it, and the slot it held; `None` if it is not one of ours.
     pub(crate) fn exited(
         &mut self,
         pid: Pid,
         exit: ChildExit,
         now: Instant,
+        served: u64,
     ) -> Option<(Verdict, usize)> {
         let (started, slot) = self.workers.remove(&pid)?;
-        let young = now.duration_since(started) < YOUNG;
+        let young = now.duration_since(started) < YOUNG && served == 0;
         let verdict = match exit {
             ChildExit::Exited(code) if WorkerExit::from_code(code) == Some(WorkerExit::Fatal) => {
                 self.fatal = true;
@@ -272,9 +282,22 @@ mod tests {
         pool.forked(pid(1), t0, 0);
         pool.forked(pid(2), t0, 1);
         let later = t0 + Duration::from_secs(5);
-        let v = pool.exited(pid(1), ChildExit::Signaled(Signal::SIGKILL), later);
+        let v = pool.exited(pid(1), ChildExit::Signaled(Signal::SIGKILL), later, 0);
         assert_eq!(v, Some((Verdict::Normal, 0)));
         assert_eq!(pool.forks_due(later), 1);
+    }
+
+    #[test]
+    fn a_young_worker_killed_after_serving_is_replaced_at_once() {
+        let t0 = Instant::now();
+        let mut pool = Pool::new(1);
+        for n in 1..=20 {
+            let now = t0 + Duration::from_millis(50 * n as u64);
+            assert_eq!(pool.forks_due(now), 1, "fork {n}");
+            pool.forked(pid(n), now, 0);
+            let v = pool.exited(pid(n), ChildExit::Signaled(Signal::SIGKILL), now, 3);
+            assert_eq!(v, Some((Verdict::Normal, 0)));
+        }
     }
 
     #[test]
@@ -289,7 +312,7 @@ mod tests {
                 forks += 1;
                 pool.forked(pid(forks), now, 0);
                 now += Duration::from_millis(1);
-                pool.exited(pid(forks), ChildExit::Signaled(Signal::SIGKILL), now);
+                pool.exited(pid(forks), ChildExit::Signaled(Signal::SIGKILL), now, 0);
             }
             now += Duration::from_millis(1);
         }
@@ -309,7 +332,7 @@ mod tests {
         let mut pool = Pool::new(3);
         pool.forked(pid(1), now, 3);
         assert_eq!(
-            pool.exited(pid(1), ChildExit::Exited(78), now),
+            pool.exited(pid(1), ChildExit::Exited(78), now, 0),
             Some((Verdict::Fatal, 3))
         );
         assert_eq!(pool.forks_due(now + Duration::from_secs(60)), 0);

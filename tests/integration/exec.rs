@@ -9,13 +9,13 @@ use crate::util::*;
 
 /// A script that prints its UCSPI variables, then lists its descriptors
 /// with ls, which it execs (so the shell's own script descriptor is gone).
-const REPORT_SCRIPT: &str = "#!/bin/sh\n\
+pub(crate) const REPORT_SCRIPT: &str = "#!/bin/sh\n\
     for v in PROTO TCPREMOTEIP TCPREMOTEPORT TCPLOCALIP TCPLOCALPORT IPCLOCALPATH; do\n\
       eval \"printf '%s=%s\\n' $v \\\"\\${$v-unset}\\\"\"\n\
     done\n\
     exec ls -l /proc/self/fd\n";
 
-fn parse_report(out: &str) -> (BTreeMap<String, String>, Vec<(u32, String)>) {
+pub(crate) fn parse_report(out: &str) -> (BTreeMap<String, String>, Vec<(u32, String)>) {
     let mut env = BTreeMap::new();
     let mut fds = Vec::new();
     for line in out.lines() {
@@ -35,7 +35,7 @@ fn parse_report(out: &str) -> (BTreeMap<String, String>, Vec<(u32, String)>) {
     (env, fds)
 }
 
-fn check_fds(fds: &[(u32, String)], report: &str) {
+pub(crate) fn check_fds(fds: &[(u32, String)], report: &str) {
     let numbers: Vec<u32> = fds.iter().map(|(n, _)| *n).collect();
     assert!(numbers.starts_with(&[0, 1]), "fds {fds:?}\n{report}");
     for (n, target) in fds {

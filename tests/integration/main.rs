@@ -14,6 +14,7 @@ mod library;
 mod limits;
 mod models;
 mod pool;
+mod reliability;
 mod reload;
 mod run;
 mod serve;

@@ -86,18 +86,6 @@ model_tests! {
     reuseport_serves_64_clients: "reuseport",
 }
 
-/// Raises this process's descriptor limit so that it can hold `n`
-/// connections.
-fn allow_descriptors(n: u64) {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    assert!(
-        hard >= n,
-        "the hard limit on descriptors ({hard}) is below {n}"
-    );
-    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
-}
-
 fn threads_of(pid: u32) -> usize {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -128,7 +116,7 @@ fn event_holds_1000_idle_connections_in_one_thread_and_still_serves() {
         .collect();
     // Every one of them is accepted and held: the runner has 1000 more
     // descriptors open (the listener, stdio and a few of its own besides).
-    let fds = |pid: u32| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let fds = open_descriptors;
     assert!(
         wait_until(Duration::from_secs(10), || fds(runner[0]) >= 1000),
         "the runner holds {} descriptors\n{}",

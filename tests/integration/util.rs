@@ -287,6 +287,11 @@ pub fn run_to_exit(args: &[&str]) -> Output {
 }
 
 pub fn run_command_to_exit(command: &mut Command) -> Output {
+    run_command_within(command, Duration::from_secs(10))
+}
+
+/// As [`run_command_to_exit`], allowing `limit` for a long run.
+pub fn run_command_within(command: &mut Command, limit: Duration) -> Output {
     let tag = format!("{}-{:?}", std::process::id(), Instant::now());
     let mut child = command
         .env("PREFORKD_TEST_TAG", &tag)
@@ -295,14 +300,12 @@ pub fn run_command_to_exit(command: &mut Command) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn preforkd");
-    let exited = wait_until(Duration::from_secs(10), || {
-        child.try_wait().ok().flatten().is_some()
-    });
+    let exited = wait_until(limit, || child.try_wait().ok().flatten().is_some());
     if !exited {
         let _ = child.kill();
     }
     let output = child.wait_with_output().unwrap();
-    assert!(exited, "preforkd did not exit within 10 s: {output:?}");
+    assert!(exited, "preforkd did not exit within {limit:?}: {output:?}");
     let left = processes_tagged(&tag);
     assert!(left.is_empty(), "processes left behind: {left:?}");
     output
@@ -503,4 +506,47 @@ pub fn binary_for_nobody(dir: &TempDir) -> PathBuf {
 /// The pid a pidfile names.
 pub fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Raises this process's descriptor limit so that it can hold `n`
+/// connections.
+pub fn allow_descriptors(n: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    assert!(
+        hard >= n,
+        "the hard limit on descriptors ({hard}) is below {n}"
+    );
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+}
+
+/// How many descriptors process `pid` has open.
+pub fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Resident memory of process `pid`, in KiB (VmRSS).
+pub fn resident_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs `preforkd load ADDR ARGS... --json` to the end and returns its
+/// figures (connections, failed, per_second, p50_us, p99_us, ...).
+pub fn load(addr: &str, args: &[&str]) -> serde_json::Value {
+    let out = run_command_within(
+        Command::new(BIN).args(["load", addr, "--json"]).args(args),
+        Duration::from_secs(120),
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "load {addr} {args:?}: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
