@@ -75,8 +75,9 @@ impl Services {
 /// preforkd config.
 pub fn import(file: &str, text: &str, services: &Services) -> String {
     let mut out = format!(
-        "# Imported from {file} by `preforkd import-inetd`.\n\
-         # Check it with `preforkd check -c FILE` before you serve it.\n"
+        "# Imported from {} by `preforkd import-inetd`.\n\
+         # Check it with `preforkd check -c FILE` before you serve it.\n",
+        commented(file)
     );
     let mut default_host: Option<String> = None;
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
@@ -101,7 +102,7 @@ pub fn import(file: &str, text: &str, services: &Services) -> String {
                 } else {
                     format!("{}-{}", entry.name, count)
                 };
-                let _ = writeln!(out, "\n# {at}: {line}");
+                let _ = writeln!(out, "\n# {}: {}", commented(&at), commented(line));
                 let _ = writeln!(out, "[[service]]\nname = {}", quote(&name));
                 let _ = writeln!(out, "listen = [{}]", quote(&entry.listen));
                 if entry.udp {
@@ -110,11 +111,30 @@ pub fn import(file: &str, text: &str, services: &Services) -> String {
                 out.push_str(&entry.body);
             }
             Err(why) => {
-                let _ = writeln!(out, "\n# {at}: not imported: {why}\n#   {line}");
+                let _ = writeln!(
+                    out,
+                    "\n# {}: not imported: {}\n#   {}",
+                    commented(&at),
+                    commented(&why),
+                    commented(line)
+                );
             }
         }
     }
     out
+}
+
+/// `text` made safe for a TOML comment: control characters (which TOML
+/// forbids there, and which a line break would turn into TOML) are written
+/// as escapes, so the comment still shows what the file held.
+fn commented(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\t' => c.to_string(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 struct Entry {
@@ -248,6 +268,19 @@ mod tests {
 
     fn services() -> Services {
         Services::parse("echo 7/tcp\necho 7/udp\nchargen 19/tcp ttytst source\nfinger 79/tcp\n")
+    }
+
+    /// Found by the `inetd` fuzz target: a NUL byte in a line that was not
+    /// imported was copied into a TOML comment, where TOML forbids it, so
+    /// the whole output failed to parse.
+    #[test]
+    fn a_control_character_in_a_line_stays_an_escape_in_its_comment() {
+        let conf = "ftp stream tcp nowait \"user wit\0\0\x03h space\" /bin/x\n\
+                    echo stream tcp nowait root internal extra\x07words\r\n";
+        let out = import("inetd\u{1b}.conf", conf, &services());
+        out.parse::<toml::Table>()
+            .unwrap_or_else(|e| panic!("{e}\n{out}"));
+        assert!(out.contains("wit\\u{0}\\u{0}\\u{3}h"), "{out}");
     }
 
     #[test]
