@@ -188,6 +188,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "MODEL", default_value = "prefork")]
     pub model: crate::models::Model,
 
+    /// Read a PROXY protocol header (v1, v2 or any) from the load balancer
+    /// before serving each connection.
+    #[arg(long, value_name = "VERSION")]
+    pub proxy_protocol: Option<crate::net::proxy::ProxyVersion>,
+
     /// Serve a built-in service: echo, discard, daytime, chargen or time.
     #[arg(
         long,

@@ -279,6 +279,7 @@ fn run_one(args: RunArgs) -> Result<(), Error> {
         socket_mode: None,
         socket_owner: None,
         model: args.model,
+        proxy_protocol: args.proxy_protocol,
     };
     service_config
         .check_model()

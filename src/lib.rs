@@ -183,6 +183,7 @@ impl Server {
             max_memory: self.options.max_memory,
             log_connections: false,
             model: models::Model::Prefork,
+            proxy_protocol: None,
             fingerprint: String::new(),
         };
         // The listener is bound already, under the key the pool will ask for.

@@ -31,6 +31,7 @@ use crate::master::plan::Job;
 use crate::models::prefork_lock::AcceptLock;
 use crate::models::{report_served, Model, Runner};
 use crate::net::acl::Access;
+use crate::net::proxy::{self, ProxyVersion};
 use crate::net::{Connection, Listener};
 use crate::privileges::Privileges;
 use crate::scoreboard::{Scoreboard, Slot, State};
@@ -98,6 +99,8 @@ pub(crate) struct Worker<'a, 'h> {
     pub backlog: i32,
     /// Processes or threads inside a single-process model.
     pub model_workers: usize,
+    /// Read a PROXY protocol header before serving each connection.
+    pub proxy_protocol: Option<ProxyVersion>,
 }
 
 impl Worker<'_, '_> {
@@ -251,6 +254,29 @@ impl Worker<'_, '_> {
         Ok(())
     }
 
+    /// Takes the PROXY protocol header off `conn`; the client it names
+    /// becomes the connection's, here and on the scoreboard (per_source
+    /// counts it). A LOCAL header (a health check) leaves the connection's
+    /// own addresses.
+    fn take_proxy_header(
+        &self,
+        conn: &mut Connection,
+        version: ProxyVersion,
+    ) -> Result<(), String> {
+        match proxy::read_header(conn.as_fd(), version) {
+            Ok(proxy::Proxied::Client {
+                source,
+                destination,
+            }) => {
+                conn.set_proxied(source, destination);
+                self.slot.begin(Some(source));
+                Ok(())
+            }
+            Ok(proxy::Proxied::Local) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Records a change of state on the scoreboard, and tells the master of
     /// an adaptive pool about it.
     fn mark(&self, change: impl FnOnce(&Slot<'_>)) {
@@ -282,7 +308,7 @@ impl Worker<'_, '_> {
                 self.slot.set(State::Exiting);
                 return WorkerExit::Done;
             }
-            let conn = match self.next_connection(listener) {
+            let mut conn = match self.next_connection(listener) {
                 Ok(conn) => conn,
                 Err(e) => match AcceptError::classify(e) {
                     AcceptError::Retry => continue,
@@ -302,6 +328,17 @@ impl Worker<'_, '_> {
                 },
             };
             self.mark(|s| s.begin(conn.remote_addr()));
+            if let Some(version) = self.proxy_protocol {
+                if let Err(why) = self.take_proxy_header(&mut conn, version) {
+                    let client = conn
+                        .remote_addr()
+                        .map_or("a client".to_string(), |a| a.to_string());
+                    log::info!("W0031 service {}: refused {client}: {why}", self.service);
+                    drop(conn);
+                    self.mark(|s| s.end_refused());
+                    continue;
+                }
+            }
             if let Err(why) = self.admit(&conn) {
                 let client = conn
                     .remote_addr()
@@ -311,7 +348,8 @@ impl Worker<'_, '_> {
                 self.mark(|s| s.end_refused());
                 continue;
             }
-            if self.timeout.is_some() {
+            // Also clears the header's read timeout when there is none.
+            if self.timeout.is_some() || self.proxy_protocol.is_some() {
                 if let Err(e) = conn.set_timeout(self.timeout) {
                     log::debug!("service {}: cannot set the timeout: {e}", self.service);
                 }

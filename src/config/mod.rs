@@ -30,6 +30,7 @@ use raw::{RawDaemon, RawLimits, RawService, SizeOrNumber};
 
 pub use crate::models::Model;
 use crate::net::acl::{Access, Rate};
+use crate::net::proxy::ProxyVersion;
 use crate::net::ListenAddr;
 use crate::privileges::{Account, Limits, Privileges};
 use crate::service::{Builtin, ExecSpec, Service};
@@ -262,6 +263,8 @@ pub struct ServiceConfig {
     pub socket_owner: Option<(u32, u32)>,
     /// How the service's socket is served (`prefork` unless asked).
     pub model: Model,
+    /// Read a PROXY protocol header of this version before serving.
+    pub proxy_protocol: Option<ProxyVersion>,
 }
 
 impl ServiceConfig {
@@ -271,6 +274,9 @@ impl ServiceConfig {
     /// address. Returns what does not fit, in the user's words.
     pub fn check_model(&self) -> Result<(), String> {
         let model = self.model;
+        if self.protocol == Protocol::Udp && self.proxy_protocol.is_some() {
+            return Err("proxy_protocol applies to tcp services, not udp".into());
+        }
         if model == Model::Prefork {
             return Ok(());
         }
@@ -301,6 +307,7 @@ impl ServiceConfig {
             ("rate", self.access.rate.is_some()),
             ("only_from", !self.access.only_from.is_empty()),
             ("no_access", !self.access.no_access.is_empty()),
+            ("proxy_protocol", self.proxy_protocol.is_some()),
         ];
         let used: Vec<&str> = unsupported
             .iter()
@@ -769,6 +776,12 @@ impl Checker<'_> {
                 }
             },
         };
+        let proxy_protocol = raw.proxy_protocol.as_ref().and_then(|p| {
+            p.get_ref()
+                .parse::<ProxyVersion>()
+                .map_err(|e| self.error(p.span(), e))
+                .ok()
+        });
         // A single-process model without `workers` gets a fixed count.
         let sizing = match (&raw.workers, model.is_process_pool()) {
             (None, false) => Sizing::Fixed(crate::default_workers()),
@@ -799,6 +812,7 @@ impl Checker<'_> {
             socket_mode,
             socket_owner,
             model,
+            proxy_protocol,
         };
         if let Err(why) = config.check_model() {
             let at = raw.model.as_ref().map_or(span, |m| m.span());

@@ -51,6 +51,7 @@ pub(super) struct RawService {
     pub socket_mode: Option<Spanned<String>>,
     pub socket_owner: Option<Spanned<String>>,
     pub model: Option<Spanned<String>>,
+    pub proxy_protocol: Option<Spanned<String>>,
 }
 
 /// `workers = N` or `workers = { start, min_spare, max_spare, max }`.

@@ -764,6 +764,7 @@ impl<'a> Master<'a> {
                         accept_lock: run.accept_lock.as_ref(),
                         backlog: run.plan.backlog,
                         model_workers: run.plan.sizing.start(),
+                        proxy_protocol: run.plan.proxy_protocol,
                     }
                     .run(),
                     Ok(Fork::Parent(pid)) => {

@@ -251,7 +251,11 @@ impl Listener {
             ListenSocket::Unix { path, .. } => Stream::Unix(UnixStream::from(fd), path.clone()),
             ListenSocket::Udp(_) => return Err(Errno::EOPNOTSUPP),
         };
-        Ok(Connection { stream, peer })
+        Ok(Connection {
+            stream,
+            peer,
+            proxied_local: None,
+        })
     }
 
     /// A connection accepted by another process and passed to this one
@@ -268,7 +272,11 @@ impl Listener {
             }
             ListenSocket::Udp(_) => return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP)),
         };
-        Ok(Connection { stream, peer })
+        Ok(Connection {
+            stream,
+            peer,
+            proxied_local: None,
+        })
     }
 
     /// The address as `listening on` prints it, with the real port.
@@ -375,8 +383,11 @@ fn remove_if_stale(path: &Path) -> io::Result<()> {
 #[derive(Debug)]
 pub struct Connection {
     stream: Stream,
-    /// The client's address as accept(2) gave it (IP connections only).
+    /// The client's address as accept(2) gave it (IP connections only), or
+    /// as a PROXY protocol header named it.
     peer: Option<SocketAddr>,
+    /// The address the client connected to, from a PROXY protocol header.
+    proxied_local: Option<SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -412,6 +423,12 @@ impl Connection {
     /// Both ends of the connection (getsockname and getpeername; not on the
     /// accept path, only for handlers that ask).
     pub fn peer(&self) -> io::Result<Peer> {
+        if let (Some(remote), Some(local)) = (self.peer, self.proxied_local) {
+            return Ok(Peer::Tcp {
+                local: canonical(local),
+                remote: canonical(remote),
+            });
+        }
         match &self.stream {
             Stream::Tcp(s) => Ok(Peer::Tcp {
                 local: canonical(s.local_addr()?),
@@ -422,6 +439,14 @@ impl Connection {
                 remote_ids: peer_ids(s),
             }),
         }
+    }
+
+    /// Records the client and the address it connected to as a load
+    /// balancer's PROXY protocol header gives them: from now on they are
+    /// the connection's ends, for access rules, logs and programs.
+    pub fn set_proxied(&mut self, remote: SocketAddr, local: SocketAddr) {
+        self.peer = Some(remote);
+        self.proxied_local = Some(local);
     }
 
     /// The client's address, known since accept (no system call).

@@ -6,6 +6,7 @@
 pub mod acl;
 mod addr;
 mod listen;
+pub mod proxy;
 
 pub use addr::{AddrParseError, ListenAddr};
 pub use listen::{Connection, Listener, Peer, DEFAULT_BACKLOG};
