@@ -293,7 +293,22 @@ impl ServiceConfig {
                 "model = \"{model}\" takes a fixed number of workers (workers = N), not an adaptive pool"
             ));
         }
-        let unsupported = [
+        let used = self.process_pool_keys();
+        if !used.is_empty() {
+            return Err(format!(
+                "model = \"{model}\" does not support {} (the prefork models do)",
+                used.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// The keys set here that only the process-pool models honour: the
+    /// scoreboard's (`per_source`, `log_connections`), a worker's
+    /// (`max_requests`, `max_memory`), the checks a worker makes after
+    /// accept (`rate`, `only_from`, `no_access`).
+    pub fn process_pool_keys(&self) -> Vec<&'static str> {
+        let keys = [
             ("max_requests", self.max_requests.is_some()),
             ("max_memory", self.max_memory.is_some()),
             ("log_connections", self.log_connections),
@@ -302,18 +317,10 @@ impl ServiceConfig {
             ("only_from", !self.access.only_from.is_empty()),
             ("no_access", !self.access.no_access.is_empty()),
         ];
-        let used: Vec<&str> = unsupported
-            .iter()
+        keys.iter()
             .filter(|(_, used)| *used)
             .map(|(key, _)| *key)
-            .collect();
-        if !used.is_empty() {
-            return Err(format!(
-                "model = \"{model}\" does not support {} (the prefork models do)",
-                used.join(", ")
-            ));
-        }
-        Ok(())
+            .collect()
     }
 }
 

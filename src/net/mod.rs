@@ -6,6 +6,12 @@
 pub mod acl;
 mod addr;
 mod listen;
+mod peer;
 
 pub use addr::{AddrParseError, ListenAddr};
-pub use listen::{Connection, Listener, Peer, DEFAULT_BACKLOG};
+pub use listen::{Connection, Listener};
+pub use peer::Peer;
+
+/// The listen(2) backlog when none is given. Linux caps it at
+/// net.core.somaxconn (4096 by default since 5.4).
+pub const DEFAULT_BACKLOG: i32 = 1024;

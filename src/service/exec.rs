@@ -169,6 +169,47 @@ impl ExecSpec {
         &self.program
     }
 
+    /// The program's command for the connection of `peer`: its arguments,
+    /// the service's variables, the UCSPI ones (which win), its directory.
+    /// Its standard streams are for the caller to set.
+    pub fn command(&self, peer: &Peer) -> Command {
+        let mut command = Command::new(&self.program);
+        command.args(&self.args);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        for name in UCSPI_VARIABLES {
+            command.env_remove(name);
+        }
+        command.envs(ucspi_environment(peer));
+        if let Some(dir) = &self.directory {
+            command.current_dir(dir);
+        }
+        command
+    }
+
+    /// The error for a program that would not start: `cannot run PATH: why`.
+    pub fn cannot_run(&self, e: io::Error) -> io::Error {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot run {}: {}",
+                self.program.display(),
+                sys::fd::describe(&e)
+            ),
+        )
+    }
+
+    /// Logs how the program for `peer` ended, if not with success, and
+    /// keeps it for the connection's log line.
+    pub fn ended(&self, peer: &Peer, status: std::process::ExitStatus) {
+        if !status.success() {
+            log::info!("{} for {}: {}", self.name(), describe_peer(peer), status);
+        }
+        LAST_EXIT.with(|last| last.set(Some(status)));
+    }
+}
+
+/// Running the program with the connection itself as its stdin and stdout.
+impl ExecSpec {
     /// Runs the program on `conn` and waits for it. A program that cannot
     /// be started (removed since startup, say) is an error for this
     /// connection only; a program that exits non-zero or is killed is
@@ -187,19 +228,10 @@ impl ExecSpec {
         let peer = conn.peer()?;
         let stdin = conn.try_clone_fd()?;
         let stdout = OwnedFd::from(conn);
-        let mut command = Command::new(&self.program);
+        let mut command = self.command(&peer);
         command
-            .args(&self.args)
             .stdin(Stdio::from(stdin))
             .stdout(Stdio::from(stdout));
-        command.envs(self.env.iter().map(|(k, v)| (k, v)));
-        for name in UCSPI_VARIABLES {
-            command.env_remove(name);
-        }
-        command.envs(ucspi_environment(&peer));
-        if let Some(dir) = &self.directory {
-            command.current_dir(dir);
-        }
         if let Some(argv0) = &self.argv0 {
             std::os::unix::process::CommandExt::arg0(&mut command, argv0);
         }
@@ -207,26 +239,8 @@ impl ExecSpec {
         // The Command holds our copies of the connection: close them now, so
         // the client sees end-of-file as soon as the program closes its own.
         drop(command);
-        let child = spawned.map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot run {}: {}",
-                    self.program.display(),
-                    sys::fd::describe(&e)
-                ),
-            )
-        })?;
+        let child = spawned.map_err(|e| self.cannot_run(e))?;
         Ok((child, peer))
-    }
-
-    /// Logs how the program for `peer` ended, if not with success, and
-    /// keeps it for the connection's log line.
-    pub fn ended(&self, peer: &Peer, status: std::process::ExitStatus) {
-        if !status.success() {
-            log::info!("{} for {}: {}", self.name(), describe_peer(peer), status);
-        }
-        LAST_EXIT.with(|last| last.set(Some(status)));
     }
 }
 

@@ -73,3 +73,42 @@ impl fmt::Display for Service {
         }
     }
 }
+
+/// What became of one connection, logged: `None` when it went well (a
+/// client that went away or idled out is not a failure), else why not.
+/// `served` is what the handler returned, or the panic it raised.
+pub(crate) fn outcome(
+    service: &str,
+    served: std::thread::Result<io::Result<()>>,
+) -> Option<String> {
+    match served {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) if builtin::client_went_away(&e) => {
+            log::debug!("service {}: client went away: {}", service, e);
+            None
+        }
+        Ok(Err(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            log::debug!(
+                "service {}: connection idle past the timeout: closed",
+                service
+            );
+            None
+        }
+        Ok(Err(e)) => {
+            log::warn!("W0013 service {}: {}", service, e);
+            Some(e.to_string())
+        }
+        Err(_) => {
+            log::error!(
+                "W0014 service {}: the handler panicked; connection closed",
+                service
+            );
+            Some("the handler panicked".into())
+        }
+    }
+}
