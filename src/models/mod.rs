@@ -17,12 +17,16 @@
 //! Each design lives in its own file with a module doc saying what it
 //! teaches and what it costs. What is common to the runners (accepting with
 //! the stop flag in mind, serving one connection, counting) is in `runner`.
+//!
+//! Where there is no fork(2) (Windows), every service runs `pool` built on
+//! std alone, [`pool_std`]: threads, no signals, no master.
 
 pub mod event;
 pub mod fork;
 pub mod iterative;
 pub mod pool;
 pub mod pool_pass;
+pub mod pool_std;
 pub mod prefork;
 pub mod prefork_lock;
 pub mod prefork_pass;

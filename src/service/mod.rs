@@ -7,6 +7,7 @@
 
 pub mod builtin;
 pub mod exec;
+pub mod relay;
 
 use std::fmt;
 use std::io;
