@@ -3,13 +3,20 @@
 //! `check` (validate it). Printing the final error and choosing the exit
 //! status is `main`'s job.
 //!
-//! Reading the command line and the config is here; serving is in `unix`:
-//! the master and its forked workers, and the control socket of a running
-//! daemon.
+//! Reading the command line and the config is the same everywhere, and is
+//! here. Serving is not: `unix` runs the master and its forked workers,
+//! and talks to a running daemon; `windows` runs the thread pool of
+//! `crate::fallback`, and says what it cannot do.
 
+#[cfg(unix)]
 mod unix;
+#[cfg(windows)]
+mod windows;
 
+#[cfg(unix)]
 use unix as platform;
+#[cfg(windows)]
+use windows as platform;
 
 use std::path::{Path, PathBuf};
 

@@ -24,6 +24,16 @@
 //! | [`log`] | stderr or syslog, one line per message |
 //! | `sys` | every `unsafe` block and OS call: fork, signals, descriptors, shared memory, privileges, daemon |
 //! | `server` | the library's [`Server`]: one pool of the master's, your handler |
+//! | `fallback` | serving without fork (Windows): every TCP service on the thread pool of [`models::pool_std`] |
+//!
+//! # Where there is no fork
+//!
+//! All of the above is Unix, and compiled only there (`#[cfg(unix)]`),
+//! except what reads the command line and the config, the builtins and the
+//! exec service's environment. On Windows, `preforkd run` and `serve
+//! --foreground` serve each TCP service with the `pool` model on std
+//! threads, and exec services through pipes ([`service::relay`]); the
+//! library's [`Server`], which forks, is not there.
 //!
 //! # Writing your own pre-fork server
 //!
@@ -48,28 +58,42 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(not(any(unix, windows)))]
+compile_error!("preforkd runs on Unix (pre-forked processes) and Windows (a thread pool)");
+
 pub mod cli;
 mod commands;
 pub mod config;
 mod error;
+#[cfg(any(windows, test))]
+mod fallback;
 pub mod log;
+#[cfg(unix)]
 mod master;
 pub mod models;
 pub mod net;
 pub mod privileges;
+#[cfg(unix)]
 pub mod scoreboard;
+#[cfg(unix)]
 mod server;
 pub mod service;
 #[allow(unsafe_code)]
 mod sys;
+#[cfg(unix)]
 mod worker;
 
 pub use error::Error;
-pub use master::Phase;
-pub use net::{Connection, ListenAddr, Listener, Peer};
-pub use server::{Options, Server};
-pub use service::{Builtin, ExecSpec, Handler, Service};
-pub use worker::WorkerExit;
+pub use net::{ListenAddr, Peer};
+pub use service::{Builtin, ExecSpec, Service};
+#[cfg(unix)]
+pub use {
+    master::Phase,
+    net::{Connection, Listener},
+    server::{Options, Server},
+    service::Handler,
+    worker::WorkerExit,
+};
 
 /// One worker per CPU.
 pub fn default_workers() -> usize {

@@ -80,8 +80,10 @@ pub const DEFAULT_CONTROL: &str = "/run/preforkd.sock";
 /// The control socket's default: /run/preforkd.sock for root; for another
 /// user, `$XDG_RUNTIME_DIR/preforkd.sock` when that is set (a directory only
 /// that user can write), else the same /run path (which such a user cannot
-/// create: `serve` then runs without it and says so).
+/// create: `serve` then runs without it and says so). Windows, which has
+/// no control socket, keeps the /run path as the value `check` shows.
 pub fn default_control() -> PathBuf {
+    #[cfg(unix)]
     if crate::sys::privs::current_ids().0 != 0 {
         if let Some(dir) =
             std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_absolute())

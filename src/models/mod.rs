@@ -18,25 +18,38 @@
 //! teaches and what it costs. What is common to the runners (accepting with
 //! the stop flag in mind, serving one connection, counting) is in `runner`.
 //!
-//! Where there is no fork(2) (Windows), every service runs `pool` built on
-//! std alone, [`pool_std`]: threads, no signals, no master.
+//! All of them are Unix. Where there is no fork(2) (Windows), every service
+//! runs `pool` built on std alone, [`pool_std`]: threads, no signals, no
+//! master.
 
+#[cfg(unix)]
 pub mod event;
+#[cfg(unix)]
 pub mod fork;
+#[cfg(unix)]
 pub mod iterative;
+#[cfg(unix)]
 pub mod pool;
+#[cfg(unix)]
 pub mod pool_pass;
 pub mod pool_std;
+#[cfg(unix)]
 pub mod prefork;
+#[cfg(unix)]
 pub mod prefork_lock;
+#[cfg(unix)]
 pub mod prefork_pass;
+#[cfg(unix)]
 pub mod reuseport;
+#[cfg(unix)]
 mod runner;
+#[cfg(unix)]
 pub mod threads;
 
 use std::fmt;
 use std::str::FromStr;
 
+#[cfg(unix)]
 pub(crate) use runner::*;
 
 /// A serving strategy.

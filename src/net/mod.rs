@@ -2,13 +2,17 @@
 //! accepted connection a handler receives.
 //!
 //! This module opens and accepts; it does not fork, supervise or serve.
+//! Binding and accepting (`listen`) are Unix; on Windows the thread pool
+//! binds std's own listener (`crate::fallback`).
 
 pub mod acl;
 mod addr;
+#[cfg(unix)]
 mod listen;
 mod peer;
 
 pub use addr::{AddrParseError, ListenAddr};
+#[cfg(unix)]
 pub use listen::{Connection, Listener};
 pub use peer::Peer;
 

@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+#[cfg(unix)]
 use crate::net::Connection;
 use crate::sys;
 
@@ -100,11 +101,13 @@ impl Builtin {
     }
 
     /// Serves one TCP connection.
+    #[cfg(unix)]
     pub fn handle(self, conn: Connection) -> io::Result<()> {
         self.serve(conn)
     }
 
-    /// Serves one stream (a worker's `Connection`, or any other).
+    /// Serves one stream: a worker's `Connection`, or a std `TcpStream` of
+    /// the thread pool that Windows runs.
     pub fn serve<S: Read + Write>(self, mut stream: S) -> io::Result<()> {
         let result = match self {
             Builtin::Echo => echo(&mut stream),

@@ -1,9 +1,11 @@
-//! What a worker does with a connection: the [`Handler`] trait, and the two
+//! What a worker does with a connection: the `Handler` trait, and the two
 //! kinds of service the daemon offers, built-in and exec.
 //!
 //! A handler runs in a worker process, one connection at a time; it does
 //! not accept, fork workers or supervise. Library users implement
-//! [`Handler`] (or pass a closure) to serve their own protocol.
+//! `Handler` (or pass a closure) to serve their own protocol. (`Handler`
+//! is Unix only, as the workers are; on Windows the thread pool serves a
+//! [`Service`] itself, an exec service through [`relay`].)
 
 pub mod builtin;
 pub mod exec;
@@ -15,6 +17,7 @@ use std::io;
 pub use builtin::Builtin;
 pub use exec::ExecSpec;
 
+#[cfg(unix)]
 use crate::net::Connection;
 
 /// Serves one accepted connection.
@@ -23,6 +26,7 @@ use crate::net::Connection;
 /// handler returns or drops it. Returning an error only logs it (at debug
 /// level for a client that went away, warning otherwise); the worker goes
 /// back to accept either way, and so it does after a panic.
+#[cfg(unix)]
 pub trait Handler {
     /// Serve `conn` until done.
     fn handle(&self, conn: Connection) -> io::Result<()>;
@@ -34,6 +38,7 @@ pub trait Handler {
     }
 }
 
+#[cfg(unix)]
 impl<F> Handler for F
 where
     F: Fn(Connection) -> io::Result<()>,
@@ -52,6 +57,7 @@ pub enum Service {
     Exec(ExecSpec),
 }
 
+#[cfg(unix)]
 impl Handler for Service {
     fn handle(&self, conn: Connection) -> io::Result<()> {
         match self {
