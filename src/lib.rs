@@ -33,7 +33,8 @@
 //! exec service's environment. On Windows, `preforkd run` and `serve
 //! --foreground` serve each TCP service with the `pool` model on std
 //! threads, and exec services through pipes ([`service::relay`]); the
-//! library's [`Server`], which forks, is not there.
+//! library's [`Server`], which forks, is not there. `tools/cross-check`
+//! type-checks the Windows, macOS and FreeBSD builds from Linux.
 //!
 //! # Writing your own pre-fork server
 //!
