@@ -8,6 +8,7 @@ use crate::net::AddrParseError;
 use crate::service::builtin::UnknownBuiltin;
 use crate::service::exec::ProgramError;
 use crate::sys::fd::describe;
+#[cfg(unix)]
 use crate::sys::process::ForkError;
 
 /// Everything that can stop preforkd from starting or running.
@@ -36,6 +37,7 @@ pub enum Error {
         source: io::Error,
     },
     /// The master could not fork.
+    #[cfg(unix)]
     Fork(ForkError),
     /// The config file cannot be read or is wrong.
     Config(crate::config::ConfigError),
@@ -82,6 +84,7 @@ impl fmt::Display for Error {
             Error::Program(e) => write!(f, "{e}"),
             Error::Bind { addr, source } => write!(f, "cannot bind {addr}: {}", describe(source)),
             Error::Startup { what, source } => write!(f, "{what}: {}", describe(source)),
+            #[cfg(unix)]
             Error::Fork(e) => write!(f, "{e}"),
             Error::Config(e) => write!(f, "{e}"),
             Error::Control { path, source } => write!(
@@ -164,13 +167,14 @@ impl Error {
             | Error::Config(_) => 2,
             Error::Bind { .. }
             | Error::Startup { .. }
-            | Error::Fork(_)
             | Error::Control { .. }
             | Error::AlreadyRunning { .. }
             | Error::Pidfile { .. }
             | Error::Refused(_)
             | Error::WorkersFailed { .. }
             | Error::Failed(_) => 1,
+            #[cfg(unix)]
+            Error::Fork(_) => 1,
         }
     }
 }

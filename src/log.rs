@@ -9,11 +9,15 @@
 //! preforkd(8). The `listening on` line is not a log message but part of
 //! the command-line contract, printed by [`announce`] whatever the sink.
 //!
-//! A forked worker calls [`reopen`] after closing the descriptors it
-//! inherited, so it has its own connection to syslog.
+//! A forked worker calls `reopen_after_fork` after closing the descriptors
+//! it inherited, so it has its own connection to syslog.
+//!
+//! syslog is Unix only: on Windows every line goes to stderr.
 
 use std::io::Write;
+#[cfg(unix)]
 use std::os::unix::net::UnixDatagram;
+#[cfg(unix)]
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -23,6 +27,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 #[derive(Debug)]
 enum Sink {
     Stderr,
+    #[cfg(unix)]
     Syslog {
         path: PathBuf,
         facility: u8,
@@ -72,6 +77,7 @@ impl Log for Logger {
                 };
                 write_line(&format!("preforkd[{pid}]: {prefix}{}\n", record.args()));
             }
+            #[cfg(unix)]
             Sink::Syslog {
                 path,
                 facility,
@@ -119,6 +125,7 @@ impl Log for Logger {
     fn flush(&self) {}
 }
 
+#[cfg(unix)]
 fn connect(path: &PathBuf) -> Option<UnixDatagram> {
     let socket = UnixDatagram::unbound().ok()?;
     socket.connect(path).ok()?;
@@ -141,6 +148,7 @@ pub fn init_stderr(level: LevelFilter) {
 }
 
 /// From now on, log to syslog through the datagram socket at `path`.
+#[cfg(unix)]
 pub fn use_syslog(path: PathBuf, facility: u8) {
     let socket = connect(&path);
     *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Sink::Syslog {
@@ -152,6 +160,7 @@ pub fn use_syslog(path: PathBuf, facility: u8) {
 
 /// Connects to syslog again (USR1, or syslogd restarted). Nothing to do on
 /// stderr.
+#[cfg(unix)]
 pub fn reopen() {
     if let Sink::Syslog { path, socket, .. } = &mut *SINK.lock().unwrap_or_else(|e| e.into_inner())
     {
@@ -163,6 +172,7 @@ pub fn reopen() {
 /// to syslog anew. The inherited socket object is forgotten, not dropped:
 /// its descriptor is closed already, and its number may belong to another
 /// file by now.
+#[cfg(unix)]
 pub fn reopen_after_fork() {
     if let Sink::Syslog { path, socket, .. } = &mut *SINK.lock().unwrap_or_else(|e| e.into_inner())
     {

@@ -5,11 +5,16 @@
 //! worker drops to its service's account right after the fork, before its
 //! first accept, so neither the handler nor an exec'd program ever runs
 //! with the master's privileges. The system calls are in `sys::privs`.
+//!
+//! Switching is Unix only; on Windows, where every service runs as the
+//! user who started preforkd, looking an account up is an error.
 
+#[cfg(unix)]
 use std::io;
 use std::path::PathBuf;
 
 use crate::sys;
+#[cfg(unix)]
 use crate::sys::privs::Limit;
 
 /// An account to run as.
@@ -45,6 +50,7 @@ impl Account {
 
 /// Whether this process can become `account`: as root, always; otherwise
 /// only if it already is that user and group.
+#[cfg(unix)]
 pub fn can_become(account: &Account) -> Result<(), String> {
     let (uid, gid) = sys::privs::current_ids();
     if uid == 0 || (uid == account.uid && gid == account.gid) {
@@ -83,6 +89,7 @@ pub struct Privileges {
     pub no_new_privs: bool,
 }
 
+#[cfg(unix)]
 impl Privileges {
     /// Applies everything, in the safe order; the first failure is the
     /// error, and the worker must not serve after it.

@@ -35,7 +35,7 @@ use crate::net::proxy::{self, ProxyVersion};
 use crate::net::{Connection, Listener};
 use crate::privileges::Privileges;
 use crate::scoreboard::{Scoreboard, Slot, State};
-use crate::service::builtin::{answerable, client_went_away};
+use crate::service::builtin::answerable;
 use crate::service::{Builtin, Handler};
 use crate::sys;
 use crate::sys::process::Pid;
@@ -419,36 +419,10 @@ impl Worker<'_, '_> {
 /// Serves one connection; returns why it failed, if it did (a client that
 /// went away or idled out is not a failure). Errors and panics are logged.
 pub(crate) fn serve_one(service: &str, handler: &dyn Handler, conn: Connection) -> Option<String> {
-    match panic::catch_unwind(AssertUnwindSafe(|| handler.handle(conn))) {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) if client_went_away(&e) => {
-            log::debug!("service {}: client went away: {}", service, e);
-            None
-        }
-        Ok(Err(e))
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            log::debug!(
-                "service {}: connection idle past the timeout: closed",
-                service
-            );
-            None
-        }
-        Ok(Err(e)) => {
-            log::warn!("W0013 service {}: {}", service, e);
-            Some(e.to_string())
-        }
-        Err(_) => {
-            log::error!(
-                "W0014 service {}: the handler panicked; connection closed",
-                service
-            );
-            Some("the handler panicked".into())
-        }
-    }
+    crate::service::outcome(
+        service,
+        panic::catch_unwind(AssertUnwindSafe(|| handler.handle(conn))),
+    )
 }
 
 /// What an accept(2) failure means for the worker.

@@ -59,7 +59,7 @@ impl Services {
     /// Reads /etc/services (empty if it cannot be read: numeric ports
     /// still work).
     pub fn system() -> Services {
-        Services::parse(&std::fs::read_to_string("/etc/services").unwrap_or_default())
+        Services::parse(&std::fs::read_to_string(services_file()).unwrap_or_default())
     }
 
     fn port(&self, service: &str, proto: &str) -> Option<u16> {
@@ -69,6 +69,20 @@ impl Services {
                 .copied()
         })
     }
+}
+
+/// Where the system lists its service names.
+#[cfg(unix)]
+fn services_file() -> std::path::PathBuf {
+    "/etc/services".into()
+}
+
+/// Where the system lists its service names: Windows keeps the same file
+/// under %SystemRoot%.
+#[cfg(windows)]
+fn services_file() -> std::path::PathBuf {
+    let root = std::env::var_os("SystemRoot").unwrap_or_else(|| r"C:\Windows".into());
+    std::path::Path::new(&root).join(r"System32\drivers\etc\services")
 }
 
 /// Converts the text of an inetd.conf (named `file` in comments) to a

@@ -81,8 +81,10 @@ pub const DEFAULT_CONTROL: &str = "/run/preforkd.sock";
 /// The control socket's default: /run/preforkd.sock for root; for another
 /// user, `$XDG_RUNTIME_DIR/preforkd.sock` when that is set (a directory only
 /// that user can write), else the same /run path (which such a user cannot
-/// create: `serve` then runs without it and says so).
+/// create: `serve` then runs without it and says so). Windows, which has
+/// no control socket, keeps the /run path as the value `check` shows.
 pub fn default_control() -> PathBuf {
+    #[cfg(unix)]
     if crate::sys::privs::current_ids().0 != 0 {
         if let Some(dir) =
             std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_absolute())
@@ -299,7 +301,22 @@ impl ServiceConfig {
                 "model = \"{model}\" takes a fixed number of workers (workers = N), not an adaptive pool"
             ));
         }
-        let unsupported = [
+        let used = self.process_pool_keys();
+        if !used.is_empty() {
+            return Err(format!(
+                "model = \"{model}\" does not support {} (the prefork models do)",
+                used.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// The keys set here that only the process-pool models honour: the
+    /// scoreboard's (`per_source`, `log_connections`), a worker's
+    /// (`max_requests`, `max_memory`), the checks a worker makes after
+    /// accept (`rate`, `only_from`, `no_access`).
+    pub fn process_pool_keys(&self) -> Vec<&'static str> {
+        let keys = [
             ("max_requests", self.max_requests.is_some()),
             ("max_memory", self.max_memory.is_some()),
             ("log_connections", self.log_connections),
@@ -309,18 +326,10 @@ impl ServiceConfig {
             ("no_access", !self.access.no_access.is_empty()),
             ("proxy_protocol", self.proxy_protocol.is_some()),
         ];
-        let used: Vec<&str> = unsupported
-            .iter()
+        keys.iter()
             .filter(|(_, used)| *used)
             .map(|(key, _)| *key)
-            .collect();
-        if !used.is_empty() {
-            return Err(format!(
-                "model = \"{model}\" does not support {} (the prefork models do)",
-                used.join(", ")
-            ));
-        }
-        Ok(())
+            .collect()
     }
 }
 

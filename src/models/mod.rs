@@ -16,28 +16,41 @@
 //!
 //! Each design lives in its own file with a module doc saying what it
 //! teaches and what it costs. What is common to the runners (accepting with
-//! the stop flag in mind, serving one connection, counting) is here.
+//! the stop flag in mind, serving one connection, counting) is in `runner`.
+//!
+//! All of them are Unix. Where there is no fork(2) (Windows), every service
+//! runs `pool` built on std alone, [`pool_std`]: threads, no signals, no
+//! master.
 
+#[cfg(unix)]
 pub mod event;
+#[cfg(unix)]
 pub mod fork;
+#[cfg(unix)]
 pub mod iterative;
+#[cfg(unix)]
 pub mod pool;
+#[cfg(unix)]
 pub mod pool_pass;
+pub mod pool_std;
+#[cfg(unix)]
 pub mod prefork;
+#[cfg(unix)]
 pub mod prefork_lock;
+#[cfg(unix)]
 pub mod prefork_pass;
+#[cfg(unix)]
 pub mod reuseport;
+#[cfg(unix)]
+mod runner;
+#[cfg(unix)]
 pub mod threads;
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use crate::net::{Connection, Listener};
-use crate::scoreboard::{Slot, State};
-use crate::service::{Handler, Service};
-use crate::worker::{AcceptError, WorkerExit};
+#[cfg(unix)]
+pub(crate) use runner::*;
 
 /// A serving strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -147,161 +160,9 @@ impl FromStr for Model {
     }
 }
 
-/// What a single-process model is given: the socket, the handler, and the
-/// worker's stop flag and scoreboard slot.
-pub(crate) struct Runner<'a> {
-    /// The service's name, for logs.
-    pub name: &'a str,
-    pub listener: &'a Listener,
-    pub handler: &'a dyn Handler,
-    /// The same handler as a builtin or exec service, when it is one (the
-    /// thread and event models need it).
-    pub service: Option<&'a Service>,
-    /// Worker processes or threads, for the models that keep a pool.
-    pub workers: usize,
-    /// Set by SIGTERM.
-    pub stop: &'static AtomicBool,
-    /// Idle timeout of a connection.
-    pub timeout: Option<Duration>,
-    /// The runner's scoreboard slot (its served count, for `status`).
-    pub slot: &'a Slot<'a>,
-}
-
-/// Why a runner's accept loop ends.
-pub(crate) enum Accepted {
-    Connection(Connection),
-    /// Asked to stop, or the listener was shut down.
-    Stop,
-    /// accept(2) cannot go on; exit with this.
-    Fail(WorkerExit),
-}
-
-impl Runner<'_> {
-    pub(crate) fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
-
-    /// The next connection, retrying what accept(2) reports as transient.
-    pub(crate) fn accept(&self) -> Accepted {
-        accept_until_stopped(self.listener, self.stop, self.name)
-    }
-
-    /// Serves one connection on this thread, as a worker would, and counts
-    /// it on the scoreboard.
-    pub(crate) fn serve(&self, conn: Connection) {
-        serve_counted(self.name, self.handler, self.timeout, self.slot, conn);
-    }
-}
-
-/// Accepts on `listener` until a connection comes, `stop` is set, or
-/// accept(2) fails for good.
-pub(crate) fn accept_until_stopped(listener: &Listener, stop: &AtomicBool, name: &str) -> Accepted {
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            return Accepted::Stop;
-        }
-        if let Some(accepted) = accept_once(listener, name) {
-            return accepted;
-        }
-    }
-}
-
-/// One accept(2): `None` when it should simply be tried again (a signal,
-/// a connection that failed before we took it, or descriptors running out,
-/// after a short pause: a runner's other connections are still being
-/// served, and will free some).
-pub(crate) fn accept_once(listener: &Listener, name: &str) -> Option<Accepted> {
-    match listener.accept() {
-        Ok(conn) => Some(Accepted::Connection(conn)),
-        Err(e) => match AcceptError::classify(e) {
-            AcceptError::Retry => None,
-            AcceptError::ListenerClosed => Some(Accepted::Stop),
-            AcceptError::Exhausted => {
-                log::warn!("W0011 service {name}: accept: {}; retrying", e.desc());
-                std::thread::sleep(Duration::from_millis(10));
-                None
-            }
-            AcceptError::Broken => {
-                log::error!("W0012 service {name}: accept: {}", e.desc());
-                Some(Accepted::Fail(WorkerExit::Fatal))
-            }
-        },
-    }
-}
-
-/// Serves `conn` with `handler` (timeout set, errors and panics logged) and
-/// counts it on the scoreboard slot.
-pub(crate) fn serve_counted(
-    name: &str,
-    handler: &dyn Handler,
-    timeout: Option<Duration>,
-    slot: &Slot<'_>,
-    conn: Connection,
-) {
-    if timeout.is_some() {
-        let _ = conn.set_timeout(timeout);
-    }
-    let _ = crate::worker::serve_one(name, handler, conn);
-    slot.add_served();
-}
-
-/// Marks the runner idle on the scoreboard (it is in its serving loop; the
-/// master counts it ready) and returns the slot's count so far.
-pub(crate) fn runner_ready(slot: &Slot<'_>) {
-    slot.set(State::Idle);
-}
-
 /// Logs how many connections one worker (process or thread) served, at
 /// debug level, with a stable id: `preforkd compare` adds these lines up to
 /// show how the connections spread over the workers.
 pub fn report_served(service: &str, worker: &str, served: u64) {
     log::debug!("W0050 service {service}: worker {worker} served {served} connections");
-}
-
-/// Runs `f` with SIGTERM blocked in the calling thread, so that the threads
-/// it spawns start with SIGTERM blocked (a new thread inherits its
-/// creator's mask) and the stop signal is left to the thread that waits
-/// for it.
-pub(crate) fn with_stop_blocked<T>(f: impl FnOnce() -> T) -> T {
-    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
-    let mut term = SigSet::empty();
-    term.add(Signal::SIGTERM);
-    let mut old = SigSet::empty();
-    // pthread_sigmask fails only for an invalid `how`.
-    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&term), Some(&mut old));
-    let out = f();
-    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
-    out
-}
-
-/// The builtin or exec service a thread or event model needs, or why it
-/// cannot run.
-pub(crate) fn service_of<'a>(runner: &Runner<'a>, model: Model) -> Result<&'a Service, WorkerExit> {
-    runner.service.ok_or_else(|| {
-        log::error!(
-            "W0012 service {}: the {model} model serves builtins and programs only",
-            runner.name
-        );
-        WorkerExit::Fatal
-    })
-}
-
-/// Runs a single-process model in the runner process the master forked.
-pub(crate) fn run_single(model: Model, runner: &Runner<'_>) -> WorkerExit {
-    match model {
-        Model::Iterative => iterative::run(runner),
-        Model::Fork => fork::run(runner),
-        Model::PreforkPass => prefork_pass::run(runner),
-        Model::Threads => threads::run(runner),
-        Model::Pool => pool::run(runner),
-        Model::PoolPass => pool_pass::run(runner),
-        Model::Event => event::run(runner),
-        Model::Prefork | Model::PreforkLock | Model::Reuseport => {
-            log::error!(
-                "W0012 service {}: {model} is not a single-process model",
-                runner.name
-            );
-            WorkerExit::Fatal
-        }
-    }
 }

@@ -1,6 +1,6 @@
 //! `pool`: N threads created in advance, each blocking in accept(2) on the
-//! shared socket (UNP 30.11, "each thread calls accept"). Also what
-//! preforkd runs where there is no fork(2).
+//! shared socket (UNP 30.11, "each thread calls accept"). Where there is no
+//! fork(2), preforkd runs the same design on std alone: `pool_std`.
 //!
 //! What it teaches: pre-forking with threads. Nothing is created per
 //! connection: the kernel wakes one thread asleep in accept(2), it serves

@@ -14,12 +14,8 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use super::ListenAddr;
+use super::{ListenAddr, Peer};
 use crate::sys;
-
-/// The listen(2) backlog when none is given. Linux caps it at
-/// net.core.somaxconn (4096 by default since 5.4).
-pub const DEFAULT_BACKLOG: i32 = 1024;
 
 /// A bound, listening socket.
 #[derive(Debug)]
@@ -398,42 +394,15 @@ enum Stream {
     Unix(UnixStream, PathBuf),
 }
 
-/// Who is at each end of a connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Peer {
-    /// A TCP connection. IPv4 clients of a dual-stack socket appear as IPv4,
-    /// not as `::ffff:a.b.c.d`.
-    Tcp {
-        /// The server's end.
-        local: SocketAddr,
-        /// The client's end.
-        remote: SocketAddr,
-    },
-    /// A Unix-domain connection.
-    Unix {
-        /// The path the server listens on.
-        local: PathBuf,
-        /// The client's effective user and group ids, where the system
-        /// reports them.
-        remote_ids: Option<(u32, u32)>,
-    },
-}
-
 impl Connection {
     /// Both ends of the connection (getsockname and getpeername; not on the
     /// accept path, only for handlers that ask).
     pub fn peer(&self) -> io::Result<Peer> {
         if let (Some(remote), Some(local)) = (self.peer, self.proxied_local) {
-            return Ok(Peer::Tcp {
-                local: canonical(local),
-                remote: canonical(remote),
-            });
+            return Ok(Peer::of_proxied(remote, local));
         }
         match &self.stream {
-            Stream::Tcp(s) => Ok(Peer::Tcp {
-                local: canonical(s.local_addr()?),
-                remote: canonical(s.peer_addr()?),
-            }),
+            Stream::Tcp(s) => Peer::of_tcp(s),
             Stream::Unix(s, path) => Ok(Peer::Unix {
                 local: path.clone(),
                 remote_ids: peer_ids(s),
@@ -499,10 +468,6 @@ impl Connection {
     pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
         self.as_fd().try_clone_to_owned()
     }
-}
-
-fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -2,11 +2,22 @@
 //! accepted connection a handler receives.
 //!
 //! This module opens and accepts; it does not fork, supervise or serve.
+//! Binding and accepting (`listen`) are Unix; on Windows the thread pool
+//! binds std's own listener (`crate::fallback`).
 
 pub mod acl;
 mod addr;
+#[cfg(unix)]
 mod listen;
+mod peer;
+#[cfg(unix)]
 pub mod proxy;
 
 pub use addr::{AddrParseError, ListenAddr};
-pub use listen::{Connection, Listener, Peer, DEFAULT_BACKLOG};
+#[cfg(unix)]
+pub use listen::{Connection, Listener};
+pub use peer::Peer;
+
+/// The listen(2) backlog when none is given. Linux caps it at
+/// net.core.somaxconn (4096 by default since 5.4).
+pub const DEFAULT_BACKLOG: i32 = 1024;

@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+#[cfg(unix)]
 use crate::net::Connection;
 use crate::sys;
 
@@ -100,13 +101,20 @@ impl Builtin {
     }
 
     /// Serves one TCP connection.
-    pub fn handle(self, mut conn: Connection) -> io::Result<()> {
+    #[cfg(unix)]
+    pub fn handle(self, conn: Connection) -> io::Result<()> {
+        self.serve(conn)
+    }
+
+    /// Serves one stream: a worker's `Connection`, or a std `TcpStream` of
+    /// the thread pool that Windows runs.
+    pub fn serve<S: Read + Write>(self, mut stream: S) -> io::Result<()> {
         let result = match self {
-            Builtin::Echo => echo(&mut conn),
-            Builtin::Discard => discard(&mut conn),
-            Builtin::Chargen => chargen(&mut conn),
-            Builtin::Daytime => conn.write_all(daytime_text().as_bytes()),
-            Builtin::Time => conn.write_all(&time_since_1900().to_be_bytes()),
+            Builtin::Echo => echo(&mut stream),
+            Builtin::Discard => discard(&mut stream),
+            Builtin::Chargen => chargen(&mut stream),
+            Builtin::Daytime => stream.write_all(daytime_text().as_bytes()),
+            Builtin::Time => stream.write_all(&time_since_1900().to_be_bytes()),
         };
         match result {
             Err(e) if client_went_away(&e) => Ok(()),
@@ -183,7 +191,7 @@ pub fn client_went_away(e: &io::Error) -> bool {
 }
 
 /// Reads into `buf`, retrying when a signal interrupts the read.
-fn read_some(conn: &mut Connection, buf: &mut [u8]) -> io::Result<usize> {
+fn read_some(conn: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match conn.read(buf) {
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -192,7 +200,7 @@ fn read_some(conn: &mut Connection, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-fn echo(conn: &mut Connection) -> io::Result<()> {
+fn echo(conn: &mut (impl Read + Write)) -> io::Result<()> {
     let mut buf = [0u8; 16 * 1024];
     loop {
         let n = read_some(conn, &mut buf)?;
@@ -203,7 +211,7 @@ fn echo(conn: &mut Connection) -> io::Result<()> {
     }
 }
 
-fn discard(conn: &mut Connection) -> io::Result<()> {
+fn discard(conn: &mut impl Read) -> io::Result<()> {
     let mut buf = [0u8; 16 * 1024];
     while read_some(conn, &mut buf)? > 0 {}
     Ok(())
@@ -225,7 +233,7 @@ pub fn chargen_cycle() -> Vec<u8> {
     out
 }
 
-fn chargen(conn: &mut Connection) -> io::Result<()> {
+fn chargen(conn: &mut impl Write) -> io::Result<()> {
     let cycle = chargen_cycle();
     loop {
         conn.write_all(&cycle)?;

@@ -13,14 +13,23 @@
 //!   dual-stack socket as IPv4), or for a Unix socket, as ipcserver sets
 //!   them, `PROTO=IPC`, `IPCLOCALPATH`, `IPCREMOTEEUID`, `IPCREMOTEEGID`;
 //! - default signal dispositions and an empty signal mask.
+//!
+//! That is Unix. On Windows a socket cannot be a program's stdin and stdout,
+//! so [`relay`](super::relay) gives the program pipes and copies between
+//! them and the connection; the environment is the same.
 
 use std::ffi::OsString;
 use std::io;
+#[cfg(unix)]
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+#[cfg(unix)]
+use std::process::Stdio;
 
-use crate::net::{Connection, Peer};
+#[cfg(unix)]
+use crate::net::Connection;
+use crate::net::Peer;
 use crate::sys;
 
 /// The variables of the UCSPI conventions that a program could inherit
@@ -113,11 +122,11 @@ impl ExecSpec {
         let resolved = if program.as_os_str().is_empty() {
             return Err(err("the program name is empty".into()));
         } else if program.components().count() > 1 || program.is_absolute() {
-            program.to_path_buf()
+            sys::process::program_file(program)
         } else {
             let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
             std::env::split_paths(&path)
-                .map(|dir| dir.join(program))
+                .map(|dir| sys::process::program_file(&dir.join(program)))
                 .find(|candidate| sys::process::is_executable(candidate).is_ok())
                 .ok_or_else(|| err("not found in $PATH".into()))?
         };
@@ -169,6 +178,54 @@ impl ExecSpec {
         &self.program
     }
 
+    /// The `argv[0]` given with [`ExecSpec::with_argv0`], if any (Unix
+    /// passes it; Windows has no separate `argv[0]` to set, and refuses it).
+    pub fn argv0(&self) -> Option<&std::ffi::OsStr> {
+        self.argv0.as_deref()
+    }
+
+    /// The program's command for the connection of `peer`: its arguments,
+    /// the service's variables, the UCSPI ones (which win), its directory.
+    /// Its standard streams are for the caller to set.
+    pub fn command(&self, peer: &Peer) -> Command {
+        let mut command = Command::new(&self.program);
+        command.args(&self.args);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        for name in UCSPI_VARIABLES {
+            command.env_remove(name);
+        }
+        command.envs(ucspi_environment(peer));
+        if let Some(dir) = &self.directory {
+            command.current_dir(dir);
+        }
+        command
+    }
+
+    /// The error for a program that would not start: `cannot run PATH: why`.
+    pub fn cannot_run(&self, e: io::Error) -> io::Error {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot run {}: {}",
+                self.program.display(),
+                sys::fd::describe(&e)
+            ),
+        )
+    }
+
+    /// Logs how the program for `peer` ended, if not with success, and
+    /// keeps it for the connection's log line.
+    pub fn ended(&self, peer: &Peer, status: std::process::ExitStatus) {
+        if !status.success() {
+            log::info!("{} for {}: {}", self.name(), describe_peer(peer), status);
+        }
+        LAST_EXIT.with(|last| last.set(Some(status)));
+    }
+}
+
+/// Running the program with the connection itself as its stdin and stdout.
+#[cfg(unix)]
+impl ExecSpec {
     /// Runs the program on `conn` and waits for it. A program that cannot
     /// be started (removed since startup, say) is an error for this
     /// connection only; a program that exits non-zero or is killed is
@@ -187,19 +244,10 @@ impl ExecSpec {
         let peer = conn.peer()?;
         let stdin = conn.try_clone_fd()?;
         let stdout = OwnedFd::from(conn);
-        let mut command = Command::new(&self.program);
+        let mut command = self.command(&peer);
         command
-            .args(&self.args)
             .stdin(Stdio::from(stdin))
             .stdout(Stdio::from(stdout));
-        command.envs(self.env.iter().map(|(k, v)| (k, v)));
-        for name in UCSPI_VARIABLES {
-            command.env_remove(name);
-        }
-        command.envs(ucspi_environment(&peer));
-        if let Some(dir) = &self.directory {
-            command.current_dir(dir);
-        }
         if let Some(argv0) = &self.argv0 {
             std::os::unix::process::CommandExt::arg0(&mut command, argv0);
         }
@@ -207,26 +255,8 @@ impl ExecSpec {
         // The Command holds our copies of the connection: close them now, so
         // the client sees end-of-file as soon as the program closes its own.
         drop(command);
-        let child = spawned.map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot run {}: {}",
-                    self.program.display(),
-                    sys::fd::describe(&e)
-                ),
-            )
-        })?;
+        let child = spawned.map_err(|e| self.cannot_run(e))?;
         Ok((child, peer))
-    }
-
-    /// Logs how the program for `peer` ended, if not with success, and
-    /// keeps it for the connection's log line.
-    pub fn ended(&self, peer: &Peer, status: std::process::ExitStatus) {
-        if !status.success() {
-            log::info!("{} for {}: {}", self.name(), describe_peer(peer), status);
-        }
-        LAST_EXIT.with(|last| last.set(Some(status)));
     }
 }
 

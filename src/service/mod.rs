@@ -1,12 +1,15 @@
-//! What a worker does with a connection: the [`Handler`] trait, and the two
+//! What a worker does with a connection: the `Handler` trait, and the two
 //! kinds of service the daemon offers, built-in and exec.
 //!
 //! A handler runs in a worker process, one connection at a time; it does
 //! not accept, fork workers or supervise. Library users implement
-//! [`Handler`] (or pass a closure) to serve their own protocol.
+//! `Handler` (or pass a closure) to serve their own protocol. (`Handler`
+//! is Unix only, as the workers are; on Windows the thread pool serves a
+//! [`Service`] itself, an exec service through [`relay`].)
 
 pub mod builtin;
 pub mod exec;
+pub mod relay;
 
 use std::fmt;
 use std::io;
@@ -14,6 +17,7 @@ use std::io;
 pub use builtin::Builtin;
 pub use exec::ExecSpec;
 
+#[cfg(unix)]
 use crate::net::Connection;
 
 /// Serves one accepted connection.
@@ -22,6 +26,7 @@ use crate::net::Connection;
 /// handler returns or drops it. Returning an error only logs it (at debug
 /// level for a client that went away, warning otherwise); the worker goes
 /// back to accept either way, and so it does after a panic.
+#[cfg(unix)]
 pub trait Handler {
     /// Serve `conn` until done.
     fn handle(&self, conn: Connection) -> io::Result<()>;
@@ -33,6 +38,7 @@ pub trait Handler {
     }
 }
 
+#[cfg(unix)]
 impl<F> Handler for F
 where
     F: Fn(Connection) -> io::Result<()>,
@@ -51,6 +57,7 @@ pub enum Service {
     Exec(ExecSpec),
 }
 
+#[cfg(unix)]
 impl Handler for Service {
     fn handle(&self, conn: Connection) -> io::Result<()> {
         match self {
@@ -70,6 +77,45 @@ impl fmt::Display for Service {
         match self {
             Service::Builtin(b) => write!(f, "{b}"),
             Service::Exec(e) => write!(f, "{}", e.name()),
+        }
+    }
+}
+
+/// What became of one connection, logged: `None` when it went well (a
+/// client that went away or idled out is not a failure), else why not.
+/// `served` is what the handler returned, or the panic it raised.
+pub(crate) fn outcome(
+    service: &str,
+    served: std::thread::Result<io::Result<()>>,
+) -> Option<String> {
+    match served {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) if builtin::client_went_away(&e) => {
+            log::debug!("service {}: client went away: {}", service, e);
+            None
+        }
+        Ok(Err(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            log::debug!(
+                "service {}: connection idle past the timeout: closed",
+                service
+            );
+            None
+        }
+        Ok(Err(e)) => {
+            log::warn!("W0013 service {}: {}", service, e);
+            Some(e.to_string())
+        }
+        Err(_) => {
+            log::error!(
+                "W0014 service {}: the handler panicked; connection closed",
+                service
+            );
+            Some("the handler panicked".into())
         }
     }
 }

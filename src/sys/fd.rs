@@ -231,13 +231,14 @@ fn whole_file(kind: libc::c_int) -> libc::flock {
 /// the descriptor competes for it like any other process. EINTR is
 /// returned, not retried.
 pub fn lock_wait(file: BorrowedFd<'_>) -> Result<(), Errno> {
-    let lock = whole_file(libc::F_WRLCK);
+    // A c_short on macOS and the BSDs, a c_int on Linux.
+    let lock = whole_file(libc::F_WRLCK as libc::c_int);
     nix::fcntl::fcntl(file.as_raw_fd(), nix::fcntl::FcntlArg::F_SETLKW(&lock)).map(drop)
 }
 
 /// Releases the lock [`lock_wait`] took.
 pub fn unlock(file: BorrowedFd<'_>) {
-    let lock = whole_file(libc::F_UNLCK);
+    let lock = whole_file(libc::F_UNLCK as libc::c_int);
     // Unlocking a lock we hold cannot fail for a valid descriptor.
     let _ = nix::fcntl::fcntl(file.as_raw_fd(), nix::fcntl::FcntlArg::F_SETLK(&lock));
 }

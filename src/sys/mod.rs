@@ -16,11 +16,26 @@
 //! - [`time`]: local broken-down time for the daytime service.
 //!
 //! Nothing here knows about services, pools or configuration.
+//!
+//! All of it but `time` is Unix. On Windows, `windows` stands in for the
+//! few calls the portable code makes (the config's checks, the builtins,
+//! the exec service), under the same names, and has no `unsafe` at all.
 
+#[cfg(unix)]
 pub mod daemon;
+#[cfg(unix)]
 pub mod fd;
+#[cfg(unix)]
 pub mod privs;
+#[cfg(unix)]
 pub mod process;
+#[cfg(unix)]
 pub mod shm;
+#[cfg(unix)]
 pub mod signal;
 pub mod time;
+#[cfg(windows)]
+mod windows;
+
+#[cfg(windows)]
+pub use windows::{fd, privs, process};

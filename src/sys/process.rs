@@ -241,6 +241,12 @@ pub fn reap_blocking() -> io::Result<Option<(Pid, ChildExit)>> {
     }
 }
 
+/// The file that runs for `path`: on Unix, the one it names (Windows adds
+/// `.exe`; see `sys::windows`).
+pub fn program_file(path: &std::path::Path) -> std::path::PathBuf {
+    path.to_path_buf()
+}
+
 /// Whether the caller may execute `path` (access(2) with X_OK, which
 /// accounts for the real user and group, as the kernel will at execve).
 pub fn is_executable(path: &std::path::Path) -> io::Result<()> {

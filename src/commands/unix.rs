@@ -1,0 +1,271 @@
+//! The commands on Unix: `run` and `serve` start the master, which forks
+//! and supervises the workers; `status`, `reload` and `stop` talk to a
+//! running daemon through its control socket.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+pub(super) use super::compare::compare;
+use super::{init_log, Source};
+use crate::cli::{ConfigArgs, ServeArgs};
+use crate::config::{self, Config, ConfigError, LogTarget};
+use crate::error::Error;
+use crate::master::plan::Plan;
+use crate::master::{Announce, Ended, Master};
+use crate::sys::daemon::{Pidfile, PidfileError};
+
+/// Serves `run`'s one service: the master and its pool, no control socket.
+pub(super) fn run(config: Config) -> Result<(), Error> {
+    let mut plan = Plan::from_config(&config);
+    plan.control = None;
+    Master::new(vec![], plan, None, Announce::Address)?
+        .run()
+        .map(|_| ())
+}
+
+/// The unix-only ways to find the config: as a daemon that reloads and
+/// upgrades from /, and for the control socket's path alone.
+impl Source {
+    /// The same, with an absolute path.
+    fn absolute(self) -> Source {
+        match self {
+            Source::File(path) => Source::File(absolute(&path)),
+            other => other,
+        }
+    }
+
+    /// The control socket's path, read leniently from a file that may not
+    /// pass `check` (the default when it cannot be read at all).
+    fn control_path_only(&self) -> PathBuf {
+        let file = match self {
+            Source::File(path) => Some(path.clone()),
+            Source::Default => Some(PathBuf::from(config::DEFAULT_PATH)),
+        };
+        file.and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .and_then(|t| t.get("daemon")?.get("control")?.as_str().map(PathBuf::from))
+            .unwrap_or_else(config::default_control)
+    }
+
+    /// The file's absolute path (a detached daemon runs in /, so a binary
+    /// upgrade must not be given a relative one); `None` for the embedded
+    /// default.
+    fn absolute_path(&self) -> Option<PathBuf> {
+        let path = match self {
+            Source::File(path) => path.clone(),
+            Source::Default if Path::new(config::DEFAULT_PATH).exists() => {
+                PathBuf::from(config::DEFAULT_PATH)
+            }
+            Source::Default => return None,
+        };
+        std::fs::canonicalize(&path).ok().or(Some(path))
+    }
+}
+
+/// Sends `request` to the control socket of the daemon that `args`'
+/// config describes, and prints the answer.
+///
+/// `reload` checks the file first and does not ask the daemon to reload a
+/// file with errors (they are printed, exit 2). `status` and `stop` need only
+/// the socket's path, so they work while the file is being edited.
+pub(super) fn control(args: &ConfigArgs, request: &str) -> Result<(), Error> {
+    let source = Source::of(args);
+    let path = match source.load() {
+        Ok(config) => config.daemon.control,
+        Err(e) if request == "reload" => return Err(Error::Config(e)),
+        Err(_) => source.control_path_only(),
+    };
+    let failed = |source| Error::Control {
+        path: path.clone(),
+        source,
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).map_err(failed)?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .map_err(failed)?;
+    stream
+        .write_all(format!("{request}\n").as_bytes())
+        .map_err(failed)?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).map_err(failed)?;
+    match answer.strip_prefix("error: ") {
+        Some(why) => Err(Error::Refused(why.trim_end().to_string())),
+        None => {
+            print!("{answer}");
+            Ok(())
+        }
+    }
+}
+
+pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
+    init_log(args.verbose);
+    // Started by an old master's USR2: it passed the pidfile and a pipe to
+    // say "ready" on; the sockets come as socket activation's do.
+    let upgrade_from = std::env::var("PREFORKD_UPGRADE_FROM").ok();
+    std::env::remove_var("PREFORKD_UPGRADE_FROM");
+    let inherited_pidfile = crate::sys::daemon::inherited_fd("PREFORKD_PIDFILE_FD");
+    let inherited_pidfile_path = std::env::var_os("PREFORKD_PIDFILE").map(PathBuf::from);
+    std::env::remove_var("PREFORKD_PIDFILE");
+    let ready_pipe = crate::sys::daemon::inherited_fd("PREFORKD_READY_FD");
+    let foreground = args.foreground || upgrade_from.is_some();
+    // A master started by an upgrade of a detached one logs as that did.
+    let detached = !foreground || std::env::var_os("PREFORKD_DETACHED").is_some();
+    std::env::remove_var("PREFORKD_DETACHED");
+
+    // Absolute paths: a detached daemon runs in /, and reloads later.
+    let source = Source::of(&args.config).absolute();
+    let config = source.load_to_serve()?;
+    if crate::sys::privs::current_ids().0 == 0 {
+        for s in config
+            .services
+            .iter()
+            .filter(|s| s.privileges.account.is_none())
+        {
+            log::warn!(
+                "W0007 service {}: no user set: its workers run as root",
+                s.name
+            );
+        }
+    }
+
+    // A second instance is told at the terminal, before it tries to bind
+    // the addresses the first one holds.
+    let pidfile_path = inherited_pidfile_path
+        .clone()
+        .or(args.pidfile.as_deref().map(absolute))
+        .or(config.daemon.pidfile.clone())
+        .or_else(|| (!foreground).then(|| PathBuf::from(DEFAULT_PIDFILE)));
+    let pidfile_error = |path: &Option<PathBuf>, source| Error::Pidfile {
+        path: path.clone().unwrap_or_default(),
+        source,
+    };
+    let locked = match (inherited_pidfile, &pidfile_path) {
+        (Some(fd), Some(path)) => Some(Pidfile::inherit(fd, path)),
+        (_, Some(path)) => Some(Pidfile::lock(path)),
+        (_, None) => None,
+    };
+    let mut pidfile = match locked {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(PidfileError::Running(pid))) => {
+            return Err(Error::AlreadyRunning {
+                pidfile: pidfile_path.unwrap_or_default(),
+                pid,
+            })
+        }
+        Some(Err(PidfileError::Io(source))) => return Err(pidfile_error(&pidfile_path, source)),
+    };
+
+    let mut plan = Plan::from_config(&config);
+    plan.take_over_control = upgrade_from.is_some();
+    let config_path = source.absolute_path();
+    let reloader = Box::new(move || {
+        source
+            .load()
+            .map(|c| Plan::from_config(&c))
+            .map_err(|e| match e {
+                ConfigError::Invalid(diags) => diags.iter().map(|d| d.headline()).collect(),
+                read => vec![read.to_string()],
+            })
+    });
+    let upgrading = upgrade_from.is_some();
+    let mut master = match Master::new(vec![], plan, Some(reloader), Announce::WithService) {
+        Ok(m) => m,
+        Err(e) => {
+            // Started by an upgrade and failed: the pidfile is still the
+            // old master's.
+            if let (true, Some(p)) = (upgrading, pidfile) {
+                p.keep();
+            }
+            return Err(e);
+        }
+    };
+    // USR2 starts the binary again on the same config, in the foreground
+    // (this process has detached already if it was going to).
+    if let Ok(exe) = std::env::current_exe() {
+        let mut upgrade_args: Vec<std::ffi::OsString> = vec!["serve".into(), "--foreground".into()];
+        if let Some(path) = &config_path {
+            upgrade_args.extend(["-c".into(), path.clone().into_os_string()]);
+        }
+        if args.verbose {
+            upgrade_args.push("-v".into());
+        }
+        master.allow_upgrade(crate::master::upgrade::Upgrader {
+            exe,
+            args: upgrade_args,
+            pidfile: pidfile
+                .as_ref()
+                .zip(pidfile_path.clone())
+                .map(|(p, path)| (path, p.as_raw_fd())),
+            detached,
+        });
+    }
+    if let Some(pipe) = ready_pipe {
+        // The pidfile names the old master until this one is ready.
+        master.report_ready_on(pipe, pidfile.as_ref().map(|p| p.as_raw_fd()));
+    }
+
+    // Every check that can fail has passed: from here on, errors go to the log.
+    let log_target = config.daemon.log.unwrap_or(if detached {
+        LogTarget::Syslog
+    } else {
+        LogTarget::Stderr
+    });
+    if log_target == LogTarget::Syslog {
+        crate::log::use_syslog(
+            config.daemon.syslog_socket.clone(),
+            config.daemon.syslog_facility,
+        );
+    }
+    if !foreground {
+        crate::sys::daemon::detach().map_err(|source| Error::Startup {
+            what: "cannot detach",
+            source,
+        })?;
+    }
+    if let (false, Some(p)) = (upgrading, &mut pidfile) {
+        p.write_pid()
+            .map_err(|source| pidfile_error(&pidfile_path, source))?;
+    }
+    let result = master.run();
+    match result {
+        // The new master owns the pidfile now; or, an upgraded master
+        // that failed before it was ready leaves it to the old one.
+        Ok(Ended::HandedOver) => {
+            if let Some(p) = pidfile {
+                p.keep();
+            }
+            Ok(())
+        }
+        Err(e) if upgrading && read_pid_is_not_ours(pidfile_path.as_deref()) => {
+            if let Some(p) = pidfile {
+                p.keep();
+            }
+            Err(e)
+        }
+        Ok(Ended::Stopped) => Ok(()),
+        Err(e) => {
+            // Detached, the terminal is gone: the log is where it is read.
+            if detached {
+                log::error!("M0050 {e}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Whether the pidfile at `path` names another process than this one.
+fn read_pid_is_not_ours(path: Option<&Path>) -> bool {
+    path.and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .is_some_and(|pid| pid != std::process::id())
+}
+
+/// `path` made absolute against the current directory.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The pidfile a detached `serve` writes when neither --pidfile nor
+/// `[daemon] pidfile` names one.
+pub const DEFAULT_PIDFILE: &str = "/run/preforkd.pid";
