@@ -10,7 +10,6 @@ mod addr;
 #[cfg(unix)]
 mod listen;
 mod peer;
-#[cfg(unix)]
 pub mod proxy;
 
 pub use addr::{AddrParseError, ListenAddr};

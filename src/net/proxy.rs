@@ -21,13 +21,13 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::sys::socket::{recv, MsgFlags};
 use ppp::PartialResult;
+
+#[cfg(unix)]
+pub use reader::read_header;
 
 /// How long a client may take to send its whole header.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -215,89 +215,107 @@ impl fmt::Display for ProxyError {
     }
 }
 
-/// Takes the header off `socket` (which must wait for data: the worker's
-/// accepted sockets do), leaving every byte after it unread.
-///
-/// Peeks at what has arrived; while that is only the start of a header,
-/// every byte of it is header (a version 1 header has no CRLF among them
-/// yet; a version 2 header is shorter than its announced length), so it
-/// is taken, and the next peek waits for more. Once the header is whole,
-/// exactly its remaining bytes are taken.
-pub fn read_header(socket: BorrowedFd<'_>, accept: ProxyVersion) -> Result<Proxied, ProxyError> {
-    read_header_within(socket, accept, HEADER_TIMEOUT)
-}
+/// Taking the header off a socket: Unix only, like the workers that do
+/// it (it peeks with recv(2) and MSG_PEEK).
+#[cfg(unix)]
+mod reader {
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+    use std::time::{Duration, Instant};
 
-fn read_header_within(
-    socket: BorrowedFd<'_>,
-    accept: ProxyVersion,
-    timeout: Duration,
-) -> Result<Proxied, ProxyError> {
-    let deadline = Instant::now() + timeout;
-    let mut head: Vec<u8> = Vec::with_capacity(64);
-    let mut peeked = [0u8; MAX_V2];
-    loop {
-        let room = MAX_V2 - head.len();
-        if room == 0 {
-            return Err(ProxyError::Invalid(format!(
-                "a header longer than {MAX_V2} bytes"
-            )));
-        }
-        let n = receive(socket, &mut peeked[..room], MsgFlags::MSG_PEEK, deadline)?;
-        let taken = head.len();
-        head.extend_from_slice(&peeked[..n]);
-        match decode(&head, accept) {
-            Decoded::Complete(proxied, len) => {
-                take(socket, len - taken, deadline)?;
-                return Ok(proxied);
+    use nix::errno::Errno;
+    use nix::sys::socket::{recv, MsgFlags};
+
+    use super::{decode, Decoded, Proxied, ProxyError, ProxyVersion, HEADER_TIMEOUT, MAX_V2};
+
+    /// Takes the header off `socket` (which must wait for data: the worker's
+    /// accepted sockets do), leaving every byte after it unread.
+    ///
+    /// Peeks at what has arrived; while that is only the start of a header,
+    /// every byte of it is header (a version 1 header has no CRLF among them
+    /// yet; a version 2 header is shorter than its announced length), so it
+    /// is taken, and the next peek waits for more. Once the header is whole,
+    /// exactly its remaining bytes are taken.
+    pub fn read_header(
+        socket: BorrowedFd<'_>,
+        accept: ProxyVersion,
+    ) -> Result<Proxied, ProxyError> {
+        read_header_within(socket, accept, HEADER_TIMEOUT)
+    }
+
+    pub(super) fn read_header_within(
+        socket: BorrowedFd<'_>,
+        accept: ProxyVersion,
+        timeout: Duration,
+    ) -> Result<Proxied, ProxyError> {
+        let deadline = Instant::now() + timeout;
+        let mut head: Vec<u8> = Vec::with_capacity(64);
+        let mut peeked = [0u8; MAX_V2];
+        loop {
+            let room = MAX_V2 - head.len();
+            if room == 0 {
+                return Err(ProxyError::Invalid(format!(
+                    "a header longer than {MAX_V2} bytes"
+                )));
             }
-            Decoded::Invalid(why) => return Err(ProxyError::Invalid(why)),
-            Decoded::Incomplete => take(socket, n, deadline)?,
+            let n = receive(socket, &mut peeked[..room], MsgFlags::MSG_PEEK, deadline)?;
+            let taken = head.len();
+            head.extend_from_slice(&peeked[..n]);
+            match decode(&head, accept) {
+                Decoded::Complete(proxied, len) => {
+                    take(socket, len - taken, deadline)?;
+                    return Ok(proxied);
+                }
+                Decoded::Invalid(why) => return Err(ProxyError::Invalid(why)),
+                Decoded::Incomplete => take(socket, n, deadline)?,
+            }
         }
+    }
+
+    /// One recv(2) with the time left before `deadline` as SO_RCVTIMEO.
+    fn receive(
+        socket: BorrowedFd<'_>,
+        buf: &mut [u8],
+        flags: MsgFlags,
+        deadline: Instant,
+    ) -> Result<usize, ProxyError> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ProxyError::Timeout);
+            }
+            let _ = socket2::SockRef::from(&socket).set_read_timeout(Some(left));
+            match recv(socket.as_fd().as_raw_fd(), buf, flags) {
+                Ok(0) => return Err(ProxyError::Closed),
+                Ok(n) => return Ok(n),
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => return Err(ProxyError::Timeout),
+                Err(_) => return Err(ProxyError::Closed),
+            }
+        }
+    }
+
+    /// Reads and drops exactly `n` bytes.
+    fn take(socket: BorrowedFd<'_>, mut n: usize, deadline: Instant) -> Result<(), ProxyError> {
+        let mut sink = [0u8; MAX_V2];
+        while n > 0 {
+            let got = receive(
+                socket,
+                &mut sink[..n.min(MAX_V2)],
+                MsgFlags::empty(),
+                deadline,
+            )?;
+            n -= got;
+        }
+        Ok(())
     }
 }
 
-/// One recv(2) with the time left before `deadline` as SO_RCVTIMEO.
-fn receive(
-    socket: BorrowedFd<'_>,
-    buf: &mut [u8],
-    flags: MsgFlags,
-    deadline: Instant,
-) -> Result<usize, ProxyError> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ProxyError::Timeout);
-        }
-        let _ = socket2::SockRef::from(&socket).set_read_timeout(Some(left));
-        match recv(socket.as_fd().as_raw_fd(), buf, flags) {
-            Ok(0) => return Err(ProxyError::Closed),
-            Ok(n) => return Ok(n),
-            Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) => return Err(ProxyError::Timeout),
-            Err(_) => return Err(ProxyError::Closed),
-        }
-    }
-}
-
-/// Reads and drops exactly `n` bytes.
-fn take(socket: BorrowedFd<'_>, mut n: usize, deadline: Instant) -> Result<(), ProxyError> {
-    let mut sink = [0u8; MAX_V2];
-    while n > 0 {
-        let got = receive(
-            socket,
-            &mut sink[..n.min(MAX_V2)],
-            MsgFlags::empty(),
-            deadline,
-        )?;
-        n -= got;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
+    use super::reader::read_header_within;
     use super::*;
     use std::io::{Read, Write};
+    use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
 
     fn v2(command: u8, family: u8, addresses: &[u8], tlvs: &[u8]) -> Vec<u8> {
