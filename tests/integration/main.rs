@@ -14,6 +14,7 @@ mod library;
 mod limits;
 mod models;
 mod pool;
+mod proxy;
 mod reliability;
 mod reload;
 mod run;
