@@ -199,14 +199,18 @@ impl Listener {
     }
 
     /// Sets the mode and owner of a Unix socket's file (no-op for IP).
+    ///
+    /// The mode first, while the file is still the master's own: changing
+    /// the mode of a file given away needs CAP_FOWNER, which the packaged
+    /// systemd unit does not grant (CAP_CHOWN is enough this way round).
     pub fn set_file_access(&self, mode: Option<u32>, owner: Option<(u32, u32)>) -> io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         if let ListenSocket::Unix { path, .. } = &self.socket {
-            if let Some((uid, gid)) = owner {
-                std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
-            }
             if let Some(mode) = mode {
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            }
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
             }
         }
         Ok(())

@@ -13,6 +13,7 @@ mod import;
 mod library;
 mod limits;
 mod models;
+mod packaging;
 mod pool;
 mod proxy;
 mod reliability;
