@@ -263,7 +263,8 @@ impl Worker<'_, '_> {
         conn: &mut Connection,
         version: ProxyVersion,
     ) -> Result<(), String> {
-        match proxy::read_header(conn.as_fd(), version) {
+        let limit = self.timeout.unwrap_or(proxy::HEADER_TIMEOUT);
+        match proxy::read_header(conn.as_fd(), version, limit) {
             Ok(proxy::Proxied::Client {
                 source,
                 destination,

@@ -122,7 +122,8 @@ struct Server {
     addr: std::net::SocketAddr,
     /// Every line of its stderr, read by a thread.
     lines: Arc<Mutex<Vec<String>>>,
-    reader: std::thread::JoinHandle<()>,
+    /// Told when the reader has seen the end of the pipe.
+    reader_done: mpsc::Receiver<()>,
 }
 
 impl Server {
@@ -152,7 +153,8 @@ impl Server {
         let stderr = child.stderr.take().expect("piped");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (found, listening) = mpsc::channel();
-        let reader = {
+        let (done, reader_done) = mpsc::channel();
+        {
             let lines = Arc::clone(&lines);
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -161,8 +163,9 @@ impl Server {
                     }
                     lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
                 }
-            })
-        };
+                let _ = done.send(());
+            });
+        }
         let addr = listening
             .recv_timeout(Duration::from_secs(10))
             .ok()
@@ -171,7 +174,7 @@ impl Server {
             child,
             addr: ([127, 0, 0, 1], 0).into(),
             lines,
-            reader,
+            reader_done,
         };
         match addr {
             Some(addr) => {
@@ -211,26 +214,36 @@ impl Server {
                 }
             }
         };
-        let _ = self.reader.join();
+        // The end of the pipe comes when every process holding it has
+        // gone; a program a killed worker left running may hold it longer:
+        // then the lines read so far are what there is.
+        let _ = self.reader_done.recv_timeout(Duration::from_secs(5));
         let lines = std::mem::take(&mut *self.lines.lock().unwrap_or_else(|e| e.into_inner()));
         (status.is_some_and(|s| s.success()), lines)
     }
 }
 
-/// The per-worker counts of W0050 lines.
+/// The per-worker counts of the W0050 lines (one per worker) and W0051
+/// lines (N workers of one connection each).
 fn served_counts(lines: &[String]) -> Vec<u64> {
-    lines
-        .iter()
-        .filter(|l| l.contains("W0050 "))
-        .filter_map(|l| {
-            l.rsplit(" served ")
-                .next()?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect()
+    let number_after = |line: &str, word: &str| -> Option<u64> {
+        line.rsplit(word)
+            .next()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let mut counts = Vec::new();
+    for line in lines {
+        if line.contains("W0050 ") {
+            counts.extend(number_after(line, " served "));
+        } else if line.contains("W0051 ") {
+            let n = number_after(line, ": ").unwrap_or(0);
+            counts.extend(std::iter::repeat_n(1, n as usize));
+        }
+    }
+    counts
 }
 
 /// Samples the tree's peak memory, processes and threads every 100 ms
@@ -480,7 +493,8 @@ mod tests {
             "preforkd[1]: W0050 service echo: worker 12 served 40 connections".to_string(),
             "preforkd[1]: M0001 master 1: stopped".to_string(),
             "preforkd[1]: W0050 service echo: worker 13/2 served 2 connections".to_string(),
+            "preforkd[2]: W0051 service echo: 3 workers served 1 connection each".to_string(),
         ];
-        assert_eq!(served_counts(&lines), vec![40, 2]);
+        assert_eq!(served_counts(&lines), vec![40, 2, 1, 1, 1]);
     }
 }

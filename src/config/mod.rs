@@ -293,6 +293,13 @@ impl ServiceConfig {
             }
             return Ok(());
         }
+        // These fork from the runner, which off Linux has a thread (the
+        // watch that ends it when the master dies): fork(2) there would
+        // copy a process with threads.
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        if matches!(model, Model::Fork | Model::PreforkPass) {
+            return Err(format!("model = \"{model}\" is available on Linux only"));
+        }
         if model.is_process_pool() {
             return Ok(());
         }

@@ -33,7 +33,7 @@ use crate::error::Error;
 use crate::models::prefork_lock::AcceptLock;
 use crate::models::Model;
 use crate::net::Listener;
-use crate::scoreboard::Scoreboard;
+use crate::scoreboard::{Scoreboard, State};
 use crate::sys;
 use crate::sys::process::{ChildExit, Fork, ForkError, Pid};
 use crate::worker::Worker;
@@ -594,6 +594,29 @@ impl<'a> Master<'a> {
         self.set_phase(Phase::Stopped);
     }
 
+    /// SIGTERM again to the chosen pools' workers that are not serving a
+    /// connection: the first one may have landed just before a worker
+    /// blocked in accept(2). A busy worker saw it (its flag is set) and
+    /// leaves after its connection; a signal now would only interrupt its
+    /// reads and restart their idle timeout.
+    fn nudge_workers(&self, which: impl Fn(&PoolRun<'_>) -> bool) {
+        for run in self.pools.iter().filter(|r| which(r)) {
+            for (pid, slot) in run.pool.slots() {
+                if self.board.slot(slot).state() != State::Busy {
+                    sys::process::kill(pid, Signal::SIGTERM);
+                }
+            }
+        }
+    }
+
+    /// Whether worker `pid` is serving a connection, by the scoreboard.
+    fn is_busy(&self, pid: Pid) -> bool {
+        self.pools
+            .iter()
+            .find_map(|r| r.pool.slot_of(pid))
+            .is_some_and(|slot| self.board.slot(slot).state() == State::Busy)
+    }
+
     fn signal_workers(&self, which: impl Fn(&PoolRun<'_>) -> bool, signal: Signal) {
         for run in self.pools.iter().filter(|r| which(r)) {
             for pid in run.pool.pids() {
@@ -667,7 +690,7 @@ impl<'a> Master<'a> {
                         deadline: now + Duration::from_secs(3600),
                     };
                 } else if self.next_nudge.is_some_and(|t| now >= t) {
-                    self.signal_workers(|_| true, Signal::SIGTERM);
+                    self.nudge_workers(|_| true);
                     self.next_nudge = Some(now + NUDGE_EVERY);
                 }
             }
@@ -680,9 +703,11 @@ impl<'a> Master<'a> {
     /// forget the pools that are empty.
     fn finish_retiring(&mut self, now: Instant) {
         if self.next_nudge.is_some_and(|t| now >= t) {
-            self.signal_workers(|r| r.retiring.is_some(), Signal::SIGTERM);
+            self.nudge_workers(|r| r.retiring.is_some());
             for &pid in &self.retired {
-                sys::process::kill(pid, Signal::SIGTERM);
+                if !self.is_busy(pid) {
+                    sys::process::kill(pid, Signal::SIGTERM);
+                }
             }
             self.next_nudge = Some(now + NUDGE_EVERY);
         }

@@ -178,27 +178,29 @@ impl Loop<'_, '_> {
     fn run(&mut self, service: &Service) -> WorkerExit {
         let cycle = chargen_cycle();
         let mut buf = vec![0u8; 16 * 1024];
+        // Until SIGTERM, or the listener is shut down or broken; then the
+        // sessions and programs in progress are finished.
+        let mut accepting = true;
+        let mut exit = WorkerExit::Done;
         loop {
             self.reap_programs();
             self.close_idle();
-            let accepting = !self.runner.stopping();
+            accepting &= !self.runner.stopping();
             if !accepting && self.sessions.is_empty() && self.programs.is_empty() {
-                return WorkerExit::Done;
+                return exit;
             }
-            // Index 0 is the listener (no events asked once stopping).
+            // The sessions, then the listener while accepting (a listener
+            // shut down reports POLLHUP even when asked for nothing).
             let mut fds = Vec::with_capacity(self.sessions.len() + 1);
-            let listen_for = if accepting {
-                PollFlags::POLLIN
-            } else {
-                PollFlags::empty()
-            };
-            fds.push(PollFd::new(self.runner.listener.as_fd(), listen_for));
             for s in &self.sessions {
                 let events = match s.wants() {
                     Next::Write => PollFlags::POLLOUT,
                     _ => PollFlags::POLLIN,
                 };
                 fds.push(PollFd::new(s.conn.as_fd(), events));
+            }
+            if accepting {
+                fds.push(PollFd::new(self.runner.listener.as_fd(), PollFlags::POLLIN));
             }
             match nix::poll::poll(&mut fds, self.poll_timeout()) {
                 Ok(_) => {}
@@ -216,7 +218,7 @@ impl Loop<'_, '_> {
             // Sessions first, from the end, so removing one does not move
             // the ones still to visit.
             for i in (0..self.sessions.len()).rev() {
-                if !ready[i + 1] {
+                if !ready[i] {
                     continue;
                 }
                 match self.sessions[i].step(&cycle, &mut buf) {
@@ -232,15 +234,17 @@ impl Loop<'_, '_> {
                     }
                 }
             }
-            if ready[0] && accepting {
-                if let Some(exit) = self.accept(service) {
-                    return exit;
+            if accepting && ready.last() == Some(&true) {
+                if let Some(end) = self.accept(service) {
+                    accepting = false;
+                    exit = end;
                 }
             }
         }
     }
 
-    /// Takes one new connection and starts serving it.
+    /// Takes one new connection and starts serving it; `Some` when there
+    /// will be no more (asked to stop, or the listener is broken).
     fn accept(&mut self, service: &Service) -> Option<WorkerExit> {
         let name = self.runner.name;
         let conn = match super::accept_once(self.runner.listener, name) {

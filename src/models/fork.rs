@@ -32,6 +32,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     super::runner_ready(runner.slot);
     let parent = sys::process::current_pid();
     let mut children = 0usize;
+    let mut forked = 0u64;
     let exit = loop {
         reap(&mut children, false);
         if runner.stopping() {
@@ -50,12 +51,12 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
                 // Like a worker, a child does not outlive a killed runner.
                 let _ = sys::process::die_with_parent(parent);
                 runner.serve(conn);
-                super::report_served(runner.name, &std::process::id().to_string(), 1);
                 let _ = std::io::Write::flush(&mut std::io::stderr());
                 sys::process::exit_now(0);
             }
             Ok(Fork::Parent(_)) => {
                 children += 1;
+                forked += 1;
                 drop(conn);
             }
             Err(e) => {
@@ -70,6 +71,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     // Let the children finish their connections (the master's graceful
     // timeout kills the whole process group if they take too long).
     reap(&mut children, true);
+    super::report_one_each(runner.name, forked);
     exit
 }
 

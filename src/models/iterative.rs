@@ -21,7 +21,13 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     let exit = loop {
         match runner.accept() {
             Accepted::Connection(conn) => {
-                runner.serve(conn);
+                // Busy on the scoreboard while serving, as a prefork worker:
+                // the master's `timeout` watch applies, and its stop nudges
+                // leave the connection alone.
+                runner.slot.begin(conn.remote_addr());
+                let _ = conn.set_timeout(runner.timeout);
+                let _ = crate::worker::serve_one(runner.name, runner.handler, conn);
+                runner.slot.end();
                 served += 1;
             }
             Accepted::Stop => break WorkerExit::Done,

@@ -166,3 +166,10 @@ impl FromStr for Model {
 pub fn report_served(service: &str, worker: &str, served: u64) {
     log::debug!("W0050 service {service}: worker {worker} served {served} connections");
 }
+
+/// The same for the models that start a worker per connection (`fork`,
+/// `threads`): one line for all of them, when the runner leaves, rather
+/// than one per connection, which would cost them a write each.
+pub fn report_one_each(service: &str, workers: u64) {
+    log::debug!("W0051 service {service}: {workers} workers served 1 connection each");
+}

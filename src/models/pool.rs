@@ -11,16 +11,17 @@
 //! others down; a process pool isolates them.
 //!
 //! Stopping: the threads run with SIGTERM blocked, so the signal reaches
-//! the main thread, asleep in sigsuspend(2). It then interrupts each
-//! thread's accept(2) with SIGURG (whose handler does nothing but make the
-//! call return EINTR), again every few milliseconds until they have all
-//! left, since a signal can land just before a thread blocks.
+//! the main thread, asleep in sigsuspend(2). It then interrupts the
+//! accept(2) of each thread waiting there with SIGURG (whose handler does
+//! nothing but make the call return EINTR), again every few milliseconds
+//! until they have all left, since a signal can land just before a thread
+//! blocks. A thread serving a connection finishes it first.
 //!
 //! System calls per connection: accept4, the handler's, close: the same as
 //! `prefork`.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::pthread::{pthread_kill, pthread_self, Pthread};
@@ -39,7 +40,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
         log::error!("W0012 service {}: cannot catch SIGURG: {e}", runner.name);
         return WorkerExit::Fatal;
     }
-    let threads: Mutex<Vec<Pthread>> = Mutex::new(Vec::new());
+    let threads: Mutex<Vec<Arc<PoolThread>>> = Mutex::new(Vec::new());
     let running = AtomicUsize::new(0);
     let failed = AtomicU64::new(0);
     let (listener, stop, name, timeout, slot) = (
@@ -53,19 +54,26 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     let main = pthread_self();
     super::with_stop_blocked(|| {
         std::thread::scope(|scope| {
+            // Kept, not dropped: a dropped handle detaches its thread, whose
+            // id would then be freed when it ends.
+            let mut handles = Vec::new();
             for i in 0..runner.workers.max(1) {
                 let (threads, running, failed) = (&threads, &running, &failed);
                 running.fetch_add(1, Ordering::SeqCst);
                 let spawned = std::thread::Builder::new()
                     .name(format!("pool-{i}"))
                     .spawn_scoped(scope, move || {
-                        threads
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(pthread_self());
+                        let me = Arc::new(PoolThread {
+                            id: pthread_self(),
+                            in_accept: AtomicBool::new(false),
+                        });
+                        lock(threads).push(Arc::clone(&me));
                         let mut served = 0u64;
                         loop {
-                            match super::accept_until_stopped(listener, stop, name) {
+                            me.in_accept.store(true, Ordering::SeqCst);
+                            let accepted = super::accept_until_stopped(listener, stop, name);
+                            me.in_accept.store(false, Ordering::SeqCst);
+                            match accepted {
                                 Accepted::Connection(conn) => {
                                     super::serve_counted(name, service, timeout, slot, conn);
                                     served += 1;
@@ -78,12 +86,18 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
                             }
                         }
                         super::report_served(name, &format!("{}/{i}", std::process::id()), served);
+                        // Out of the list before leaving: never signalled
+                        // again once it is gone.
+                        lock(threads).retain(|t| !Arc::ptr_eq(t, &me));
                         running.fetch_sub(1, Ordering::SeqCst);
                         let _ = pthread_kill(main, Signal::SIGURG);
                     });
-                if let Err(e) = spawned {
-                    running.fetch_sub(1, Ordering::SeqCst);
-                    log::error!("W0005 service {name}: cannot start thread {i}: {e}");
+                match spawned {
+                    Ok(handle) => handles.push(handle),
+                    Err(e) => {
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        log::error!("W0005 service {name}: cannot start thread {i}: {e}");
+                    }
                 }
             }
             super::runner_ready(slot);
@@ -97,13 +111,20 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
                 wait_for_signal();
             }
             stop.store(true, Ordering::SeqCst);
+            // Wake the threads blocked in accept(2), again until they have
+            // all left (a signal may land just before one blocks). A thread
+            // serving a connection is left alone to finish it: a signal
+            // would restart its reads' idle timeout.
             while running.load(Ordering::SeqCst) > 0 {
-                for &t in threads.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                    // The thread may have left already: it is not joined
-                    // until the scope ends, so its id is still valid.
-                    let _ = pthread_kill(t, Signal::SIGURG);
+                for t in lock(&threads).iter() {
+                    if t.in_accept.load(Ordering::SeqCst) {
+                        let _ = pthread_kill(t.id, Signal::SIGURG);
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(5));
+            }
+            for handle in handles {
+                let _ = handle.join();
             }
         })
     });
@@ -112,6 +133,17 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     } else {
         WorkerExit::Done
     }
+}
+
+/// A pool thread, as the main thread knows it.
+struct PoolThread {
+    id: Pthread,
+    /// Blocked in (or about to block in) accept(2).
+    in_accept: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// sigsuspend(2) with SIGTERM unblocked: returns once a handler has run

@@ -111,21 +111,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
         if listener_ready {
             match super::accept_once(runner.listener, runner.name) {
                 None => {}
-                Some(Accepted::Connection(conn)) => {
-                    let i = children
-                        .iter()
-                        .position(|c| c.as_ref().is_some_and(|c| !c.busy))
-                        .expect("polled only with an idle child");
-                    let child = children[i].as_mut().expect("idle");
-                    match sys::fd::send_fd(child.channel.as_fd(), conn.as_fd()) {
-                        Ok(()) => child.busy = true,
-                        Err(e) => log::warn!(
-                            "W0013 service {}: cannot pass a connection to child {}: {e}",
-                            runner.name,
-                            child.pid
-                        ),
-                    }
-                }
+                Some(Accepted::Connection(conn)) => pass(runner, &mut children, &conn),
                 Some(Accepted::Stop) => break,
                 Some(Accepted::Fail(failed)) => {
                     exit = failed;
@@ -138,6 +124,37 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     children.clear();
     while let Ok(Some(_)) = sys::process::reap_blocking() {}
     exit
+}
+
+/// Passes `conn` to the first idle child. A child that cannot take it (it
+/// died since the poll) is forgotten, and the next idle one tried; with
+/// none left, the connection is closed.
+fn pass(runner: &Runner<'_>, children: &mut [Option<Child>], conn: &crate::net::Connection) {
+    while let Some(i) = children
+        .iter()
+        .position(|c| c.as_ref().is_some_and(|c| !c.busy))
+    {
+        let child = children[i].as_mut().expect("idle");
+        match sys::fd::send_fd(child.channel.as_fd(), conn.as_fd()) {
+            Ok(()) => {
+                child.busy = true;
+                return;
+            }
+            Err(e) => {
+                log::warn!(
+                    "W0001 service {}: cannot pass a connection to child {}: {e}; replacing it",
+                    runner.name,
+                    child.pid
+                );
+                children[i] = None;
+                while let Ok(Some(_)) = sys::process::reap_any() {}
+            }
+        }
+    }
+    log::warn!(
+        "W0013 service {}: no child to pass a connection to; closed",
+        runner.name
+    );
 }
 
 /// Forks a child with its end of a new socket pair.
@@ -153,7 +170,12 @@ fn spawn(runner: &Runner<'_>) -> std::io::Result<Child> {
             let code = match sys::process::die_with_parent(parent)
                 .and_then(|()| sys::fd::close_all_except(&keep))
             {
-                Ok(()) => serve_passed(runner, theirs),
+                Ok(()) => {
+                    // Our own syslog connection: the inherited one was
+                    // among the descriptors just closed.
+                    crate::log::reopen_after_fork();
+                    serve_passed(runner, theirs)
+                }
                 Err(e) => {
                     log::error!("W0010 service {}: child cannot start: {e}", runner.name);
                     WorkerExit::Fatal

@@ -34,7 +34,6 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
                 let spawned = super::with_stop_blocked(|| {
                     std::thread::Builder::new().spawn_scoped(scope, move || {
                         super::serve_counted(name, service, timeout, slot, conn);
-                        super::report_served(name, &format!("{}/thread", std::process::id()), 1);
                         served.fetch_add(1, Ordering::Relaxed);
                     })
                 });
@@ -50,10 +49,6 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
             Accepted::Fail(exit) => break exit,
         }
     });
-    log::debug!(
-        "service {}: {} connections served by as many threads",
-        runner.name,
-        served.load(Ordering::Relaxed)
-    );
+    super::report_one_each(runner.name, served.load(Ordering::Relaxed));
     exit
 }

@@ -74,13 +74,32 @@ impl Listener {
     /// listening with `backlog`, or only bound when `backlog` is `None` (the
     /// master's, which holds the port without taking any connection:
     /// the kernel spreads connections over listening sockets only).
+    /// `:PORT` is IPv6 and IPv4 both where the system can, as for
+    /// [`Listener::bind`].
     pub fn bind_reuseport(addr: &ListenAddr, backlog: Option<i32>) -> io::Result<Listener> {
-        let (ip, v6_only) = match addr {
-            ListenAddr::Ip(ip) => (*ip, ip.is_ipv6()),
-            ListenAddr::AnyIp(port) => (([0, 0, 0, 0], *port).into(), false),
-            ListenAddr::Unix(_) => return Err(io::Error::from_raw_os_error(libc::EPROTONOSUPPORT)),
-        };
-        Self::bind_tcp_with(ip, v6_only, backlog, true)
+        match addr {
+            ListenAddr::Ip(ip) => Self::bind_tcp_with(*ip, ip.is_ipv6(), backlog, true),
+            ListenAddr::AnyIp(port) => {
+                let any6 = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, *port, 0, 0));
+                match Self::bind_tcp_with(any6, false, backlog, true) {
+                    Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                        Self::bind_tcp_with(([0, 0, 0, 0], *port).into(), false, backlog, true)
+                    }
+                    other => other,
+                }
+            }
+            ListenAddr::Unix(_) => Err(io::Error::from_raw_os_error(libc::EPROTONOSUPPORT)),
+        }
+    }
+
+    /// Another listening SO_REUSEPORT socket on this one's address, IPv6
+    /// only or not as this one is (a worker's own, in `reuseport`).
+    pub fn rebind_reuseport(&self, backlog: i32) -> io::Result<Listener> {
+        let addr = self
+            .local_addr()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EPROTONOSUPPORT))?;
+        let v6_only = addr.is_ipv6() && socket2::SockRef::from(self).only_v6()?;
+        Self::bind_tcp_with(addr, v6_only, Some(backlog), true)
     }
 
     fn bind_tcp_with(

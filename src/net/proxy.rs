@@ -12,7 +12,8 @@
 //!   or to the program an exec service hands the socket to. Version 2
 //!   announces its length in its first 16 bytes; version 1 ends at CRLF, so
 //!   it is peeked at (MSG_PEEK) and only what precedes the CRLF is read.
-//!   The whole header must arrive within [`HEADER_TIMEOUT`] and fit in
+//!   The whole header must arrive within [`HEADER_TIMEOUT`] (or the
+//!   service's `timeout`, if shorter: the time counts as busy) and fit in
 //!   [`MAX_V2`] bytes (107 for version 1, as the protocol says).
 //!
 //! A LOCAL command (version 2; a load balancer's health check) and an
@@ -205,11 +206,7 @@ impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProxyError::Invalid(why) => f.write_str(why),
-            ProxyError::Timeout => write!(
-                f,
-                "no whole PROXY protocol header within {} s",
-                HEADER_TIMEOUT.as_secs()
-            ),
+            ProxyError::Timeout => f.write_str("no whole PROXY protocol header in time"),
             ProxyError::Closed => f.write_str("closed before its PROXY protocol header ended"),
         }
     }
@@ -235,11 +232,15 @@ mod reader {
     /// yet; a version 2 header is shorter than its announced length), so it
     /// is taken, and the next peek waits for more. Once the header is whole,
     /// exactly its remaining bytes are taken.
+    ///
+    /// The header must be whole within `limit` (the service's timeout) or
+    /// [`HEADER_TIMEOUT`], whichever is shorter.
     pub fn read_header(
         socket: BorrowedFd<'_>,
         accept: ProxyVersion,
+        limit: Duration,
     ) -> Result<Proxied, ProxyError> {
-        read_header_within(socket, accept, HEADER_TIMEOUT)
+        read_header_within(socket, accept, limit.min(HEADER_TIMEOUT))
     }
 
     pub(super) fn read_header_within(
@@ -283,6 +284,8 @@ mod reader {
             if left.is_zero() {
                 return Err(ProxyError::Timeout);
             }
+            // Under a microsecond would round to 0, which means no timeout.
+            let left = left.max(Duration::from_millis(1));
             let _ = socket2::SockRef::from(&socket).set_read_timeout(Some(left));
             match recv(socket.as_fd().as_raw_fd(), buf, flags) {
                 Ok(0) => return Err(ProxyError::Closed),

@@ -64,26 +64,107 @@ fn serves_echo_and_cat(model: &str) {
     }
 }
 
+/// SIGTERM with a connection in the middle of an exchange: it is served
+/// to its end, and the daemon then exits 0, well before its graceful
+/// timeout. With `--timeout 1s`, an idle connection is closed by that
+/// timeout during the drain (nothing restarts it), and again the daemon
+/// exits 0 without killing anyone.
+fn stops_gracefully_with_a_connection_in_flight(model: &str) {
+    let args = [
+        "run",
+        "127.0.0.1:0",
+        "--model",
+        model,
+        "--workers",
+        "2",
+        "--graceful-timeout",
+        "20s",
+        "--timeout",
+        "1s",
+        "--builtin",
+        "echo",
+    ];
+    let mut d = Daemon::start(&args);
+    let mut busy = d.connect();
+    assert_eq!(echo_once(&mut busy, "before\n").unwrap(), "before\n");
+    d.signal(libc::SIGTERM);
+    // Served to its end, across the stop.
+    for i in 0..3 {
+        std::thread::sleep(Duration::from_millis(200));
+        let line = format!("during {i}\n");
+        assert_eq!(
+            echo_once(&mut busy, &line).unwrap_or_else(|e| panic!("{model}: {e}\n{}", d.report())),
+            line
+        );
+    }
+    busy.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    busy.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    let status = d.wait_exit_within(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{model}\n{}",
+        d.report()
+    );
+    assert!(
+        !d.stderr().contains("M0008"),
+        "{model}: workers were killed\n{}",
+        d.report()
+    );
+
+    // An idle connection during the drain: closed by the timeout.
+    let mut d = Daemon::start(&args);
+    let mut idle = d.connect();
+    assert_eq!(echo_once(&mut idle, "hello\n").unwrap(), "hello\n");
+    let stopped = std::time::Instant::now();
+    d.signal(libc::SIGTERM);
+    idle.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut buf = [0u8; 8];
+    assert!(matches!(idle.read(&mut buf), Ok(0) | Err(_)), "{model}");
+    let status = d.wait_exit_within(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{model}\n{}",
+        d.report()
+    );
+    eprintln!(
+        "{model}: an idle connection closed {:?} after SIGTERM",
+        stopped.elapsed()
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "{model}: the idle connection lasted the graceful timeout\n{}",
+        d.report()
+    );
+}
+
 macro_rules! model_tests {
-    ($($test:ident: $model:literal,)*) => {$(
+    ($($serves:ident, $stops:ident: $model:literal,)*) => {$(
         #[test]
-        fn $test() {
+        fn $serves() {
             serves_echo_and_cat($model);
+        }
+
+        #[test]
+        fn $stops() {
+            stops_gracefully_with_a_connection_in_flight($model);
         }
     )*};
 }
 
 model_tests! {
-    iterative_serves_64_clients: "iterative",
-    fork_serves_64_clients: "fork",
-    prefork_serves_64_clients: "prefork",
-    prefork_lock_serves_64_clients: "prefork-lock",
-    prefork_pass_serves_64_clients: "prefork-pass",
-    threads_serves_64_clients: "threads",
-    pool_serves_64_clients: "pool",
-    pool_pass_serves_64_clients: "pool-pass",
-    event_serves_64_clients: "event",
-    reuseport_serves_64_clients: "reuseport",
+    iterative_serves_64_clients, iterative_stops_gracefully: "iterative",
+    fork_serves_64_clients, fork_stops_gracefully: "fork",
+    prefork_serves_64_clients, prefork_stops_gracefully: "prefork",
+    prefork_lock_serves_64_clients, prefork_lock_stops_gracefully: "prefork-lock",
+    prefork_pass_serves_64_clients, prefork_pass_stops_gracefully: "prefork-pass",
+    threads_serves_64_clients, threads_stops_gracefully: "threads",
+    pool_serves_64_clients, pool_stops_gracefully: "pool",
+    pool_pass_serves_64_clients, pool_pass_stops_gracefully: "pool-pass",
+    event_serves_64_clients, event_stops_gracefully: "event",
+    reuseport_serves_64_clients, reuseport_stops_gracefully: "reuseport",
 }
 
 fn threads_of(pid: u32) -> usize {
@@ -153,7 +234,12 @@ fn compare(args: &[&str]) -> Vec<serde_json::Value> {
     let mut all = vec!["compare"];
     all.extend_from_slice(args);
     all.push("--json");
-    let out = run_to_exit(&all);
+    // Ten servers started and stopped, on a machine that runs the other
+    // tests meanwhile: minutes, not seconds, before calling it stuck.
+    let out = run_command_within(
+        std::process::Command::new(BIN).args(&all),
+        Duration::from_secs(180),
+    );
     assert!(
         out.status.success(),
         "compare failed: {}",

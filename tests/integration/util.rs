@@ -302,7 +302,11 @@ pub fn run_command_within(command: &mut Command, limit: Duration) -> Output {
         .expect("spawn preforkd");
     let exited = wait_until(limit, || child.try_wait().ok().flatten().is_some());
     if !exited {
+        // And whatever it started (servers, load generators).
         let _ = child.kill();
+        for pid in processes_tagged(&tag) {
+            kill(pid, libc::SIGKILL);
+        }
     }
     let output = child.wait_with_output().unwrap();
     assert!(exited, "preforkd did not exit within {limit:?}: {output:?}");
