@@ -8,6 +8,12 @@
 //! server's per-worker counts, logged as each worker leaves (W0050), belong
 //! to that row alone: they make the spread column.
 //!
+//! CPU time: the server's whole tree, as the rusage of its exit reports it
+//! (every process of the tree reaped by another, down to the exec'd
+//! programs, to the microsecond), minus the same for the same server
+//! started and stopped without a client. /proc would give the live tree's
+//! in 10 ms ticks per process, too coarse for a row of 2000 connections.
+//!
 //! What is not here: the load generator (`crate::load`), the /proc
 //! readings (`tree`), the SVG chart (`chart`).
 
@@ -312,6 +318,28 @@ fn load(
         .map_err(|e| format!("the load generator failed ({}): {e}", out.status))
 }
 
+/// User + system CPU time of every child this process has reaped, and of
+/// their reaped children in turn (getrusage RUSAGE_CHILDREN), in seconds,
+/// to the microsecond.
+fn reaped_cpu_seconds() -> f64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |u| {
+        let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        seconds(u.user_time()) + seconds(u.system_time())
+    })
+}
+
+fn stopped_cleanly(model: Model, stopped: bool, lines: &[String]) -> Result<(), String> {
+    if stopped {
+        Ok(())
+    } else {
+        Err(format!(
+            "model {model} did not stop cleanly: {}",
+            lines.last().map_or("no output", String::as_str)
+        ))
+    }
+}
+
 /// Measures one model at one client count.
 fn measure(
     exe: &std::path::Path,
@@ -319,22 +347,26 @@ fn measure(
     model: Model,
     clients: usize,
 ) -> Result<Row, String> {
+    // What starting and stopping this server costs, without a client.
+    let idle_cpu = {
+        let before = reaped_cpu_seconds();
+        let (stopped, lines) = Server::start(exe, spec, model)?.stop();
+        stopped_cleanly(model, stopped, &lines)?;
+        reaped_cpu_seconds() - before
+    };
     let server = Server::start(exe, spec, model)?;
     let root = server.pid();
     let sampler = Sampler::start(root);
-    let before = tree::read(root, false);
     let result = load(exe, spec, server.addr, clients);
-    let after = tree::read(root, false);
     let peak = sampler.finish();
+    // The load generator has been reaped: from here until the server is,
+    // no other child of ours ends.
+    let before = reaped_cpu_seconds();
     let (stopped, lines) = server.stop();
+    let server_cpu = reaped_cpu_seconds() - before;
     let result = result?;
-    if !stopped {
-        return Err(format!(
-            "model {model} did not stop cleanly: {}",
-            lines.last().map_or("no output", String::as_str)
-        ));
-    }
-    let cpu_ms = (after.cpu_seconds - before.cpu_seconds).max(0.0) * 1000.0;
+    stopped_cleanly(model, stopped, &lines)?;
+    let cpu_ms = (server_cpu - idle_cpu).max(0.0) * 1000.0;
     let per_connection = |n: u64| {
         if n == 0 {
             0.0

@@ -1,13 +1,6 @@
-//! What a server's whole process tree uses, read from /proc (Linux): CPU
-//! time, proportional set size, processes and threads.
-//!
-//! CPU time of a tree: every live process's own user and system time, plus
-//! what it collected from the children it reaped (cutime, cstime). A child
-//! that ended and was reaped by a member of the tree is counted in its
-//! parent; so the sum covers every process the server ever had, as long as
-//! the server reaps its children (it does: no zombie ever). The kernel
-//! counts in clock ticks (100 a second on Linux), so a reading is exact to
-//! 10 ms per process.
+//! What a server's whole process tree holds at one moment, read from /proc
+//! (Linux): proportional set size, processes and threads. (Its CPU time
+//! comes from the rusage of its exit: see the parent module.)
 //!
 //! Memory: PSS (smaps_rollup), in which a page shared by N processes counts
 //! 1/N in each: the sum over the tree is what the tree really costs, where
@@ -18,8 +11,6 @@ use std::collections::HashMap;
 /// One reading of a tree.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Reading {
-    /// User + system CPU time of the tree so far, in seconds.
-    pub cpu_seconds: f64,
     /// Sum of the processes' PSS, bytes (0 where /proc does not tell).
     pub pss_bytes: u64,
     /// Processes in the tree.
@@ -31,8 +22,6 @@ pub struct Reading {
 /// What /proc/PID/stat says that matters here.
 struct Stat {
     ppid: i32,
-    /// utime + stime + cutime + cstime, in ticks.
-    ticks: u64,
     threads: usize,
 }
 
@@ -42,11 +31,9 @@ fn stat(pid: i32) -> Option<Stat> {
     // counted after its closing parenthesis (field 3, state, comes first).
     let rest = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let number = |i: usize| -> Option<u64> { fields.get(i)?.parse().ok() };
     Some(Stat {
         ppid: fields.get(1)?.parse().ok()?,
-        ticks: number(11)? + number(12)? + number(13)? + number(14)?,
-        threads: number(17)? as usize,
+        threads: fields.get(17)?.parse().ok()?,
     })
 }
 
@@ -89,23 +76,16 @@ pub fn members(root: i32) -> Vec<i32> {
 /// Reads the tree rooted at `root`; with `memory`, its PSS too (which
 /// costs the kernel a walk of every mapping: only for the sampler).
 pub fn read(root: i32, memory: bool) -> Reading {
-    let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
     let mut reading = Reading::default();
-    let mut ticks = 0;
     for pid in members(root) {
         // A process may end between the listing and this read.
         let Some(s) = stat(pid) else { continue };
-        ticks += s.ticks;
         reading.processes += 1;
         reading.threads += s.threads;
         if memory {
             reading.pss_bytes += pss_bytes(pid).unwrap_or(0);
         }
     }
-    reading.cpu_seconds = ticks as f64 / ticks_per_second;
     reading
 }
 
