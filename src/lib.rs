@@ -15,7 +15,7 @@
 //! |---|---|
 //! | `cli`, `commands` | the command line (clap; the only place flag names are spelled) and what each subcommand does |
 //! | [`config`] | the TOML file: typed values, every error at file:line:column; the inetd.conf importer |
-//! | [`net`] | addresses, binding, listening, the accepted [`Connection`]; access rules |
+//! | [`net`] | addresses, binding, listening, the accepted [`Connection`]; access rules; the PROXY protocol of load balancers |
 //! | `master` | the supervisor: one signal loop, pools and back-off, the scoreboard watch, reload, upgrade, the control socket |
 //! | `worker` | the child: drop privileges, accept, check the client, run the handler, exit with a meaning |
 //! | [`scoreboard`] | one shared-memory slot per worker: state, client, served |
@@ -23,6 +23,8 @@
 //! | [`service`] | handlers: the RFC 862–868 builtins and exec'd programs |
 //! | [`log`] | stderr or syslog, one line per message |
 //! | `sys` | every `unsafe` block and OS call: fork, signals, descriptors, shared memory, privileges, daemon |
+//! | [`models`] | the server designs of UNP chapter 30 (`--model`): the process pools the master runs, the single-process runners |
+//! | [`compare`], [`load`] | `preforkd compare`: every model against the same load, measured from outside; the load generator |
 //! | `server` | the library's [`Server`]: one pool of the master's, your handler |
 //! | `fallback` | serving without fork (Windows): every TCP service on the thread pool of [`models::pool_std`] |
 //!
