@@ -1,9 +1,9 @@
 //! `reuseport`: every worker process has its own listening socket, all
 //! bound to the same port with SO_REUSEPORT, and the kernel spreads new
 //! connections over them by a hash of the client's address and port
-//! (Linux 3.9 and later; FreeBSD 12 does it with SO_REUSEPORT_LB, which is
-//! not set here yet; elsewhere the option only lets sockets share a port,
-//! without any spreading). Not in
+//! (Linux 3.9 and later; FreeBSD 12 and later with SO_REUSEPORT_LB, set
+//! there too; elsewhere the option only lets sockets share a port, without
+//! any spreading). Not in
 //! Stevens' book, which predates it; nginx's `reuseport` and many modern
 //! servers use it.
 //!

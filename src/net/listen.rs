@@ -112,6 +112,9 @@ impl Listener {
         socket.set_reuse_address(true)?;
         if reuse_port {
             socket.set_reuse_port(true)?;
+            // FreeBSD spreads connections over the sockets only with this.
+            #[cfg(target_os = "freebsd")]
+            socket.set_reuse_port_lb(true)?;
         }
         if addr.is_ipv6() {
             socket.set_only_v6(v6_only)?;
