@@ -7,8 +7,9 @@
 //! end-of-file, and check the reply (the same bytes for echo or cat; any
 //! non-empty answer when `bytes` is 0, for daytime). A connection's latency
 //! runs from just before connect(2) to the end-of-file. It stops after
-//! `connections` connections in all, or after a duration. Every socket
-//! operation times out after 10 s, so a stuck server cannot hang a run.
+//! `connections` connections in all (or 10 minutes, whichever comes
+//! first), or after a duration. Every socket operation times out after
+//! 10 s, so a stuck server cannot hang a run.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,6 +20,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest a run of `connections` may take: a server that accepts and
+/// never answers would otherwise hold it 10 s per connection. What was not
+/// made by then is neither counted as made nor as failed.
+pub const MAX_CONNECTIONS_RUN: Duration = Duration::from_secs(600);
 
 /// When a run ends.
 #[derive(Debug, Clone, Copy)]
@@ -71,7 +77,9 @@ pub fn run(spec: &LoadSpec) -> LoadResult {
     let first_error = Mutex::new(None::<String>);
     let start = Instant::now();
     let take_ticket = || match spec.limit {
-        Limit::Connections(n) => tickets.fetch_add(1, Ordering::SeqCst) < n,
+        Limit::Connections(n) => {
+            start.elapsed() < MAX_CONNECTIONS_RUN && tickets.fetch_add(1, Ordering::SeqCst) < n
+        }
         Limit::Duration(d) => start.elapsed() < d,
     };
     let mut latencies: Vec<u64> = std::thread::scope(|scope| {
