@@ -254,6 +254,18 @@ impl Worker<'_, '_> {
         Ok(())
     }
 
+    /// Closes a connection at once, logs why under `id` (W0030 for the
+    /// access rules, W0031 for a bad PROXY header), and goes back to idle
+    /// without counting it as served.
+    fn refuse(&self, conn: Connection, id: &str, why: &str) {
+        let client = conn
+            .remote_addr()
+            .map_or("a client".to_string(), |a| a.to_string());
+        log::info!("{id} service {}: refused {client}: {why}", self.service);
+        drop(conn);
+        self.mark(|s| s.end_refused());
+    }
+
     /// Takes the PROXY protocol header off `conn`; the client it names
     /// becomes the connection's, here and on the scoreboard (per_source
     /// counts it). A LOCAL header (a health check) leaves the connection's
@@ -331,22 +343,12 @@ impl Worker<'_, '_> {
             self.mark(|s| s.begin(conn.remote_addr()));
             if let Some(version) = self.proxy_protocol {
                 if let Err(why) = self.take_proxy_header(&mut conn, version) {
-                    let client = conn
-                        .remote_addr()
-                        .map_or("a client".to_string(), |a| a.to_string());
-                    log::info!("W0031 service {}: refused {client}: {why}", self.service);
-                    drop(conn);
-                    self.mark(|s| s.end_refused());
+                    self.refuse(conn, "W0031", &why);
                     continue;
                 }
             }
             if let Err(why) = self.admit(&conn) {
-                let client = conn
-                    .remote_addr()
-                    .map_or("a client".to_string(), |a| a.to_string());
-                log::info!("W0030 service {}: refused {client}: {why}", self.service);
-                drop(conn);
-                self.mark(|s| s.end_refused());
+                self.refuse(conn, "W0030", &why);
                 continue;
             }
             // Also clears the header's read timeout when there is none.
