@@ -19,6 +19,7 @@ mod proxy;
 mod reliability;
 mod reload;
 mod run;
+mod security;
 mod serve;
 mod stop;
 mod supervise;

@@ -466,6 +466,33 @@ pub fn free_low_port(udp: bool) -> u16 {
         .expect("no free port below 1024")
 }
 
+/// Whether a test can run here: false, after printing `skipped: needs
+/// WHAT (HOW)`, when `available` is false, so the test returns and passes
+/// on a machine without it. Under `PREFORKD_TEST_STRICT=1`, which CI sets,
+/// a skip fails the test instead.
+pub fn needs(available: bool, what: &str, how: &str) -> bool {
+    if available {
+        return true;
+    }
+    let strict = std::env::var_os("PREFORKD_TEST_STRICT").is_some_and(|v| v == "1");
+    assert!(
+        !strict,
+        "needs {what} ({how}), and PREFORKD_TEST_STRICT=1 forbids skipping"
+    );
+    eprintln!("skipped: needs {what} ({how})");
+    false
+}
+
+/// [`needs`] root: the tests that play an unprivileged attacker against a
+/// root master start the master as root and the attacker as `nobody`.
+pub fn needs_root() -> bool {
+    needs(
+        nix::unistd::geteuid().is_root(),
+        "root",
+        "run the tests with sudo, as CI does",
+    )
+}
+
 /// Fails the test with a clear message unless it runs as root.
 pub fn require_root(what: &str) {
     assert!(
