@@ -493,14 +493,6 @@ pub fn needs_root() -> bool {
     )
 }
 
-/// Fails the test with a clear message unless it runs as root.
-pub fn require_root(what: &str) {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root ({what}); CI runs as root: run it with sudo"
-    );
-}
-
 /// `config` with its own control socket in `dir` (tests run in parallel;
 /// the default /run/preforkd.sock would be shared).
 pub fn with_control(dir: &TempDir, config: &str) -> String {
