@@ -52,6 +52,8 @@ pub(super) struct RawService {
     pub socket_owner: Option<Spanned<String>>,
     pub model: Option<Spanned<String>>,
     pub proxy_protocol: Option<Spanned<String>>,
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
+    pub proxy_timeout: Option<Spanned<String>>,
 }
 
 /// `workers = N` or `workers = { start, min_spare, max_spare, max }`.
