@@ -1,4 +1,4 @@
-//! 5. PROXY protocol only from the balancers you name: a header is
+//! Defence 5, PROXY protocol only from the balancers you name: a header is
 //! believed only from `trusted_proxies`; anyone else is judged by its real
 //! address before the worker reads a byte, and a header it sends is
 //! refused; a balancer's header must come within `proxy_timeout`.
