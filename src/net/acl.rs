@@ -77,9 +77,10 @@ impl Rate {
         let burst = interval * u64::from(self.count);
         let mut current = state.load(Ordering::SeqCst);
         loop {
-            // The theoretical arrival time of the next connection.
+            // The theoretical arrival time of the next connection: one
+            // more fits if it is not later than a burst's worth ahead.
             let tat = current.max(now_us);
-            if tat >= now_us + burst {
+            if tat - now_us + interval > burst {
                 return false;
             }
             match state.compare_exchange_weak(
@@ -249,6 +250,11 @@ mod tests {
             .filter(|_| rate.admit(&state, t0 + 100_000))
             .count();
         assert_eq!(later, 5);
+        // A full bucket stays full a moment later: nothing was earned yet.
+        let state = AtomicU64::new(0);
+        assert_eq!((0..200).filter(|_| rate.admit(&state, t0)).count(), 50);
+        assert!(!rate.admit(&state, t0 + 1));
+        assert!(rate.admit(&state, t0 + 20_000));
         assert!("0/s".parse::<Rate>().is_err());
         assert!("5/d".parse::<Rate>().is_err());
         assert_eq!("600/m".parse::<Rate>().unwrap().to_string(), "600/m");
