@@ -139,6 +139,18 @@ fn run_config(args: &RunArgs) -> Result<Config, Error> {
     if protocol == Protocol::Udp && matches!(addr, ListenAddr::Unix(_)) {
         return Err(Error::Usage("--udp needs an IP address, not unix:".into()));
     }
+    if protocol == Protocol::Udp {
+        let tcp_only = [
+            ("--timeout", args.timeout.is_some()),
+            ("--max-memory", args.max_memory.is_some()),
+            ("--log-connections", args.log_connections),
+        ];
+        if let Some((flag, _)) = tcp_only.iter().find(|(_, given)| *given) {
+            return Err(Error::Usage(format!(
+                "{flag} applies to tcp services, not --udp"
+            )));
+        }
+    }
     let account = match &args.user {
         Some(user) => Some(Account::lookup(user, args.group.as_deref()).map_err(Error::Usage)?),
         None => None,

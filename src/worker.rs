@@ -192,9 +192,16 @@ impl Worker<'_, '_> {
         };
         let mut buf = vec![0u8; 65536];
         let mut answered = 0usize;
+        // Datagrams admitted (answered or not: discard), for max_requests.
+        let mut taken = 0u64;
         self.slot.set(State::Idle);
         loop {
             if stop.load(Ordering::SeqCst) {
+                return WorkerExit::Done;
+            }
+            if self.max_requests.is_some_and(|max| taken >= max) {
+                log::debug!("service {}: took {taken} datagrams: retiring", self.service);
+                self.slot.set(State::Exiting);
                 return WorkerExit::Done;
             }
             let (len, source) = match socket.recv_from(&mut buf) {
@@ -213,9 +220,8 @@ impl Worker<'_, '_> {
                     continue;
                 }
             };
-            if let Err(why) = answerable(source, &self.udp_ports)
-                .map_err(str::to_string)
-                .and_then(|()| self.admit_datagram(source.ip()))
+            if let Err(why) =
+                answerable(source, &self.udp_ports).and_then(|()| self.admit_datagram(source.ip()))
             {
                 log::debug!(
                     "service {}: dropped a datagram from {source}: {why}",
@@ -224,6 +230,7 @@ impl Worker<'_, '_> {
                 continue;
             }
             self.slot.begin(Some(source));
+            taken += 1;
             if let Some(reply) = builtin.datagram_reply(&buf[..len], answered) {
                 match socket.send_to(&reply, source) {
                     Ok(_) => answered += 1,
@@ -238,11 +245,10 @@ impl Worker<'_, '_> {
     /// lists, `per_source` as datagrams per second from one address (by
     /// default [`UDP_PER_SOURCE`], so that every builtin's replies to one
     /// address are limited), and `rate` for the whole socket.
-    fn admit_datagram(&self, ip: std::net::IpAddr) -> Result<(), String> {
-        self.access.allows(ip).map_err(str::to_string)?;
-        let per_source = self.access.per_source.unwrap_or(UDP_PER_SOURCE);
+    fn admit_datagram(&self, ip: std::net::IpAddr) -> Result<(), &'static str> {
+        self.access.allows(ip)?;
         let per_second = Rate {
-            count: per_source,
+            count: self.access.per_source.unwrap_or(UDP_PER_SOURCE),
             per_secs: 1,
         };
         let now = sys::shm::monotonic_us();
@@ -251,9 +257,14 @@ impl Worker<'_, '_> {
             .sources()
             .admit(self.pool_slot, ip, per_second, now)
         {
-            return Err(format!("per_source limit of {per_source}/s reached"));
+            return Err("per_source limit reached");
         }
-        self.admit_rate()
+        if let Some(rate) = self.access.rate {
+            if !rate.admit(self.board.slot(self.pool_slot).rate_state(), now) {
+                return Err("rate limit reached");
+            }
+        }
+        Ok(())
     }
 
     /// Applies the service's access rules to a client just accepted: to

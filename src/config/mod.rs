@@ -680,6 +680,9 @@ impl Checker<'_> {
                 Protocol::Tcp
             }
         };
+        if protocol == Protocol::Udp {
+            self.not_for_udp(raw);
+        }
         if raw.listen.get_ref().is_empty() {
             self.error(raw.listen.span(), "`listen` needs at least one address");
         }
@@ -812,7 +815,7 @@ impl Checker<'_> {
             max_requests_jitter,
             timeout,
             max_memory,
-            log_connections: raw.log_connections.unwrap_or(false),
+            log_connections: raw.log_connections.as_ref().is_some_and(|b| *b.get_ref()),
             access,
             backlog,
             privileges: Privileges {
@@ -832,6 +835,29 @@ impl Checker<'_> {
             return None;
         }
         Some(config)
+    }
+
+    /// The keys a UDP service cannot honour, refused rather than ignored: a
+    /// worker answers each datagram at once (`timeout`), in the memory it
+    /// had when it started (`max_memory`), and logs no line per datagram
+    /// (`log_connections`), which a flood of forged ones would turn into a
+    /// flood of lines.
+    fn not_for_udp(&mut self, raw: &RawService) {
+        for (key, span) in [
+            ("timeout", raw.timeout.as_ref().map(|t| t.span())),
+            ("max_memory", raw.max_memory.as_ref().map(|m| m.span())),
+            (
+                "log_connections",
+                raw.log_connections.as_ref().map(|l| l.span()),
+            ),
+        ] {
+            if let Some(span) = span {
+                self.error(
+                    span,
+                    format!("`{key}` applies to tcp services, not udp (see preforkd(8), Over UDP)"),
+                );
+            }
+        }
     }
 
     /// `proxy_protocol`, `trusted_proxies` and `proxy_timeout`: the first

@@ -217,3 +217,46 @@ fn a_forged_reply_loop_between_two_echo_servers_dies_out() {
         1
     );
 }
+
+#[test]
+fn what_a_udp_service_cannot_honour_is_refused_not_ignored() {
+    let dir = TempDir::new("sec-udp-check");
+    let file = dir.path().join("u.toml");
+    std::fs::write(
+        &file,
+        "[[service]]\nname = \"u\"\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\n\
+         timeout = \"5s\"\nlog_connections = true\nper_source = 5\nrate = \"50/s\"\n",
+    )
+    .unwrap();
+    let out = run_to_exit(&["check", "-c", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let at = |line: u32| format!("{}:{line}:", file.display());
+    assert!(
+        err.contains(&format!(
+            "{}11: `timeout` applies to tcp services, not udp",
+            at(6)
+        )) && err.contains(&format!(
+            "{}19: `log_connections` applies to tcp services",
+            at(7)
+        )),
+        "{err}"
+    );
+    // per_source and rate are honoured: nothing is said about them.
+    assert!(err.contains(": 2 errors"), "{err}");
+    let out = run_to_exit(&[
+        "run",
+        "127.0.0.1:0",
+        "--udp",
+        "--timeout",
+        "5s",
+        "--builtin",
+        "echo",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--timeout applies to tcp services, not --udp"),
+        "{err}"
+    );
+}
