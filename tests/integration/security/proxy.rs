@@ -51,13 +51,17 @@ for s in conns:
     print(out.hex() or "-", flush=True)
 "#;
 
-/// The client script, where `nobody` can read it.
-fn client_script(dir: &TempDir) -> PathBuf {
+/// A script in `dir`, where `nobody` can read it (udp.rs's too).
+pub(super) fn script_for_nobody(dir: &TempDir, name: &str, body: &str) -> PathBuf {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = dir.path().join("client.py");
-    std::fs::write(&path, CLIENT).unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, body).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     path
+}
+
+fn client_script(dir: &TempDir) -> PathBuf {
+    script_for_nobody(dir, "client.py", CLIENT)
 }
 
 /// A client as `nobody`, started; its stdout is read line by line.
@@ -119,7 +123,8 @@ impl Drop for Attacker {
     }
 }
 
-fn can_play_nobody() -> bool {
+/// Whether the test can run Python as `nobody` (root, python3).
+pub(super) fn can_play_nobody() -> bool {
     needs_root()
         && needs(
             std::path::Path::new("/usr/bin/python3").exists(),

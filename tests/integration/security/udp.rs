@@ -8,11 +8,11 @@
 //! loop, which needs a raw socket (root) to write another host's address
 //! as its source, as an attacker off the path does on a real network.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::proxy::{can_play_nobody, script_for_nobody};
 use crate::util::*;
 
 /// `udp.py HOST PORT SOURCES COUNT`: sends COUNT datagrams to HOST:PORT,
@@ -57,23 +57,6 @@ s.sendto(ip + udp, ("127.0.0.1", 0))
 print("forged")
 "#;
 
-fn script(dir: &TempDir, name: &str, body: &str) -> PathBuf {
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = dir.path().join(name);
-    std::fs::write(&path, body).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    path
-}
-
-fn python_available() -> bool {
-    needs_root()
-        && needs(
-            std::path::Path::new("/usr/bin/python3").exists(),
-            "python3",
-            "apt-get install python3",
-        )
-}
-
 /// Sends `count` datagrams to `addr` from `sources` as nobody; returns how
 /// many were answered and the longest answer.
 fn send_as_nobody(sender: &PathBuf, addr: &str, sources: &str, count: u32) -> (u32, usize) {
@@ -100,11 +83,11 @@ fn send_as_nobody(sender: &PathBuf, addr: &str, sources: &str, count: u32) -> (u
 
 #[test]
 fn the_access_rules_and_limits_apply_to_every_datagram() {
-    if !python_available() {
+    if !can_play_nobody() {
         return;
     }
     let dir = TempDir::new("sec-udp-rules");
-    let sender = script(&dir, "udp.py", SENDER);
+    let sender = script_for_nobody(&dir, "udp.py", SENDER);
     let service = |name: &str, builtin: &str, extra: &str| {
         format!(
             "[[service]]\nname = \"{name}\"\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:0\"]\n\
@@ -155,7 +138,7 @@ fn answered(dir: &TempDir) -> u64 {
 
 #[test]
 fn a_forged_reply_loop_between_two_echo_servers_dies_out() {
-    if !python_available() {
+    if !can_play_nobody() {
         return;
     }
     let dirs = [
@@ -174,7 +157,7 @@ fn a_forged_reply_loop_between_two_echo_servers_dies_out() {
             .to_string()
     };
     let (port_a, port_b) = (port(&a), port(&b));
-    let forger = script(&dirs[0], "forge.py", FORGER);
+    let forger = script_for_nobody(&dirs[0], "forge.py", FORGER);
     // To A, from B's address: A answers B, B answers A, ...
     let out = run_command_within(
         Command::new("/usr/bin/python3")
@@ -211,7 +194,7 @@ fn a_forged_reply_loop_between_two_echo_servers_dies_out() {
     // At most a burst of 10 each, plus what the refill lets through.
     assert!(last.0 <= 15 && last.1 <= 15, "{last:?}");
     // Both still answer a real client.
-    let sender = script(&dirs[1], "udp.py", SENDER);
+    let sender = script_for_nobody(&dirs[1], "udp.py", SENDER);
     assert_eq!(
         send_as_nobody(&sender, &a.address_of("echo", "udp"), "127.0.0.1", 1).0,
         1
