@@ -193,6 +193,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "VERSION")]
     pub proxy_protocol: Option<crate::net::proxy::ProxyVersion>,
 
+    /// With --proxy-protocol: a load balancer whose headers are believed
+    /// (repeatable: 10.0.0.5, 10.0.0.0/24); required.
+    #[arg(long, value_name = "NET", value_parser = parse_net, requires = "proxy_protocol")]
+    pub trusted_proxy: Vec<ipnet::IpNet>,
+
+    /// With --proxy-protocol: how long a balancer may take to send its
+    /// header [default: 3s; at most 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "proxy_protocol")]
+    pub proxy_timeout: Option<Duration>,
+
     /// Serve a built-in service: echo, discard, daytime, chargen or time.
     #[arg(
         long,

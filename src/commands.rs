@@ -26,6 +26,7 @@ use crate::cli::{Cli, Command, ConfigArgs, ImportArgs, RunArgs};
 use crate::config::{self, Config, ConfigError, DaemonConfig, Protocol, ServiceConfig, Sizing};
 use crate::error::Error;
 use crate::net::acl::Access;
+use crate::net::proxy;
 use crate::privileges::{Account, Privileges};
 use crate::service::{ExecSpec, Service};
 use crate::{default_workers, ListenAddr};
@@ -138,9 +139,43 @@ fn run_config(args: &RunArgs) -> Result<Config, Error> {
     if protocol == Protocol::Udp && matches!(addr, ListenAddr::Unix(_)) {
         return Err(Error::Usage("--udp needs an IP address, not unix:".into()));
     }
+    if protocol == Protocol::Udp {
+        let tcp_only = [
+            ("--timeout", args.timeout.is_some()),
+            ("--max-memory", args.max_memory.is_some()),
+            ("--log-connections", args.log_connections),
+        ];
+        if let Some((flag, _)) = tcp_only.iter().find(|(_, given)| *given) {
+            return Err(Error::Usage(format!(
+                "{flag} applies to tcp services, not --udp"
+            )));
+        }
+    }
     let account = match &args.user {
         Some(user) => Some(Account::lookup(user, args.group.as_deref()).map_err(Error::Usage)?),
         None => None,
+    };
+    let proxy_protocol = match args.proxy_protocol {
+        None => None,
+        Some(_) if args.trusted_proxy.is_empty() => {
+            return Err(Error::Usage(
+                "--proxy-protocol needs --trusted-proxy NET: the load balancers whose headers are believed".into(),
+            ))
+        }
+        Some(version) => {
+            let timeout = args.proxy_timeout.unwrap_or(proxy::DEFAULT_TIMEOUT);
+            if timeout.is_zero() || timeout > proxy::MAX_TIMEOUT {
+                return Err(Error::Usage(format!(
+                    "--proxy-timeout must be longer than 0s and at most {}s",
+                    proxy::MAX_TIMEOUT.as_secs()
+                )));
+            }
+            Some(proxy::Proxy {
+                version,
+                trusted: args.trusted_proxy.clone(),
+                timeout,
+            })
+        }
     };
     let service_config = ServiceConfig {
         name: service.to_string(),
@@ -169,7 +204,7 @@ fn run_config(args: &RunArgs) -> Result<Config, Error> {
         socket_mode: None,
         socket_owner: None,
         model: args.model,
-        proxy_protocol: args.proxy_protocol,
+        proxy_protocol,
     };
     service_config
         .check_model()

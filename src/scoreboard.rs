@@ -8,9 +8,11 @@
 //! so a worker killed in the middle of an update leaves at worst one stale
 //! field, which the master overwrites when it frees the slot.
 
+use std::collections::hash_map::RandomState;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::net::acl::{SourceTable, SOURCES};
 use crate::sys::shm::{monotonic_ms, SharedWords};
 
 /// Slots in the board: the most workers of all pools together.
@@ -87,6 +89,9 @@ impl State {
 pub struct Scoreboard {
     words: SharedWords,
     free: Vec<usize>,
+    /// The UDP services' per-source limiter, and its hash key.
+    sources: SharedWords,
+    hasher: RandomState,
 }
 
 impl Scoreboard {
@@ -95,7 +100,14 @@ impl Scoreboard {
         Ok(Scoreboard {
             words: SharedWords::new(MAX_SLOTS * SLOT_WORDS)?,
             free: (0..MAX_SLOTS).rev().collect(),
+            sources: SharedWords::new(2 * SOURCES)?,
+            hasher: RandomState::new(),
         })
+    }
+
+    /// The UDP services' per-source limiter, shared by every worker.
+    pub fn sources(&self) -> SourceTable<'_> {
+        SourceTable::new(self.sources.words(), &self.hasher)
     }
 
     /// Takes a free slot for a worker about to be forked.

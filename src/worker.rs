@@ -30,8 +30,8 @@ use nix::sys::signal::Signal;
 use crate::master::plan::Job;
 use crate::models::prefork_lock::AcceptLock;
 use crate::models::{report_served, Model, Runner};
-use crate::net::acl::Access;
-use crate::net::proxy::{self, ProxyVersion};
+use crate::net::acl::{Access, Rate, UDP_PER_SOURCE};
+use crate::net::proxy::{self, Proxy};
 use crate::net::{Connection, Listener};
 use crate::privileges::Privileges;
 use crate::scoreboard::{Scoreboard, Slot, State};
@@ -99,8 +99,9 @@ pub(crate) struct Worker<'a, 'h> {
     pub backlog: i32,
     /// Processes or threads inside a single-process model.
     pub model_workers: usize,
-    /// Read a PROXY protocol header before serving each connection.
-    pub proxy_protocol: Option<ProxyVersion>,
+    /// Read a PROXY protocol header from a trusted balancer before serving
+    /// its connection.
+    pub proxy_protocol: Option<&'a Proxy>,
 }
 
 impl Worker<'_, '_> {
@@ -191,9 +192,16 @@ impl Worker<'_, '_> {
         };
         let mut buf = vec![0u8; 65536];
         let mut answered = 0usize;
+        // Datagrams admitted (answered or not: discard), for max_requests.
+        let mut taken = 0u64;
         self.slot.set(State::Idle);
         loop {
             if stop.load(Ordering::SeqCst) {
+                return WorkerExit::Done;
+            }
+            if self.max_requests.is_some_and(|max| taken >= max) {
+                log::debug!("service {}: took {taken} datagrams: retiring", self.service);
+                self.slot.set(State::Exiting);
                 return WorkerExit::Done;
             }
             let (len, source) = match socket.recv_from(&mut buf) {
@@ -212,7 +220,9 @@ impl Worker<'_, '_> {
                     continue;
                 }
             };
-            if let Err(why) = answerable(source, &self.udp_ports) {
+            if let Err(why) =
+                answerable(source, &self.udp_ports).and_then(|()| self.admit_datagram(source.ip()))
+            {
                 log::debug!(
                     "service {}: dropped a datagram from {source}: {why}",
                     self.service
@@ -220,6 +230,7 @@ impl Worker<'_, '_> {
                 continue;
             }
             self.slot.begin(Some(source));
+            taken += 1;
             if let Some(reply) = builtin.datagram_reply(&buf[..len], answered) {
                 match socket.send_to(&reply, source) {
                     Ok(_) => answered += 1,
@@ -230,8 +241,36 @@ impl Worker<'_, '_> {
         }
     }
 
-    /// Applies the service's access rules to a client just accepted.
-    fn admit(&self, conn: &crate::net::Connection) -> Result<(), String> {
+    /// Applies the service's access rules to a datagram from `ip`: the
+    /// lists, `per_source` as datagrams per second from one address (by
+    /// default [`UDP_PER_SOURCE`], so that every builtin's replies to one
+    /// address are limited), and `rate` for the whole socket.
+    fn admit_datagram(&self, ip: std::net::IpAddr) -> Result<(), &'static str> {
+        self.access.allows(ip)?;
+        let per_second = Rate {
+            count: self.access.per_source.unwrap_or(UDP_PER_SOURCE),
+            per_secs: 1,
+        };
+        let now = sys::shm::monotonic_us();
+        if !self
+            .board
+            .sources()
+            .admit(self.pool_slot, ip, per_second, now)
+        {
+            return Err("per_source limit reached");
+        }
+        if let Some(rate) = self.access.rate {
+            if !rate.admit(self.board.slot(self.pool_slot).rate_state(), now) {
+                return Err("rate limit reached");
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the service's access rules to a client just accepted: to
+    /// its own address, or to the one a trusted balancer's header named
+    /// (whose `rate` was applied before its header: `with_rate` false).
+    fn admit(&self, conn: &crate::net::Connection, with_rate: bool) -> Result<(), String> {
         if self.access.is_open() {
             return Ok(());
         }
@@ -245,6 +284,14 @@ impl Worker<'_, '_> {
                 return Err(format!("per_source limit of {limit} reached"));
             }
         }
+        if with_rate {
+            self.admit_rate()?;
+        }
+        Ok(())
+    }
+
+    /// The service's `rate`, for each address it listens on.
+    fn admit_rate(&self) -> Result<(), String> {
         if let Some(rate) = self.access.rate {
             let state = self.board.slot(self.pool_slot);
             if !rate.admit(state.rate_state(), sys::shm::monotonic_us()) {
@@ -252,6 +299,46 @@ impl Worker<'_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// Everything a connection must pass before its handler runs; on
+    /// failure, the log line's id (W0030 access rules, W0031 PROXY header)
+    /// and why.
+    ///
+    /// Without `proxy_protocol`, the access rules on the client. With it, a
+    /// connection from a trusted balancer (or over a unix: socket, whose
+    /// mode says who may connect) must start with a header, within
+    /// `proxy_timeout`: `rate` is applied before the worker waits for it,
+    /// the lists and `per_source` to the client it names. Any other peer is
+    /// a direct client, as HAProxy's `expect-proxy ... if { src ... }` and
+    /// nginx's `set_real_ip_from` treat it: judged by its own address
+    /// before anything is read, never waited for, and refused if what it
+    /// has sent already starts like a header.
+    fn screen(&self, conn: &mut Connection) -> Result<(), (&'static str, String)> {
+        let access = |e| ("W0030", e);
+        let Some(proxy) = self.proxy_protocol else {
+            return self.admit(conn, true).map_err(access);
+        };
+        match conn.remote_addr().map(|a| a.ip()) {
+            Some(peer) if !proxy.trusts(peer) => {
+                self.admit(conn, true).map_err(access)?;
+                let mut first = [0u8; 12];
+                let n = proxy::peek_now(conn.as_fd(), &mut first);
+                if proxy::looks_like_header(&first[..n]) {
+                    return Err((
+                        "W0031",
+                        format!("a PROXY protocol header from {peer}, not in trusted_proxies"),
+                    ));
+                }
+                Ok(())
+            }
+            _ => {
+                self.admit_rate().map_err(access)?;
+                self.take_proxy_header(conn, proxy)
+                    .map_err(|e| ("W0031", e))?;
+                self.admit(conn, false).map_err(access)
+            }
+        }
     }
 
     /// Closes a connection at once, logs why under `id` (W0030 for the
@@ -270,13 +357,9 @@ impl Worker<'_, '_> {
     /// becomes the connection's, here and on the scoreboard (per_source
     /// counts it). A LOCAL header (a health check) leaves the connection's
     /// own addresses.
-    fn take_proxy_header(
-        &self,
-        conn: &mut Connection,
-        version: ProxyVersion,
-    ) -> Result<(), String> {
-        let limit = self.timeout.unwrap_or(proxy::HEADER_TIMEOUT);
-        match proxy::read_header(conn.as_fd(), version, limit) {
+    fn take_proxy_header(&self, conn: &mut Connection, proxy: &Proxy) -> Result<(), String> {
+        let limit = self.timeout.map_or(proxy.timeout, |t| t.min(proxy.timeout));
+        match proxy::read_header(conn.as_fd(), proxy.version, limit) {
             Ok(proxy::Proxied::Client {
                 source,
                 destination,
@@ -341,14 +424,8 @@ impl Worker<'_, '_> {
                 },
             };
             self.mark(|s| s.begin(conn.remote_addr()));
-            if let Some(version) = self.proxy_protocol {
-                if let Err(why) = self.take_proxy_header(&mut conn, version) {
-                    self.refuse(conn, "W0031", &why);
-                    continue;
-                }
-            }
-            if let Err(why) = self.admit(&conn) {
-                self.refuse(conn, "W0030", &why);
+            if let Err((id, why)) = self.screen(&mut conn) {
+                self.refuse(conn, id, &why);
                 continue;
             }
             // Also clears the header's read timeout when there is none.

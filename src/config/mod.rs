@@ -30,7 +30,7 @@ use raw::{RawDaemon, RawLimits, RawService, SizeOrNumber};
 
 pub use crate::models::Model;
 use crate::net::acl::{Access, Rate};
-use crate::net::proxy::ProxyVersion;
+use crate::net::proxy::{Proxy, ProxyVersion};
 use crate::net::ListenAddr;
 use crate::privileges::{Account, Limits, Privileges};
 use crate::service::{Builtin, ExecSpec, Service};
@@ -265,8 +265,9 @@ pub struct ServiceConfig {
     pub socket_owner: Option<(u32, u32)>,
     /// How the service's socket is served (`prefork` unless asked).
     pub model: Model,
-    /// Read a PROXY protocol header of this version before serving.
-    pub proxy_protocol: Option<ProxyVersion>,
+    /// Read a PROXY protocol header before serving, from the balancers
+    /// named.
+    pub proxy_protocol: Option<Proxy>,
 }
 
 impl ServiceConfig {
@@ -679,6 +680,9 @@ impl Checker<'_> {
                 Protocol::Tcp
             }
         };
+        if protocol == Protocol::Udp {
+            self.not_for_udp(raw);
+        }
         if raw.listen.get_ref().is_empty() {
             self.error(raw.listen.span(), "`listen` needs at least one address");
         }
@@ -792,12 +796,7 @@ impl Checker<'_> {
                 }
             },
         };
-        let proxy_protocol = raw.proxy_protocol.as_ref().and_then(|p| {
-            p.get_ref()
-                .parse::<ProxyVersion>()
-                .map_err(|e| self.error(p.span(), e))
-                .ok()
-        });
+        let proxy_protocol = self.proxy(raw);
         // A single-process model without `workers` gets a fixed count.
         let sizing = match (&raw.workers, model.is_process_pool()) {
             (None, false) => Sizing::Fixed(crate::default_workers()),
@@ -816,7 +815,7 @@ impl Checker<'_> {
             max_requests_jitter,
             timeout,
             max_memory,
-            log_connections: raw.log_connections.unwrap_or(false),
+            log_connections: raw.log_connections.as_ref().is_some_and(|b| *b.get_ref()),
             access,
             backlog,
             privileges: Privileges {
@@ -836,6 +835,97 @@ impl Checker<'_> {
             return None;
         }
         Some(config)
+    }
+
+    /// The keys a UDP service cannot honour, refused rather than ignored: a
+    /// worker answers each datagram at once (`timeout`), in the memory it
+    /// had when it started (`max_memory`), and logs no line per datagram
+    /// (`log_connections`), which a flood of forged ones would turn into a
+    /// flood of lines.
+    fn not_for_udp(&mut self, raw: &RawService) {
+        for (key, span) in [
+            ("timeout", raw.timeout.as_ref().map(|t| t.span())),
+            ("max_memory", raw.max_memory.as_ref().map(|m| m.span())),
+            (
+                "log_connections",
+                raw.log_connections.as_ref().map(|l| l.span()),
+            ),
+        ] {
+            if let Some(span) = span {
+                self.error(
+                    span,
+                    format!("`{key}` applies to tcp services, not udp (see preforkd(8), Over UDP)"),
+                );
+            }
+        }
+    }
+
+    /// `proxy_protocol`, `trusted_proxies` and `proxy_timeout`: the first
+    /// needs the second, and the others mean nothing without the first.
+    fn proxy(&mut self, raw: &RawService) -> Option<Proxy> {
+        let Some(p) = &raw.proxy_protocol else {
+            for (key, span) in [
+                (
+                    "trusted_proxies",
+                    raw.trusted_proxies.as_ref().map(|t| t.span()),
+                ),
+                (
+                    "proxy_timeout",
+                    raw.proxy_timeout.as_ref().map(|t| t.span()),
+                ),
+            ] {
+                if let Some(span) = span {
+                    self.error(span, format!("`{key}` applies only with proxy_protocol"));
+                }
+            }
+            return None;
+        };
+        let version = p
+            .get_ref()
+            .parse::<ProxyVersion>()
+            .map_err(|e| self.error(p.span(), e))
+            .ok();
+        let mut trusted = Vec::new();
+        match &raw.trusted_proxies {
+            None => self.error(
+                p.span(),
+                "proxy_protocol needs trusted_proxies = [\"NET\", ...]: the load balancers whose headers are believed",
+            ),
+            Some(list) if list.get_ref().is_empty() => self.error(
+                list.span(),
+                "trusted_proxies is empty: name the load balancers whose headers are believed",
+            ),
+            Some(list) => {
+                for entry in list.get_ref() {
+                    match crate::net::acl::parse_net(entry.get_ref()) {
+                        Ok(n) => trusted.push(n),
+                        Err(e) => self.error(entry.span(), e),
+                    }
+                }
+            }
+        }
+        let timeout = match &raw.proxy_timeout {
+            None => Some(crate::net::proxy::DEFAULT_TIMEOUT),
+            Some(t) => self.duration(t).and_then(|d| {
+                let max = crate::net::proxy::MAX_TIMEOUT;
+                if d.is_zero() || d > max {
+                    self.error(
+                        t.span(),
+                        format!(
+                            "invalid proxy_timeout: expected more than 0s and at most {}s",
+                            max.as_secs()
+                        ),
+                    );
+                    return None;
+                }
+                Some(d)
+            }),
+        };
+        Some(Proxy {
+            version: version?,
+            trusted,
+            timeout: timeout?,
+        })
     }
 
     fn access(&mut self, raw: &RawService) -> Access {

@@ -34,7 +34,7 @@ pub(super) struct RawService {
     pub max_requests_jitter: Option<Spanned<i64>>,
     pub timeout: Option<Spanned<String>>,
     pub max_memory: Option<Spanned<SizeOrNumber>>,
-    pub log_connections: Option<bool>,
+    pub log_connections: Option<Spanned<bool>>,
     pub per_source: Option<Spanned<i64>>,
     pub rate: Option<Spanned<String>>,
     pub only_from: Option<Vec<Spanned<String>>>,
@@ -52,6 +52,8 @@ pub(super) struct RawService {
     pub socket_owner: Option<Spanned<String>>,
     pub model: Option<Spanned<String>>,
     pub proxy_protocol: Option<Spanned<String>>,
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
+    pub proxy_timeout: Option<Spanned<String>>,
 }
 
 /// `workers = N` or `workers = { start, min_spare, max_spare, max }`.

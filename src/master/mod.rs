@@ -789,7 +789,7 @@ impl<'a> Master<'a> {
                         accept_lock: run.accept_lock.as_ref(),
                         backlog: run.plan.backlog,
                         model_workers: run.plan.sizing.start(),
-                        proxy_protocol: run.plan.proxy_protocol,
+                        proxy_protocol: run.plan.proxy_protocol.as_ref(),
                     }
                     .run(),
                     Ok(Fork::Parent(pid)) => {

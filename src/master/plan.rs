@@ -65,7 +65,7 @@ pub(crate) struct PoolPlan<'a> {
     /// How the pool serves its socket.
     pub model: crate::models::Model,
     /// Read a PROXY protocol header before serving each connection.
-    pub proxy_protocol: Option<crate::net::proxy::ProxyVersion>,
+    pub proxy_protocol: Option<crate::net::proxy::Proxy>,
     /// Everything about the pool but its worker count: a reload replaces
     /// the workers of a pool whose fingerprint changed.
     pub fingerprint: String,
@@ -145,7 +145,7 @@ impl Plan<'static> {
                     max_memory: s.max_memory,
                     log_connections: s.log_connections,
                     model: s.model,
-                    proxy_protocol: s.proxy_protocol,
+                    proxy_protocol: s.proxy_protocol.clone(),
                     fingerprint: format!("{fingerprinted:?}"),
                 });
             }

@@ -3,11 +3,15 @@
 //! new connections (`rate`).
 //!
 //! A worker checks a client right after accept, before the handler runs;
-//! a refused client is closed at once. The lists are pure; `per_source`
+//! a refused client is closed at once. A UDP worker checks each datagram
+//! before it answers, with `per_source` meaning datagrams per second from
+//! one address ([`UDP_PER_SOURCE`] unless set), kept in a [`SourceTable`]. The lists are pure; `per_source`
 //! counts the busy slots of the scoreboard; `rate` is one shared atomic
 //! word (the generic cell rate algorithm: a token bucket without a lock).
 
+use std::collections::hash_map::RandomState;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,9 +77,10 @@ impl Rate {
         let burst = interval * u64::from(self.count);
         let mut current = state.load(Ordering::SeqCst);
         loop {
-            // The theoretical arrival time of the next connection.
+            // The theoretical arrival time of the next connection: one
+            // more fits if it is not later than a burst's worth ahead.
             let tat = current.max(now_us);
-            if tat >= now_us + burst {
+            if tat - now_us + interval > burst {
                 return false;
             }
             match state.compare_exchange_weak(
@@ -88,6 +93,52 @@ impl Rate {
                 Err(seen) => current = seen,
             }
         }
+    }
+}
+
+/// Datagrams per second a UDP service answers from one address when it
+/// sets no `per_source` (a burst of as many, then one per 100 ms): echo and
+/// chargen answer a forged source at most this fast, and a reply loop
+/// between two servers ends at the first datagram dropped.
+pub const UDP_PER_SOURCE: u32 = 10;
+
+/// Sources the UDP limiter remembers, for all services together.
+pub const SOURCES: usize = 4096;
+
+/// The per-source limiter of UDP services: [`SOURCES`] entries of two
+/// shared words (a key for the pool and the address, the rate's state),
+/// direct-mapped by a hash whose key the master picks at random before the
+/// first fork. Its memory is fixed, whatever the number of sources; a
+/// sender cannot choose which entries its forged sources land on; a source
+/// whose entry another took starts again with a full burst.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceTable<'a> {
+    words: &'a [AtomicU64],
+    hasher: &'a RandomState,
+}
+
+impl<'a> SourceTable<'a> {
+    /// A table over `words` (two per entry), keyed by `hasher`.
+    pub fn new(words: &'a [AtomicU64], hasher: &'a RandomState) -> SourceTable<'a> {
+        SourceTable { words, hasher }
+    }
+
+    /// Whether one more datagram from `ip`, for the pool whose shared slot
+    /// is `pool`, fits `rate` at `now_us`. Lock-free: two workers racing on
+    /// one entry may let one datagram too many through, never block.
+    pub fn admit(&self, pool: usize, ip: IpAddr, rate: Rate, now_us: u64) -> bool {
+        let entries = self.words.len() / 2;
+        if entries == 0 {
+            return true;
+        }
+        let key = self.hasher.hash_one((pool, ip.to_canonical())) | 1;
+        let i = ((key >> 1) % entries as u64) as usize;
+        let (owner, state) = (&self.words[2 * i], &self.words[2 * i + 1]);
+        if owner.load(Ordering::SeqCst) != key {
+            owner.store(key, Ordering::SeqCst);
+            state.store(0, Ordering::SeqCst);
+        }
+        rate.admit(state, now_us)
     }
 }
 
@@ -160,6 +211,34 @@ mod tests {
     }
 
     #[test]
+    fn the_source_table_limits_each_address_in_fixed_memory() {
+        let words: Vec<AtomicU64> = (0..2 * 64).map(|_| AtomicU64::new(0)).collect();
+        let hasher = RandomState::new();
+        let table = SourceTable::new(&words, &hasher);
+        let rate = Rate {
+            count: UDP_PER_SOURCE,
+            per_secs: 1,
+        };
+        let t0 = 10_000_000;
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let admitted = (0..100).filter(|_| table.admit(0, a, rate, t0)).count();
+        assert_eq!(admitted, UDP_PER_SOURCE as usize);
+        // Another pool, or the same address written as IPv6, is counted
+        // on its own and the same respectively.
+        assert!(table.admit(1, a, rate, t0));
+        assert!(!table.admit(0, "::ffff:192.0.2.1".parse().unwrap(), rate, t0));
+        // 100 ms later: one more.
+        assert!(table.admit(0, a, rate, t0 + 100_000));
+        assert!(!table.admit(0, a, rate, t0 + 100_000));
+        // A flood of sources never grows the table; each gets its burst.
+        for n in 0..10_000u32 {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n));
+            assert!(table.admit(0, ip, rate, t0));
+        }
+        assert_eq!(words.len(), 128);
+    }
+
+    #[test]
     fn rate_admits_a_burst_of_one_period_then_one_per_interval() {
         let rate: Rate = "50/s".parse().unwrap();
         let state = AtomicU64::new(0);
@@ -171,6 +250,11 @@ mod tests {
             .filter(|_| rate.admit(&state, t0 + 100_000))
             .count();
         assert_eq!(later, 5);
+        // A full bucket stays full a moment later: nothing was earned yet.
+        let state = AtomicU64::new(0);
+        assert_eq!((0..200).filter(|_| rate.admit(&state, t0)).count(), 50);
+        assert!(!rate.admit(&state, t0 + 1));
+        assert!(rate.admit(&state, t0 + 20_000));
         assert!("0/s".parse::<Rate>().is_err());
         assert!("5/d".parse::<Rate>().is_err());
         assert_eq!("600/m".parse::<Rate>().unwrap().to_string(), "600/m");

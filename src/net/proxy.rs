@@ -12,26 +12,69 @@
 //!   or to the program an exec service hands the socket to. Version 2
 //!   announces its length in its first 16 bytes; version 1 ends at CRLF, so
 //!   it is peeked at (MSG_PEEK) and only what precedes the CRLF is read.
-//!   The whole header must arrive within [`HEADER_TIMEOUT`] (or the
-//!   service's `timeout`, if shorter: the time counts as busy) and fit in
-//!   [`MAX_V2`] bytes (107 for version 1, as the protocol says).
+//!   The whole header must arrive within the service's `proxy_timeout`
+//!   ([`DEFAULT_TIMEOUT`], at most [`MAX_TIMEOUT`]; or the service's
+//!   `timeout`, if shorter: the time counts as busy) and fit in [`MAX_V2`]
+//!   bytes (107 for version 1, as the protocol says).
+//!
+//! A header is believed only from the balancers a service names
+//! (`trusted_proxies`, see [`Proxy`]). Any other peer is a direct client:
+//! judged by its own address, never waited for, and refused if what it has
+//! sent already starts like a header ([`looks_like_header`]).
 //!
 //! A LOCAL command (version 2; a load balancer's health check) and an
 //! UNKNOWN one (version 1) carry no client: the connection's own addresses
 //! stay.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use ppp::PartialResult;
 
 #[cfg(unix)]
-pub use reader::read_header;
+pub use reader::{peek_now, read_header};
 
-/// How long a client may take to send its whole header.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a trusted balancer may take to send its whole header, unless
+/// the service says (`proxy_timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The longest `proxy_timeout` accepted: a balancer sends its header with
+/// the connection's first bytes, and every second allowed is a second a
+/// stalled connection holds a worker.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A service's PROXY protocol settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proxy {
+    /// Which versions it accepts.
+    pub version: ProxyVersion,
+    /// The balancers whose headers are believed (never empty).
+    pub trusted: Vec<IpNet>,
+    /// How long a trusted balancer may take to send its header.
+    pub timeout: Duration,
+}
+
+impl Proxy {
+    /// Whether a connection from `peer` (its real address) is one of the
+    /// trusted balancers', and so must start with a header.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.trusted.iter().any(|n| n.contains(&peer))
+    }
+}
+
+/// Whether `buf`, what a client sent first, is (the start of) a PROXY
+/// protocol header of either version: from a peer that is not a trusted
+/// balancer, that is a forged claim.
+pub fn looks_like_header(buf: &[u8]) -> bool {
+    const V1: &[u8] = b"PROXY ";
+    let n = buf.len().min(V1.len());
+    let m = buf.len().min(V2_SIGNATURE.len());
+    !buf.is_empty() && (buf[..n] == V1[..n] || buf[..m] == V2_SIGNATURE[..m])
+}
 
 /// The longest version 1 header, CRLF included (the protocol's limit).
 pub const MAX_V1: usize = 107;
@@ -196,7 +239,7 @@ fn decode_v2(buf: &[u8]) -> Decoded {
 pub enum ProxyError {
     /// Not a header, or not one the service accepts.
     Invalid(String),
-    /// Nothing, or not all of it, within [`HEADER_TIMEOUT`].
+    /// Nothing, or not all of it, within the service's `proxy_timeout`.
     Timeout,
     /// The client closed (or reset) the connection first.
     Closed,
@@ -222,7 +265,7 @@ mod reader {
     use nix::errno::Errno;
     use nix::sys::socket::{recv, MsgFlags};
 
-    use super::{decode, Decoded, Proxied, ProxyError, ProxyVersion, HEADER_TIMEOUT, MAX_V2};
+    use super::{decode, Decoded, Proxied, ProxyError, ProxyVersion, MAX_V2};
 
     /// Takes the header off `socket` (which must wait for data: the worker's
     /// accepted sockets do), leaving every byte after it unread.
@@ -233,22 +276,16 @@ mod reader {
     /// is taken, and the next peek waits for more. Once the header is whole,
     /// exactly its remaining bytes are taken.
     ///
-    /// The header must be whole within `limit` (the service's timeout) or
-    /// [`HEADER_TIMEOUT`], whichever is shorter.
+    /// The header must be whole within `timeout` (the service's
+    /// `proxy_timeout`, or its `timeout` if shorter).
     pub fn read_header(
-        socket: BorrowedFd<'_>,
-        accept: ProxyVersion,
-        limit: Duration,
-    ) -> Result<Proxied, ProxyError> {
-        read_header_within(socket, accept, limit.min(HEADER_TIMEOUT))
-    }
-
-    pub(super) fn read_header_within(
         socket: BorrowedFd<'_>,
         accept: ProxyVersion,
         timeout: Duration,
     ) -> Result<Proxied, ProxyError> {
-        let deadline = Instant::now() + timeout;
+        // Both are bounded by the checker; `now` plus a minute cannot overflow.
+        let now = Instant::now();
+        let deadline = now.checked_add(timeout).unwrap_or(now);
         let mut head: Vec<u8> = Vec::with_capacity(64);
         let mut peeked = [0u8; MAX_V2];
         loop {
@@ -268,6 +305,20 @@ mod reader {
                 }
                 Decoded::Invalid(why) => return Err(ProxyError::Invalid(why)),
                 Decoded::Incomplete => take(socket, n, deadline)?,
+            }
+        }
+    }
+
+    /// What a client has sent already, up to `buf`'s size, without waiting
+    /// and without taking it off the socket (recv(2) with MSG_PEEK and
+    /// MSG_DONTWAIT): 0 when nothing has arrived yet, or it has closed.
+    pub fn peek_now(socket: BorrowedFd<'_>, buf: &mut [u8]) -> usize {
+        let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+        loop {
+            match recv(socket.as_fd().as_raw_fd(), buf, flags) {
+                Err(Errno::EINTR) => continue,
+                Ok(n) => return n,
+                Err(_) => return 0,
             }
         }
     }
@@ -315,7 +366,7 @@ mod reader {
 
 #[cfg(all(test, unix))]
 mod tests {
-    use super::reader::read_header_within;
+    use super::reader::read_header as read_header_within;
     use super::*;
     use std::io::{Read, Write};
     use std::os::fd::AsFd;
@@ -457,6 +508,30 @@ mod tests {
             decode(&bad, ProxyVersion::V2),
             Decoded::Invalid(_)
         ));
+    }
+
+    #[test]
+    fn what_looks_like_a_header_and_who_is_trusted() {
+        for yes in [
+            &b"P"[..],
+            b"PROXY",
+            b"PROXY TCP4 1.2.3.4",
+            b"\r\n\r",
+            b"\r\n\r\n\0\r\nQUIT\n\x21",
+        ] {
+            assert!(looks_like_header(yes), "{yes:?}");
+        }
+        for no in [&b""[..], b"POST /", b"hello", b"\r\nX", b"PROXYX"] {
+            assert!(!looks_like_header(no), "{no:?}");
+        }
+        let p = Proxy {
+            version: ProxyVersion::Any,
+            trusted: vec!["10.0.0.0/8".parse().unwrap()],
+            timeout: DEFAULT_TIMEOUT,
+        };
+        assert!(p.trusts("10.1.2.3".parse().unwrap()));
+        assert!(p.trusts("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!p.trusts("127.0.0.1".parse().unwrap()));
     }
 
     /// Sends `parts` with pauses, as a slow client would.

@@ -1,5 +1,5 @@
 //! The built-in services of inetd, each to its RFC: echo (862), discard
-//! (863), chargen (864), daytime (867) and time (868), over TCP.
+//! (863), chargen (864), daytime (867) and time (868), over TCP and UDP.
 //!
 //! echo and discard serve until the client closes; chargen sends until the
 //! client closes; daytime and time send one answer and close. A client that
@@ -128,9 +128,15 @@ pub const CHARGEN_DATAGRAM: usize = 512;
 
 impl Builtin {
     /// The answer to one datagram (RFC 862-868, UDP): `None` for discard.
-    /// No answer is larger than the request, except chargen's (at most
-    /// [`CHARGEN_DATAGRAM`] bytes), daytime's and time's (a few bytes), so
-    /// a forged source address cannot be used to amplify traffic.
+    /// echo's answer is as large as the request; the others ignore the
+    /// request, which may be empty: chargen answers [`CHARGEN_DATAGRAM`]
+    /// bytes (RFC 864's upper bound), daytime 26, time 4. So a forged
+    /// source address does amplify: an empty request (28 bytes of IPv4 and
+    /// UDP headers) draws 540 bytes from chargen (19 times as many), 54
+    /// from daytime (1.9), 32 from time (1.1). What bounds the traffic a
+    /// forger can aim at one address is the worker's per-source limit
+    /// (`per_source`, by default `net::acl::UDP_PER_SOURCE` datagrams per
+    /// second), not the sizes.
     /// `sent` counts the datagrams this worker answered, to rotate chargen.
     pub fn datagram_reply(self, request: &[u8], sent: usize) -> Option<Vec<u8>> {
         match self {

@@ -52,7 +52,10 @@ fn who_service(dir: &TempDir, extra: &str) -> (Daemon, String) {
 #[test]
 fn the_header_names_the_client_for_programs_and_nothing_after_it_is_lost() {
     let dir = TempDir::new("proxy-env");
-    let (d, addr) = who_service(&dir, "proxy_protocol = \"any\"");
+    let (d, addr) = who_service(
+        &dir,
+        "proxy_protocol = \"any\"\ntrusted_proxies = [\"127.0.0.1\"]",
+    );
     let out = exchange(
         &addr,
         b"PROXY TCP4 192.0.2.7 198.51.100.1 40000 7\r\nhello after v1",
@@ -83,7 +86,10 @@ fn the_header_names_the_client_for_programs_and_nothing_after_it_is_lost() {
 #[test]
 fn no_header_a_bad_one_or_the_wrong_version_is_closed_and_logged() {
     let dir = TempDir::new("proxy-bad");
-    let (d, addr) = who_service(&dir, "proxy_protocol = \"v2\"");
+    let (d, addr) = who_service(
+        &dir,
+        "proxy_protocol = \"v2\"\ntrusted_proxies = [\"127.0.0.1\"]",
+    );
     for (bytes, why) in [
         (&b"GET / HTTP/1.0\r\n\r\n"[..], "no PROXY protocol header"),
         (
@@ -116,7 +122,7 @@ fn access_rules_apply_to_the_client_the_header_names() {
     let dir = TempDir::new("proxy-acl");
     let (d, addr) = who_service(
         &dir,
-        "proxy_protocol = \"v1\"\nonly_from = [\"192.0.2.0/24\"]\nlog_connections = true",
+        "proxy_protocol = \"v1\"\ntrusted_proxies = [\"127.0.0.1\"]\nonly_from = [\"192.0.2.0/24\"]\nlog_connections = true",
     );
     // The balancer itself (127.0.0.1) is not in only_from: its clients are.
     let served = exchange(&addr, b"PROXY TCP4 192.0.2.7 198.51.100.1 40000 7\r\n");
@@ -204,7 +210,7 @@ fn haproxy_in_front_of_two_instances_with_send_proxy_v2() {
         .map(|(name, dir)| {
             who_service(
                 dir,
-                &format!("proxy_protocol = \"v2\"\nenv = {{ INSTANCE = \"{name}\" }}"),
+                &format!("proxy_protocol = \"v2\"\ntrusted_proxies = [\"127.0.0.1\"]\nenv = {{ INSTANCE = \"{name}\" }}"),
             )
         })
         .collect();
