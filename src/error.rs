@@ -55,6 +55,13 @@ pub enum Error {
         /// Why.
         source: io::Error,
     },
+    /// The pidfile, or its directory, could be changed by another user.
+    UnsafePidfile {
+        /// Its path.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The control socket of the daemon cannot be reached.
     Control {
         /// Its path.
@@ -124,6 +131,9 @@ impl fmt::Display for Error {
                     describe(source)
                 )
             }
+            Error::UnsafePidfile { path, why } => {
+                write!(f, "refusing the pidfile {}: {why}", path.display())
+            }
             Error::WorkersFailed { service } => {
                 write!(
                     f,
@@ -170,6 +180,7 @@ impl Error {
             | Error::Control { .. }
             | Error::AlreadyRunning { .. }
             | Error::Pidfile { .. }
+            | Error::UnsafePidfile { .. }
             | Error::Refused(_)
             | Error::WorkersFailed { .. }
             | Error::Failed(_) => 1,

@@ -154,6 +154,12 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
             })
         }
         Some(Err(PidfileError::Io(source))) => return Err(pidfile_error(&pidfile_path, source)),
+        Some(Err(PidfileError::Unsafe(why))) => {
+            return Err(Error::UnsafePidfile {
+                path: pidfile_path.unwrap_or_default(),
+                why,
+            })
+        }
     };
 
     let mut plan = Plan::from_config(&config);
@@ -228,6 +234,12 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
             .map_err(|source| pidfile_error(&pidfile_path, source))?;
     }
     let result = master.run();
+    let upgrade_failed = result.is_err()
+        && upgrading
+        && pidfile
+            .as_ref()
+            .and_then(Pidfile::read_pid)
+            .is_some_and(|pid| pid != std::process::id());
     match result {
         // The new master owns the pidfile now; or, an upgraded master
         // that failed before it was ready leaves it to the old one.
@@ -237,14 +249,18 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
             }
             Ok(())
         }
-        Err(e) if upgrading && read_pid_is_not_ours(pidfile_path.as_deref()) => {
+        Err(e) if upgrade_failed => {
             if let Some(p) = pidfile {
                 p.keep();
             }
             Err(e)
         }
-        Ok(Ended::Stopped) => Ok(()),
+        Ok(Ended::Stopped) => {
+            remove_pidfile(pidfile);
+            Ok(())
+        }
         Err(e) => {
+            remove_pidfile(pidfile);
             // Detached, the terminal is gone: the log is where it is read.
             if detached {
                 log::error!("M0050 {e}");
@@ -254,11 +270,13 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
     }
 }
 
-/// Whether the pidfile at `path` names another process than this one.
-fn read_pid_is_not_ours(path: Option<&Path>) -> bool {
-    path.and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| t.trim().parse::<u32>().ok())
-        .is_some_and(|pid| pid != std::process::id())
+/// Removes the pidfile at exit, unless its path names another file now.
+fn remove_pidfile(pidfile: Option<Pidfile>) {
+    let Some(p) = pidfile else { return };
+    let path = p.path().to_path_buf();
+    if let Err(why) = p.remove() {
+        log::warn!("W0070 the pidfile {}: {why}; left in place", path.display());
+    }
 }
 
 /// `path` made absolute against the current directory.

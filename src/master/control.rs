@@ -18,10 +18,11 @@ use super::{Master, Phase, PoolRun};
 use crate::net::{ListenAddr, Listener};
 use crate::scoreboard::State;
 
-/// Binds the control socket at `path`, mode 0600, non-blocking.
+/// Binds the control socket at `path`, non-blocking, its file born with
+/// mode 0600 (never connectable by anyone else, not even for an instant).
 pub(super) fn bind(path: &Path) -> std::io::Result<Listener> {
-    let listener = Listener::bind(&ListenAddr::Unix(path.to_path_buf()), 16)?;
-    listener.set_file_access(Some(0o600), None)?;
+    let listener =
+        Listener::bind_with_access(&ListenAddr::Unix(path.to_path_buf()), 16, Some(0o600), None)?;
     socket2::SockRef::from(&listener).set_nonblocking(true)?;
     Ok(listener)
 }

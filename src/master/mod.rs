@@ -284,8 +284,7 @@ impl<'a> Master<'a> {
         if let Some(path) = &plan_control {
             let bound = match control::bind(path) {
                 Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) && take_over_control => {
-                    let _ = std::fs::remove_file(path);
-                    control::bind(path)
+                    Listener::remove_our_socket(path).and_then(|()| control::bind(path))
                 }
                 other => other,
             };
@@ -973,11 +972,12 @@ fn bind(plan: &PoolPlan<'_>) -> std::io::Result<Listener> {
         Protocol::Tcp if plan.model == Model::Reuseport => {
             Listener::bind_reuseport(&plan.addr, None)
         }
-        Protocol::Tcp => {
-            let listener = Listener::bind(&plan.addr, plan.backlog)?;
-            listener.set_file_access(plan.socket_mode, plan.socket_owner)?;
-            Ok(listener)
-        }
+        Protocol::Tcp => Listener::bind_with_access(
+            &plan.addr,
+            plan.backlog,
+            plan.socket_mode,
+            plan.socket_owner,
+        ),
         Protocol::Udp => Listener::bind_udp(&plan.addr),
     }
 }

@@ -7,15 +7,15 @@
 use std::io::{self, Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{Domain, Socket, Type};
 
 use super::{ListenAddr, Peer};
 use crate::sys;
+use crate::sys::path::{Entry, FileId, Kind, Parent, Pinned, Removal};
 
 /// A bound, listening socket.
 #[derive(Debug)]
@@ -36,10 +36,19 @@ enum ListenSocket {
     Unix {
         listener: UnixListener,
         path: PathBuf,
-        /// (device, inode) of the socket file we created, so that we only
-        /// ever remove our own file, not one a newer daemon bound since.
-        file_id: (u64, u64),
+        /// The identity of its directory and of the socket file we
+        /// created (or adopted), so that we only ever change or remove
+        /// our own file, not one a newer daemon bound since, nor what
+        /// someone who can write the directory put in its place.
+        file: Option<SocketFile>,
     },
+}
+
+/// Where a Unix socket's file is: its directory's identity and its own.
+#[derive(Debug, Clone, Copy)]
+struct SocketFile {
+    dir: FileId,
+    id: FileId,
 }
 
 impl Listener {
@@ -48,6 +57,18 @@ impl Listener {
     /// in TIME_WAIT. A stale Unix socket file (nobody accepts on it) is
     /// replaced; a live one is "address already in use".
     pub fn bind(addr: &ListenAddr, backlog: i32) -> io::Result<Listener> {
+        Self::bind_with_access(addr, backlog, None, None)
+    }
+
+    /// As [`Listener::bind`]; a Unix socket's file gets permission bits
+    /// `mode` and owner `owner` (uid, gid) before it listens, so that it
+    /// is never connectable otherwise (see [`Listener::bind_unix`]).
+    pub fn bind_with_access(
+        addr: &ListenAddr,
+        backlog: i32,
+        mode: Option<u32>,
+        owner: Option<(u32, u32)>,
+    ) -> io::Result<Listener> {
         match addr {
             ListenAddr::Ip(ip) => {
                 let v6_only = ip.is_ipv6();
@@ -62,7 +83,7 @@ impl Listener {
                     other => other,
                 }
             }
-            ListenAddr::Unix(path) => Self::bind_unix(path, backlog),
+            ListenAddr::Unix(path) => Self::bind_unix(path, backlog, mode, owner),
         }
     }
 
@@ -192,14 +213,22 @@ impl Listener {
             .as_pathname()
             .map(Path::to_path_buf)
             .ok_or_else(|| io::Error::other("neither an IP nor a Unix socket with a path"))?;
-        let meta = std::fs::metadata(&path)?;
+        // Its file, as its directory names it now (never through a link):
+        // a socket, or nothing we will ever change or remove.
+        let file = Parent::open(&path).ok().and_then(|parent| {
+            let e = parent.entry().ok()??;
+            (e.kind == Kind::Socket).then_some(SocketFile {
+                dir: parent.dir_id().ok()?,
+                id: e.id,
+            })
+        });
         Ok(Listener {
             shown: format!("unix:{}", path.display()),
             managed: std::sync::atomic::AtomicBool::new(false),
             socket: ListenSocket::Unix {
                 listener: UnixListener::from(OwnedFd::from(socket)),
                 path,
-                file_id: (meta.dev(), meta.ino()),
+                file,
             },
         })
     }
@@ -220,20 +249,33 @@ impl Listener {
         }
     }
 
-    /// Sets the mode and owner of a Unix socket's file (no-op for IP).
+    /// Sets the mode and owner of a Unix socket's file, where they differ
+    /// (no-op for IP): a reload changed `socket_mode` or `socket_owner`.
     ///
-    /// The mode first, while the file is still the master's own: changing
-    /// the mode of a file given away needs CAP_FOWNER, which the packaged
-    /// systemd unit does not grant (CAP_CHOWN is enough this way round).
+    /// Only the file this listener made is changed, through a descriptor
+    /// of its inode (see [`crate::sys::path::Parent::pin_socket`]): if
+    /// its name holds anything else now, nothing is changed and the error
+    /// says what is there. The mode first, while the file may still be
+    /// the master's own: changing the mode of a file given away needs
+    /// CAP_FOWNER, which the packaged systemd unit does not grant.
     pub fn set_file_access(&self, mode: Option<u32>, owner: Option<(u32, u32)>) -> io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        if let ListenSocket::Unix { path, .. } = &self.socket {
-            if let Some(mode) = mode {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-            }
-            if let Some((uid, gid)) = owner {
-                std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
-            }
+        let ListenSocket::Unix { path, file, .. } = &self.socket else {
+            return Ok(());
+        };
+        if mode.is_none() && owner.is_none() {
+            return Ok(());
+        }
+        let (parent, file) = our_parent(path, file.as_ref())?;
+        let pinned = match parent.pin_socket(file.id)? {
+            Pinned::Socket(s) => s,
+            Pinned::Replaced(found) => return Err(replaced(found)),
+        };
+        let now = pinned.entry();
+        if let Some(mode) = mode.filter(|&m| now.mode & 0o777 != m) {
+            pinned.chmod(mode)?;
+        }
+        if let Some((uid, gid)) = owner.filter(|&o| (now.uid, now.gid) != o) {
+            pinned.chown(uid, gid)?;
         }
         Ok(())
     }
@@ -246,21 +288,72 @@ impl Listener {
         }
     }
 
-    fn bind_unix(path: &Path, backlog: i32) -> io::Result<Listener> {
-        remove_if_stale(path)?;
+    /// Binds a Unix stream socket at `path`, as root might in a directory
+    /// others can write:
+    /// 1. a stale socket file there (ours, nobody accepts on it) is
+    ///    removed; anything else is left for bind(2) to refuse;
+    /// 2. bind(2) relative to the directory, under a umask that gives the
+    ///    file `mode` at birth (see [`Parent::bind_socket`]);
+    /// 3. the file the directory names right after must be a socket of
+    ///    ours with one link: its device and inode are recorded;
+    /// 4. its owner is changed through a descriptor of that inode;
+    /// 5. listen(2) last: until then, a connection is refused. So the
+    ///    socket is connectable only with its final mode and owner.
+    fn bind_unix(
+        path: &Path,
+        backlog: i32,
+        mode: Option<u32>,
+        owner: Option<(u32, u32)>,
+    ) -> io::Result<Listener> {
+        let parent = Parent::open(path)?;
+        remove_if_stale(&parent)?;
         let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-        socket.bind(&SockAddr::unix(path)?)?;
+        parent.bind_socket(socket.as_fd(), mode)?;
+        let made = parent.entry()?.filter(|e| {
+            e.kind == Kind::Socket
+                && e.uid == nix::unistd::geteuid().as_raw()
+                && e.nlink == 1
+                && mode.is_none_or(|m| e.mode & 0o777 == m)
+        });
+        let Some(made) = made else {
+            return Err(io::Error::other(
+                "its file was replaced right after bind; nothing was changed",
+            ));
+        };
+        let file = SocketFile {
+            dir: parent.dir_id()?,
+            id: made.id,
+        };
+        if let Some((uid, gid)) = owner {
+            match parent.pin_socket(file.id)? {
+                Pinned::Socket(s) => s.chown(uid, gid)?,
+                Pinned::Replaced(found) => return Err(replaced(found)),
+            }
+        }
         socket.listen(backlog)?;
-        let meta = std::fs::metadata(path)?;
         Ok(Listener {
             socket: ListenSocket::Unix {
                 listener: UnixListener::from(OwnedFd::from(socket)),
                 path: path.to_path_buf(),
-                file_id: (meta.dev(), meta.ino()),
+                file: Some(file),
             },
             shown: format!("unix:{}", path.display()),
             managed: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Removes the socket of another daemon of ours (the previous master
+    /// of a binary upgrade) at `path`, to bind our own there. Only a
+    /// socket owned by root or by us is removed, never through a link.
+    pub fn remove_our_socket(path: &Path) -> io::Result<()> {
+        let parent = Parent::open(path)?;
+        match parent.entry()? {
+            Some(e) if e.kind == Kind::Socket && e.owned_by_us() => {
+                parent.remove_if(e.id).map(drop)
+            }
+            Some(e) => Err(replaced(Some(e))),
+            None => Ok(()),
+        }
     }
 
     /// Accepts one connection. Returns the raw errno so that the caller can
@@ -345,21 +438,72 @@ impl Listener {
     /// sockets.
     pub fn owns_socket_file(&self) -> bool {
         match &self.socket {
-            ListenSocket::Unix { path, file_id, .. } => std::fs::symlink_metadata(path)
-                .is_ok_and(|meta| (meta.dev(), meta.ino()) == *file_id),
+            ListenSocket::Unix { path, file, .. } => {
+                our_parent(path, file.as_ref()).is_ok_and(|(parent, file)| {
+                    parent
+                        .entry()
+                        .ok()
+                        .flatten()
+                        .is_some_and(|e| e.id == file.id)
+                })
+            }
             _ => false,
         }
     }
 
+    /// Removes the socket's file, if its path still names it (unlinkat(2)
+    /// in its directory after checking device and inode). Something else
+    /// there is left alone: silently if it is a socket of ours (a newer
+    /// master's), with a warning (W0071) otherwise.
     fn remove_socket_file(&self) {
         if self.managed.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        if let ListenSocket::Unix { path, .. } = &self.socket {
-            if self.owns_socket_file() {
-                let _ = std::fs::remove_file(path);
-            }
-        }
+        let ListenSocket::Unix { path, file, .. } = &self.socket else {
+            return;
+        };
+        let Some(file) = file else { return };
+        let found = match our_parent(path, Some(file)) {
+            Ok((parent, file)) => match parent.remove_if(file.id) {
+                Ok(Removal::Removed | Removal::Gone) => return,
+                Ok(Removal::Replaced(e)) if e.kind == Kind::Socket && e.owned_by_us() => return,
+                Ok(Removal::Replaced(e)) => replaced(Some(e)),
+                Err(e) => e,
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) => e,
+        };
+        log::warn!(
+            "W0071 the socket file {}: {}; left in place",
+            path.display(),
+            sys::fd::describe(&found)
+        );
+    }
+}
+
+/// The directory of a socket's file, open, if it is still the directory
+/// the file was made in.
+fn our_parent(path: &Path, file: Option<&SocketFile>) -> io::Result<(Parent, SocketFile)> {
+    let file = *file.ok_or_else(|| io::Error::other("it was not made by this daemon"))?;
+    let parent = Parent::open(path)?;
+    if parent.dir_id()? != file.dir {
+        return Err(io::Error::other(format!(
+            "its directory {} was replaced",
+            parent.dir_path().display()
+        )));
+    }
+    Ok((parent, file))
+}
+
+/// The error for a socket's file replaced by `found` (`None`: removed).
+fn replaced(found: Option<Entry>) -> io::Error {
+    match found {
+        None => io::Error::other("it was removed"),
+        Some(e) => io::Error::other(format!(
+            "it was replaced by {} owned by uid {}",
+            e.kind.name(),
+            e.uid
+        )),
     }
 }
 
@@ -385,18 +529,30 @@ impl AsRawFd for Listener {
     }
 }
 
-/// Removes `path` if it is a socket nobody accepts on (left by a daemon that
-/// was killed). Anything else at that path is left for bind to report.
-fn remove_if_stale(path: &Path) -> io::Result<()> {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
+/// Removes the file at `parent`'s name if it is a socket of ours (root's
+/// or the daemon user's) that nobody accepts on, left by a daemon that was
+/// killed: connected to through its inode, never through a link. A live
+/// one is "address already in use"; someone else's socket is refused;
+/// anything else is left for bind to report.
+fn remove_if_stale(parent: &Parent) -> io::Result<()> {
+    let Some(e) = parent.entry()? else {
         return Ok(());
     };
-    if !meta.file_type().is_socket() {
+    if e.kind != Kind::Socket {
         return Ok(());
     }
-    match UnixStream::connect(path) {
-        Ok(_) => Err(io::Error::from_raw_os_error(libc::EADDRINUSE)),
-        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => std::fs::remove_file(path),
+    if !e.owned_by_us() {
+        return Err(io::Error::other(format!(
+            "a socket owned by uid {} is in the way; not removed",
+            e.uid
+        )));
+    }
+    let Pinned::Socket(pinned) = parent.pin_socket(e.id)? else {
+        return Ok(());
+    };
+    match parent.socket_is_live(&pinned) {
+        Ok(true) => Err(io::Error::from_raw_os_error(libc::EADDRINUSE)),
+        Ok(false) => parent.remove_if(e.id).map(drop),
         Err(_) => Ok(()),
     }
 }

@@ -6,12 +6,14 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg, OFlag};
+
+use super::path::{FileId, Kind, Parent, Removal};
 
 use super::process::{exit_now, fork, Fork};
 
@@ -42,31 +44,48 @@ pub enum PidfileError {
     Running(Option<u32>),
     /// It cannot be opened or locked.
     Io(io::Error),
+    /// It, or its directory, could be changed by someone else than root
+    /// and the daemon's user (a link, another owner, writable by others):
+    /// refused, and why.
+    Unsafe(String),
 }
 
 /// A pidfile, locked (flock, exclusive) for as long as this process (or a
 /// child that kept the descriptor) lives. A stale file, whose lock nobody
-/// holds, is taken over. Removed when dropped.
+/// holds, is taken over.
+///
+/// It is opened without following a link, in a directory that only root
+/// and the daemon's user can change (see [`super::path`]); it is removed
+/// by [`Pidfile::remove`] (or when dropped) only while its path still
+/// names the file that was locked.
 #[derive(Debug)]
 pub struct Pidfile {
     file: Flock<File>,
     path: PathBuf,
+    /// The directory's identity and the file's, when locked.
+    dir: FileId,
+    id: FileId,
 }
 
 impl Pidfile {
-    /// Opens and locks `path`.
+    /// Opens (creating it, mode 0644) and locks `path`.
     pub fn lock(path: &Path) -> Result<Pidfile, PidfileError> {
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(PidfileError::Io)?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        let (parent, dir) = trusted_parent(path)?;
+        let fd = parent
+            .open_file(OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NONBLOCK, 0o644)
+            .map_err(|e| match parent.entry() {
+                Ok(Some(entry)) if entry.kind != Kind::File => {
+                    PidfileError::Unsafe(format!("it is {}", entry.kind.name()))
+                }
+                _ => PidfileError::Io(e),
+            })?;
+        let id = check_file(fd.as_fd())?;
+        match Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock) {
             Ok(file) => Ok(Pidfile {
                 file,
                 path: path.to_path_buf(),
+                dir,
+                id,
             }),
             Err((mut file, Errno::EWOULDBLOCK)) => {
                 let mut text = String::new();
@@ -80,13 +99,22 @@ impl Pidfile {
     /// Takes over the pidfile a previous master passed on descriptor `fd`
     /// (binary upgrade): its lock is on the open file, so it is ours too.
     pub fn inherit(fd: std::os::fd::OwnedFd, path: &Path) -> Result<Pidfile, PidfileError> {
+        let (_, dir) = trusted_parent(path)?;
+        let id = check_file(fd.as_fd())?;
         match Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock) {
             Ok(file) => Ok(Pidfile {
                 file,
                 path: path.to_path_buf(),
+                dir,
+                id,
             }),
             Err((_, e)) => Err(PidfileError::Io(e.into())),
         }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The descriptor, to pass to a new master.
@@ -106,12 +134,86 @@ impl Pidfile {
         writeln!(&*self.file, "{}", std::process::id())?;
         self.file.sync_data()
     }
+
+    /// The pid the file holds now (read from the open file, not the path).
+    pub fn read_pid(&self) -> Option<u32> {
+        let mut buf = [0u8; 32];
+        let n = nix::sys::uio::pread(&*self.file, &mut buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+    }
+
+    /// Removes the file, if its path still names it: unlinkat(2) in its
+    /// directory, never through a link. What was found instead, if
+    /// anything (the file, or its directory, was replaced: left alone).
+    pub fn remove(self) -> Result<(), String> {
+        let result = self.remove_file();
+        std::mem::forget(self);
+        result
+    }
+
+    fn remove_file(&self) -> Result<(), String> {
+        let parent = match Parent::open(&self.path) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        if parent.dir_id().ok() != Some(self.dir) {
+            return Err(format!(
+                "its directory {} was replaced",
+                parent.dir_path().display()
+            ));
+        }
+        match parent.remove_if(self.id) {
+            Ok(Removal::Removed | Removal::Gone) => Ok(()),
+            Ok(Removal::Replaced(e)) => Err(format!(
+                "it was replaced by {} owned by uid {}",
+                e.kind.name(),
+                e.uid
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
 }
 
 impl Drop for Pidfile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        let _ = self.remove_file();
     }
+}
+
+/// The directory of a pidfile, if only root and the daemon's user can
+/// change it, and its identity.
+fn trusted_parent(path: &Path) -> Result<(Parent, FileId), PidfileError> {
+    let parent = Parent::open(path).map_err(PidfileError::Io)?;
+    parent.check_trusted().map_err(PidfileError::Unsafe)?;
+    let dir = parent.dir_id().map_err(PidfileError::Io)?;
+    Ok((parent, dir))
+}
+
+/// The pidfile open on `fd` must be a regular file with one name, owned by
+/// root or the daemon's user, writable by nobody else.
+fn check_file(fd: std::os::fd::BorrowedFd<'_>) -> Result<FileId, PidfileError> {
+    let e = super::path::entry_of(fd).map_err(PidfileError::Io)?;
+    let refuse = |why: String| Err(PidfileError::Unsafe(why));
+    if e.kind != Kind::File {
+        return refuse(format!("it is {}", e.kind.name()));
+    }
+    if !e.owned_by_us() {
+        return refuse(format!(
+            "it is owned by uid {}, neither root nor the daemon's user",
+            e.uid
+        ));
+    }
+    if e.mode & 0o022 != 0 {
+        return refuse(format!(
+            "it is writable by its group or others (mode {:04o})",
+            e.mode
+        ));
+    }
+    if e.nlink != 1 {
+        return refuse(format!("it has {} hard links", e.nlink));
+    }
+    Ok(e.id)
 }
 
 /// The service manager's notification socket ($NOTIFY_SOCKET), if any.

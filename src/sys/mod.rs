@@ -9,6 +9,9 @@
 //! - [`signal`]: the child's side of signal handling: resetting what the
 //!   master caught, and the worker's own stop flag.
 //! - [`daemon`]: detaching, the pidfile, sd_notify.
+//! - [`path`]: files made, changed and removed as root without following
+//!   a link or racing whoever can write their directory (`*at` calls,
+//!   `O_NOFOLLOW`, a umask around bind).
 //! - [`fd`]: `accept4` without a hidden EINTR retry, closing every inherited
 //!   descriptor, `shutdown` of a listening socket.
 //! - [`privs`]: account lookups, setrlimit, chroot, setgroups/setgid/setuid.
@@ -25,6 +28,8 @@
 pub mod daemon;
 #[cfg(unix)]
 pub mod fd;
+#[cfg(unix)]
+pub mod path;
 #[cfg(unix)]
 pub mod privs;
 #[cfg(unix)]
