@@ -231,16 +231,26 @@ impl ExecSpec {
     /// connection only; a program that exits non-zero or is killed is
     /// logged.
     pub fn handle(&self, conn: Connection) -> io::Result<()> {
-        let (mut child, peer) = self.spawn(conn)?;
-        let status = child.wait()?;
-        self.ended(&peer, status);
-        Ok(())
+        super::stderr::with_relay(|relay| {
+            let (mut child, peer) = self.spawn(conn, relay.as_deref())?;
+            let status = match relay {
+                Some(relay) => relay.wait(&mut child, &self.name())?,
+                None => child.wait()?,
+            };
+            self.ended(&peer, status);
+            Ok(())
+        })
     }
 
     /// Starts the program on `conn` without waiting for it (the event
-    /// model reaps it later and calls [`ExecSpec::ended`]). Returns the
+    /// model reaps it later and calls [`ExecSpec::ended`]), its stderr on
+    /// `stderr`'s pipe, or the daemon's stderr without one. Returns the
     /// child and the connection's ends.
-    pub fn spawn(&self, conn: Connection) -> io::Result<(std::process::Child, Peer)> {
+    pub fn spawn(
+        &self,
+        conn: Connection,
+        stderr: Option<&super::stderr::Relay>,
+    ) -> io::Result<(std::process::Child, Peer)> {
         let peer = conn.peer()?;
         let stdin = conn.try_clone_fd()?;
         let stdout = OwnedFd::from(conn);
@@ -248,6 +258,9 @@ impl ExecSpec {
         command
             .stdin(Stdio::from(stdin))
             .stdout(Stdio::from(stdout));
+        if let Some(relay) = stderr {
+            command.stderr(relay.program_end()?);
+        }
         if let Some(argv0) = &self.argv0 {
             std::os::unix::process::CommandExt::arg0(&mut command, argv0);
         }
