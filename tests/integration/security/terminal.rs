@@ -5,7 +5,6 @@
 //! and its stderr must reach the daemon's log.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -141,6 +140,13 @@ fn prerequisites() -> bool {
         )
 }
 
+/// Writes `config` (with its own control socket) to `dir`; its path.
+fn write_config(dir: &TempDir, config: &str) -> String {
+    let path = dir.path().join("preforkd.toml");
+    std::fs::write(&path, with_control(dir, config)).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
 /// Session id and controlling terminal (tty_nr) of `pid`.
 fn session_and_tty(pid: u32) -> (String, String) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -237,27 +243,19 @@ fn a_program_run_by_serve_in_the_foreground_cannot_push_input_into_the_terminal(
     }
     let dir = TempDir::new("tty-serve");
     let program = attacker(&dir);
-    let config = dir.path().join("preforkd.toml");
-    std::fs::write(
-        &config,
-        with_control(
-            &dir,
-            &format!(
-                "[[service]]\nname = \"as-nobody\"\nlisten = [\"127.0.0.1:0\"]\nexec = [\"{p}\"]\n\
+    let config = write_config(
+        &dir,
+        &format!(
+            "[[service]]\nname = \"as-nobody\"\nlisten = [\"127.0.0.1:0\"]\nexec = [\"{p}\"]\n\
                  user = \"nobody\"\nworkers = 1\n\n\
                  [[service]]\nname = \"as-root\"\nlisten = [\"127.0.0.1:0\"]\nexec = [\"{p}\"]\n\
                  user = \"root\"\nworkers = 1\n\n\
                  [[service]]\nname = \"event\"\nlisten = [\"127.0.0.1:0\"]\nexec = [\"{p}\"]\n\
                  user = \"nobody\"\nmodel = \"event\"\nworkers = 1\n",
-                p = program.display()
-            ),
+            p = program.display()
         ),
-    )
-    .unwrap();
-    let t = OnTerminal::start(
-        &dir,
-        &["serve", "--foreground", "-c", config.to_str().unwrap()],
     );
+    let t = OnTerminal::start(&dir, &["serve", "--foreground", "-c", &config]);
     assert!(
         t.daemon
             .wait_for_log("running with", Duration::from_secs(10)),
@@ -284,35 +282,22 @@ fn a_detached_daemon_logs_its_programs_stderr_to_syslog_line_by_line() {
     }
     let dir = TempDir::new("tty-detached");
     let program = attacker(&dir);
-    let syslog_path = dir.path().join("log.sock");
-    let syslog = UnixDatagram::bind(&syslog_path).unwrap();
-    syslog
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (syslog_path, syslog) = syslog_in(&dir, Duration::from_millis(200));
+    let port = free_port();
     let pidfile = dir.path().join("preforkd.pid");
-    let config = dir.path().join("preforkd.toml");
-    std::fs::write(
-        &config,
-        with_control(
-            &dir,
-            &format!(
-                "[daemon]\nsyslog_socket = \"{}\"\n\n\
+    let config = write_config(
+        &dir,
+        &format!(
+            "[daemon]\nsyslog_socket = \"{}\"\n\n\
                  [[service]]\nname = \"detached\"\nlisten = [\"127.0.0.1:{port}\"]\n\
                  exec = [\"{}\"]\nuser = \"nobody\"\nworkers = 1\n",
-                syslog_path.display(),
-                program.display()
-            ),
+            syslog_path.display(),
+            program.display()
         ),
-    )
-    .unwrap();
+    );
     // serve returns once its child has detached (which outlives it).
     let mut serve = Command::new(BIN)
-        .args(["serve", "-c", config.to_str().unwrap(), "--pidfile"])
+        .args(["serve", "-c", &config, "--pidfile"])
         .arg(&pidfile)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
