@@ -269,7 +269,7 @@ pub struct RunArgs {
 
     /// Pass this variable of preforkd's environment to the program
     /// (repeatable); it gets no other but PATH and the UCSPI ones.
-    #[arg(long, value_name = "NAME", requires = "program")]
+    #[arg(long, value_name = "NAME")]
     pub pass_env: Vec<String>,
 
     /// Length of the listen queue (capped by net.core.somaxconn).

@@ -226,3 +226,36 @@ fn check_refuses_pass_env_of_what_preforkd_sets_and_contradicting_privileges() {
         "{err}"
     );
 }
+
+#[test]
+fn run_refuses_pass_env_for_a_builtin_or_of_what_preforkd_sets() {
+    for (args, expect) in [
+        (
+            vec![
+                "run",
+                "--pass-env",
+                "TZ",
+                "127.0.0.1:0",
+                "--builtin",
+                "echo",
+            ],
+            "preforkd: --pass-env is for programs (-- PROGRAM), not builtins",
+        ),
+        (
+            vec![
+                "run",
+                "--pass-env",
+                "PROTO",
+                "127.0.0.1:0",
+                "--",
+                "/bin/true",
+            ],
+            "preforkd: --pass-env cannot name PROTO",
+        ),
+    ] {
+        let out = run_to_exit(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with(expect) && err.lines().count() == 1, "{err}");
+    }
+}
