@@ -127,8 +127,8 @@ impl Privileges {
             })?;
         }
         let (uid, _) = sys::privs::current_ids();
-        let confined =
-            !self.allow_new_privileges && self.account.as_ref().map_or(uid != 0, |a| a.uid != 0);
+        let unprivileged = self.account.as_ref().map_or(uid != 0, |a| a.uid != 0);
+        let confined = !self.allow_new_privileges && unprivileged;
         // While still root: afterwards dropping needs a capability we lost.
         // Without CAP_SETPCAP in it (a unit withheld it) the set stays as
         // the service manager made it, and no_new_privs alone keeps the
@@ -158,6 +158,17 @@ impl Privileges {
                         a.gid,
                         sys::fd::describe(&e)
                     ),
+                )
+            })?;
+        }
+        // The worker holds what its programs must not reach (the daemon's
+        // stderr, which may be a terminal): programs of its user must not
+        // take it through /proc/PID/fd or ptrace.
+        if unprivileged {
+            sys::privs::not_dumpable().map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("PR_SET_DUMPABLE: {}", sys::fd::describe(&e)),
                 )
             })?;
         }

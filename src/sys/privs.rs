@@ -165,6 +165,15 @@ pub fn drop_bounding_set() -> io::Result<bool> {
     Ok(false)
 }
 
+/// PR_SET_DUMPABLE 0: processes of the same user can neither ptrace the
+/// caller nor open its descriptors through /proc/PID/fd, whatever
+/// fs.suid_dumpable says (Linux; elsewhere nothing to do).
+pub fn not_dumpable() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    nix::sys::prctl::set_dumpable(false)?;
+    Ok(())
+}
+
 /// Whether [`no_new_privs`] exists here (Linux only).
 pub const HAS_NO_NEW_PRIVS: bool = cfg!(target_os = "linux");
 

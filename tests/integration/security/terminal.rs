@@ -41,8 +41,9 @@ while True:
 "#;
 
 /// The attacker: a program that pushes `zq...` into the terminal through
-/// its stderr and through /dev/tty, one TIOCSTI per byte, writes a line to
-/// stderr, and tells its client how each attempt went.
+/// its stderr, through /dev/tty and (not as root) through its worker's
+/// stderr in /proc, one TIOCSTI per byte, writes a line to stderr, and
+/// tells its client how each attempt went.
 const ATTACKER: &str = r#"#!/usr/bin/python3
 import errno, fcntl, os, sys, termios
 def push(fd, text):
@@ -57,8 +58,15 @@ try:
     tty = push(os.open("/dev/tty", os.O_RDWR), b"zqTzq")
 except OSError as e:
     tty = "open:" + errno.errorcode.get(e.errno, str(e.errno))
+# The worker's own stderr, through /proc (root could; it is trusted).
+parent = "root"
+if os.getuid() != 0:
+    try:
+        parent = push(os.open("/proc/%d/fd/2" % os.getppid(), os.O_RDWR), b"zqPzq")
+    except OSError as e:
+        parent = "open:" + errno.errorcode.get(e.errno, str(e.errno))
 os.write(2, b"attacker says \x1b[31mhello\nand a second line")
-sys.stdout.write("pid=%d uid=%d fd2=%s tty=%s\n" % (os.getpid(), os.getuid(), fd2, tty))
+sys.stdout.write("pid=%d uid=%d fd2=%s tty=%s parent=%s\n" % (os.getpid(), os.getuid(), fd2, tty, parent))
 sys.stdout.flush()
 "#;
 
@@ -98,6 +106,8 @@ struct Report {
     uid: u32,
     fd2: String,
     tty: String,
+    /// The worker's descriptor 2 through /proc/PPID/fd/2 (not tried as root).
+    parent: String,
 }
 
 /// Connects to `addr`, lets the attacker run, and reads its report.
@@ -121,6 +131,7 @@ fn attack(addr: &str, context: &dyn Fn() -> String) -> Report {
         uid: field("uid").parse().unwrap(),
         fd2: field("fd2"),
         tty: field("tty"),
+        parent: field("parent"),
     }
 }
 
@@ -174,6 +185,16 @@ fn assert_defended(t: &OnTerminal, service: &str, report: &Report, expected_uid:
         "TIOCSTI on /dev/tty\n{}",
         d.report()
     );
+    assert_ne!(
+        report.parent,
+        "INJECTED",
+        "TIOCSTI on the worker's stderr\n{}",
+        d.report()
+    );
+    // The worker is not dumpable (it changed ids): /proc will not open it.
+    if expected_uid != 0 {
+        assert_eq!(report.parent, "open:EACCES", "{}", d.report());
+    }
     // No controlling terminal, and descriptor 2 is not a terminal.
     assert_eq!(report.tty, "open:ENXIO", "{}", d.report());
     assert_eq!(report.fd2, "ENOTTY", "{}", d.report());
