@@ -277,6 +277,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "GROUP", requires = "user")]
     pub group: Option<String>,
 
+    /// Pass this variable of preforkd's environment to the program
+    /// (repeatable); it gets no other but PATH and the UCSPI ones.
+    #[arg(long, value_name = "NAME")]
+    pub pass_env: Vec<String>,
+
     /// Length of the listen queue (capped by net.core.somaxconn).
     #[arg(long, value_name = "N", default_value_t = crate::net::DEFAULT_BACKLOG,
           value_parser = clap::value_parser!(i32).range(1..=65535))]

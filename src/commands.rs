@@ -110,9 +110,19 @@ fn init_log(verbose: bool) {
 fn run_config(args: &RunArgs) -> Result<Config, Error> {
     let addr: ListenAddr = args.addr.parse().map_err(Error::Address)?;
     let service = match (&args.builtin, args.program.split_first()) {
+        (Some(_), _) if !args.pass_env.is_empty() => {
+            return Err(Error::Usage(
+                "--pass-env is for programs (-- PROGRAM), not builtins".into(),
+            ))
+        }
         (Some(name), _) => Service::Builtin(name.parse().map_err(Error::UnknownBuiltin)?),
         (None, Some((program, rest))) => {
-            Service::Exec(ExecSpec::new(program.as_ref(), rest.to_vec()).map_err(Error::Program)?)
+            for name in &args.pass_env {
+                ExecSpec::check_pass_env(name)
+                    .map_err(|e| Error::Usage(e.replace("pass_env", "--pass-env")))?;
+            }
+            let spec = ExecSpec::new(program.as_ref(), rest.to_vec()).map_err(Error::Program)?;
+            Service::Exec(spec.with_pass_env(args.pass_env.iter().map(String::as_str)))
         }
         (None, None) => {
             return Err(Error::Usage(

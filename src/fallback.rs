@@ -49,7 +49,9 @@ pub(crate) fn threaded(service: &ServiceConfig) -> Result<ServiceConfig, String>
         return unavailable(format!("the address {unix}"));
     }
     if service.privileges != Privileges::default() {
-        return unavailable("user, group, chroot, limits or no_new_privs".into());
+        return unavailable(
+            "user, group, chroot, limits, no_new_privs or allow_new_privileges".into(),
+        );
     }
     if matches!(&service.service, Service::Exec(spec) if spec.argv0().is_some()) {
         return unavailable("argv0".into());

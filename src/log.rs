@@ -158,6 +158,21 @@ pub fn use_syslog(path: PathBuf, facility: u8) {
     };
 }
 
+/// Whether log lines go to syslog (rather than to stderr).
+pub fn to_syslog() -> bool {
+    #[cfg(unix)]
+    {
+        matches!(
+            &*SINK.lock().unwrap_or_else(|e| e.into_inner()),
+            Sink::Syslog { .. }
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
 /// Connects to syslog again (USR1, or syslogd restarted). Nothing to do on
 /// stderr.
 #[cfg(unix)]

@@ -4,7 +4,11 @@
 //! The master stays root (it must bind new low ports on reload); each
 //! worker drops to its service's account right after the fork, before its
 //! first accept, so neither the handler nor an exec'd program ever runs
-//! with the master's privileges. The system calls are in `sys::privs`.
+//! with the master's privileges. A worker that is not root also empties its
+//! capability bounding set (before it leaves root) and sets no_new_privs,
+//! so no set-uid program or file capability can raise what its programs
+//! run with, unless the service says `allow_new_privileges = true`. The
+//! system calls are in `sys::privs`.
 //!
 //! Switching is Unix only; on Windows, where every service runs as the
 //! user who started preforkd, looking an account up is an error.
@@ -85,8 +89,12 @@ pub struct Privileges {
     pub chroot: Option<PathBuf>,
     /// setrlimit(2) these.
     pub limits: Limits,
-    /// Set PR_SET_NO_NEW_PRIVS.
+    /// Set PR_SET_NO_NEW_PRIVS, even for a worker that stays root.
     pub no_new_privs: bool,
+    /// Let the programs of a worker that is not root gain privileges by
+    /// execve (set-uid programs, file capabilities): without it such a
+    /// worker empties its capability bounding set and sets no_new_privs.
+    pub allow_new_privileges: bool,
 }
 
 #[cfg(unix)]
@@ -118,6 +126,27 @@ impl Privileges {
                 )
             })?;
         }
+        let (uid, _) = sys::privs::current_ids();
+        let unprivileged = self.account.as_ref().map_or(uid != 0, |a| a.uid != 0);
+        let confined = !self.allow_new_privileges && unprivileged;
+        // While still root: afterwards dropping needs a capability we lost.
+        // Without CAP_SETPCAP in it (a unit withheld it) the set stays as
+        // the service manager made it, and no_new_privs alone keeps the
+        // programs from gaining what is left in it.
+        if confined && uid == 0 {
+            let emptied = sys::privs::drop_bounding_set().map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot empty the capability bounding set: {}",
+                        sys::fd::describe(&e)
+                    ),
+                )
+            })?;
+            if !emptied && cfg!(target_os = "linux") {
+                log::debug!("no CAP_SETPCAP: the capability bounding set is left as it is");
+            }
+        }
         if let Some(a) = &self.account {
             sys::privs::become_user(a.uid, a.gid).map_err(|e| {
                 io::Error::new(
@@ -132,7 +161,18 @@ impl Privileges {
                 )
             })?;
         }
-        if self.no_new_privs {
+        // The worker holds what its programs must not reach (the daemon's
+        // stderr, which may be a terminal): programs of its user must not
+        // take it through /proc/PID/fd or ptrace.
+        if unprivileged {
+            sys::privs::not_dumpable().map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("PR_SET_DUMPABLE: {}", sys::fd::describe(&e)),
+                )
+            })?;
+        }
+        if self.no_new_privs || (confined && sys::privs::HAS_NO_NEW_PRIVS) {
             sys::privs::no_new_privs().map_err(|e| {
                 io::Error::new(e.kind(), format!("no_new_privs: {}", sys::fd::describe(&e)))
             })?;

@@ -2,8 +2,8 @@
 //!
 //! A worker is forked by the master with the listening socket already open.
 //! It first cuts itself loose from the master's state (its signal handlers
-//! were reset by `sys::process::fork`; here it joins its own process group,
-//! arranges to die with the master, and closes every descriptor but the
+//! were reset by `sys::process::fork`; here it starts its own session, with
+//! no controlling terminal, arranges to die with the master, and closes every descriptor but the
 //! listener and stdio), then blocks in accept(2), serves the connection with
 //! the handler, and goes back to accept. It never reads configuration,
 //! forks workers, or talks to other workers.
@@ -126,7 +126,11 @@ impl Worker<'_, '_> {
     /// its own socket when the model gives each worker one.
     fn setup(&self) -> io::Result<(&'static AtomicBool, Option<Listener>)> {
         self.slot.set_pid(std::process::id());
-        sys::process::own_process_group(Pid::from_raw(0));
+        // Out of the master's session: no controlling terminal, so neither
+        // this worker nor a program it runs can open /dev/tty, and the
+        // terminal's hangup and ^C never reach them. The session is also the
+        // worker's process group, which the master signals as a whole.
+        sys::process::new_session()?;
         sys::process::die_with_parent(self.master)?;
         let mut keep = vec![0, 1, 2, self.listener.as_raw_fd()];
         keep.extend(self.busy_pipe.map(|fd| fd.as_raw_fd()));
@@ -143,6 +147,9 @@ impl Worker<'_, '_> {
         // Our own connection to syslog (the inherited one was just closed),
         // made before a chroot could hide /dev/log.
         crate::log::reopen_after_fork();
+        // Whether programs' stderr goes through this worker to the log
+        // (syslog, or a terminal they must not hold), decided once.
+        crate::service::stderr::prepare(self.service);
         let stop = sys::signal::install_stop_flag(Signal::SIGTERM)?;
         self.privileges.apply()?;
         // Changing the effective ids clears the parent-death signal

@@ -785,6 +785,17 @@ impl Checker<'_> {
             .map(|l| self.limits(l.get_ref()))
             .unwrap_or_default();
         let service = self.handler(raw, &span, protocol, chroot.as_deref());
+        let allow_new_privileges = match &raw.allow_new_privileges {
+            Some(allow) if *allow.get_ref() && raw.no_new_privs == Some(true) => {
+                self.error(
+                    allow.span(),
+                    "allow_new_privileges = true contradicts no_new_privs = true",
+                );
+                false
+            }
+            Some(allow) => *allow.get_ref(),
+            None => false,
+        };
         let (socket_mode, socket_owner) = self.socket_file(raw);
         let model = match &raw.model {
             None => Model::Prefork,
@@ -823,6 +834,7 @@ impl Checker<'_> {
                 chroot,
                 limits,
                 no_new_privs: raw.no_new_privs.unwrap_or(false),
+                allow_new_privileges,
             },
             socket_mode,
             socket_owner,
@@ -1004,6 +1016,7 @@ impl Checker<'_> {
         if raw.builtin.is_some() {
             for (key, span) in [
                 ("env", raw.env.as_ref().map(|e| e.span())),
+                ("pass_env", raw.pass_env.as_ref().map(|e| e.span())),
                 ("directory", raw.directory.as_ref().map(|d| d.span())),
                 ("argv0", raw.argv0.as_ref().map(|a| a.span())),
             ] {
@@ -1058,10 +1071,18 @@ impl Checker<'_> {
                     .as_ref()
                     .map(|e| e.get_ref().clone())
                     .unwrap_or_default();
+                let mut pass_env = Vec::new();
+                for name in raw.pass_env.iter().flat_map(|p| p.get_ref()) {
+                    match ExecSpec::check_pass_env(name.get_ref()) {
+                        Ok(()) => pass_env.push(name.get_ref().as_str()),
+                        Err(e) => self.error(name.span(), e),
+                    }
+                }
                 let argv0 = raw.argv0.as_ref().map(|a| a.get_ref().clone());
                 match ExecSpec::new_in(Path::new(program), args, chroot) {
                     Ok(spec) => Some(Service::Exec(
                         spec.with_env(env)
+                            .with_pass_env(pass_env)
                             .with_directory(directory)
                             .with_argv0(argv0),
                     )),

@@ -792,7 +792,6 @@ impl<'a> Master<'a> {
                     }
                     .run(),
                     Ok(Fork::Parent(pid)) => {
-                        sys::process::own_process_group(pid);
                         self.board.slot(slot).set_pid(pid.as_raw() as u32);
                         self.board.slot(slot).set_pool(self.pools[i].shared_slot);
                         self.pools[i].pool.forked(pid, now, slot);

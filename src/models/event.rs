@@ -36,6 +36,7 @@ use nix::sys::signal::Signal;
 use super::{Accepted, Model, Runner};
 use crate::net::{Connection, Peer};
 use crate::service::builtin::{chargen_cycle, client_went_away, daytime_text, time_since_1900};
+use crate::service::stderr::Relay;
 use crate::service::{Builtin, ExecSpec, Service};
 use crate::sys;
 use crate::worker::WorkerExit;
@@ -151,6 +152,9 @@ struct Loop<'r, 'a> {
     sessions: Vec<Session>,
     /// Programs of an exec service still running, with their clients.
     programs: Vec<(Child, Peer)>,
+    /// The pipe programs write their stderr to, when it goes to the log
+    /// (see `crate::service::stderr`); read in the poll loop.
+    stderr: Option<Relay>,
     served: u64,
 }
 
@@ -167,10 +171,21 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     // Thousands of connections need thousands of descriptors: take the
     // hard limit (as Go and nginx do).
     sys::process::raise_descriptor_limit();
+    let stderr = match service {
+        Service::Exec(_) if crate::service::stderr::wanted() => match Relay::new() {
+            Ok(relay) => Some(relay),
+            Err(e) => {
+                log::error!("W0012 service {}: cannot make a pipe: {e}", runner.name);
+                return WorkerExit::Fatal;
+            }
+        },
+        _ => None,
+    };
     let mut state = Loop {
         runner,
         sessions: Vec::new(),
         programs: Vec::new(),
+        stderr,
         served: 0,
     };
     super::runner_ready(runner.slot);
@@ -207,6 +222,11 @@ impl Loop<'_, '_> {
             if accepting {
                 fds.push(PollFd::new(self.runner.listener.as_fd(), PollFlags::POLLIN));
             }
+            // Last, so the indices above stay those of the sessions and the
+            // listener.
+            if let Some(relay) = &self.stderr {
+                fds.push(PollFd::new(relay.read_fd(), PollFlags::POLLIN));
+            }
             match nix::poll::poll(&mut fds, self.poll_timeout()) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -220,6 +240,10 @@ impl Loop<'_, '_> {
                 .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
                 .collect();
             drop(fds);
+            let listener_ready = accepting && ready.get(self.sessions.len()) == Some(&true);
+            if self.stderr.is_some() && ready.last() == Some(&true) {
+                self.relay_stderr(false);
+            }
             // Sessions first, from the end, so removing one does not move
             // the ones still to visit.
             for i in (0..self.sessions.len()).rev() {
@@ -239,7 +263,7 @@ impl Loop<'_, '_> {
                     }
                 }
             }
-            if accepting && ready.last() == Some(&true) {
+            if listener_ready {
                 if let Some(end) = self.accept(service) {
                     accepting = false;
                     exit = end;
@@ -270,7 +294,7 @@ impl Loop<'_, '_> {
     }
 
     fn start_program(&mut self, spec: &ExecSpec, conn: Connection) {
-        match spec.spawn(conn) {
+        match spec.spawn(conn, self.stderr.as_ref()) {
             Ok(started) => self.programs.push(started),
             Err(e) => {
                 log::warn!("W0013 service {}: {e}", self.runner.name);
@@ -294,6 +318,7 @@ impl Loop<'_, '_> {
             match self.programs[i].0.try_wait() {
                 Ok(None) => i += 1,
                 ended => {
+                    self.relay_stderr(true);
                     let (_, peer) = self.programs.swap_remove(i);
                     if let (Ok(Some(status)), Service::Exec(spec)) =
                         (ended, self.runner.service.expect("checked"))
@@ -305,6 +330,20 @@ impl Loop<'_, '_> {
                 }
             }
         }
+    }
+
+    /// Logs the lines programs wrote to stderr, with the program's pid when
+    /// only one runs (the pipe is shared); at `end` the unfinished line too.
+    fn relay_stderr(&mut self, end: bool) {
+        let (Some(relay), Some(Service::Exec(spec))) = (&mut self.stderr, self.runner.service)
+        else {
+            return;
+        };
+        let pid = match self.programs.as_slice() {
+            [(child, _)] => Some(child.id()),
+            _ => None,
+        };
+        relay.relay(&spec.name(), pid, end);
     }
 
     /// Closes the connections idle longer than the service's timeout.

@@ -3,20 +3,28 @@
 //!
 //! The worker spawns the program for each connection and waits for it. The
 //! program gets:
-//! - the connection as descriptors 0 and 1, the daemon's stderr as 2 (the
-//!   tcpserver convention: diagnostics go to the log, not to the client),
-//!   and no other descriptor (the worker closed everything it inherited,
-//!   and everything it opens is close-on-exec);
-//! - the daemon's environment plus the UCSPI variables tcpserver sets:
-//!   `PROTO=TCP`, `TCPREMOTEIP`, `TCPREMOTEPORT`, `TCPLOCALIP`,
+//! - the connection as descriptors 0 and 1, and as 2 the daemon's stderr
+//!   or, when that is a terminal or the log is syslog, a pipe its worker
+//!   relays to the log line by line (see [`stderr`](super::stderr)): the
+//!   tcpserver convention, diagnostics go to the log, not to the client.
+//!   No other descriptor (the worker closed everything it inherited, and
+//!   everything it opens is close-on-exec);
+//! - a clean environment: `PATH` ([`DEFAULT_PATH`]), the master's
+//!   variables the service names in `pass_env` (read when the config is
+//!   loaded), the service's `env`, and the UCSPI variables tcpserver sets,
+//!   which win: `PROTO=TCP`, `TCPREMOTEIP`, `TCPREMOTEPORT`, `TCPLOCALIP`,
 //!   `TCPLOCALPORT` (IPv6 addresses written plainly, IPv4 clients of a
 //!   dual-stack socket as IPv4), or for a Unix socket, as ipcserver sets
-//!   them, `PROTO=IPC`, `IPCLOCALPATH`, `IPCREMOTEEUID`, `IPCREMOTEEGID`;
+//!   them, `PROTO=IPC`, `IPCLOCALPATH`, `IPCREMOTEEUID`, `IPCREMOTEEGID`.
+//!   Nothing else of the master's environment (a password in it, the
+//!   service manager's sockets) reaches a program;
 //! - default signal dispositions and an empty signal mask.
 //!
 //! That is Unix. On Windows a socket cannot be a program's stdin and stdout,
 //! so [`relay`](super::relay) gives the program pipes and copies between
-//! them and the connection; the environment is the same.
+//! them and the connection; the environment is the same, except that
+//! the master's `PATH`, `SystemRoot`, `windir`, `COMSPEC`, `PATHEXT`,
+//! `TEMP` and `TMP` are passed, which Windows programs need to start.
 
 use std::ffi::OsString;
 use std::io;
@@ -32,9 +40,26 @@ use crate::net::Connection;
 use crate::net::Peer;
 use crate::sys;
 
-/// The variables of the UCSPI conventions that a program could inherit
-/// from the daemon's own environment, and those of the service manager;
-/// they are removed before the ones that describe this connection are set.
+/// A program's `PATH`, unless the service sets one (`env`, `pass_env`).
+#[cfg(unix)]
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// The master's variables a Windows program gets without `pass_env`: it
+/// cannot start, or find a shell or a temporary directory, without them.
+#[cfg(windows)]
+const WINDOWS_VARIABLES: [&str; 7] = [
+    "PATH",
+    "SystemRoot",
+    "windir",
+    "COMSPEC",
+    "PATHEXT",
+    "TEMP",
+    "TMP",
+];
+
+/// The variables preforkd sets for each connection (UCSPI), and those of
+/// the service manager, meant for the daemon only: `pass_env` may not
+/// name them.
 const UCSPI_VARIABLES: [&str; 18] = [
     // And the service manager's, meant for the daemon only.
     "NOTIFY_SOCKET",
@@ -63,6 +88,8 @@ pub struct ExecSpec {
     program: PathBuf,
     args: Vec<OsString>,
     env: Vec<(String, String)>,
+    /// The master's variables named by `pass_env`, read when built.
+    passed: Vec<(String, OsString)>,
     directory: Option<PathBuf>,
     argv0: Option<OsString>,
 }
@@ -115,6 +142,7 @@ impl ExecSpec {
                 program: program.to_path_buf(),
                 args,
                 env: vec![],
+                passed: vec![],
                 directory: None,
                 argv0: None,
             });
@@ -140,6 +168,7 @@ impl ExecSpec {
             program: resolved,
             args,
             env: vec![],
+            passed: vec![],
             directory: None,
             argv0: None,
         })
@@ -150,6 +179,30 @@ impl ExecSpec {
     pub fn with_env(mut self, env: impl IntoIterator<Item = (String, String)>) -> ExecSpec {
         self.env.extend(env);
         self
+    }
+
+    /// Passes the master's variables `names` (those it has) to the
+    /// program, read now, as xinetd's `passenv` does.
+    pub fn with_pass_env<'n>(mut self, names: impl IntoIterator<Item = &'n str>) -> ExecSpec {
+        for name in names {
+            if let Some(value) = std::env::var_os(name) {
+                self.passed.push((name.to_string(), value));
+            }
+        }
+        self
+    }
+
+    /// Why `pass_env` may not name `name`, if it may not.
+    pub fn check_pass_env(name: &str) -> Result<(), String> {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            Err(format!("invalid pass_env name '{}'", name.escape_debug()))
+        } else if UCSPI_VARIABLES.contains(&name) {
+            Err(format!(
+                "pass_env cannot name {name}: preforkd sets it (UCSPI) or it is the service manager's"
+            ))
+        } else {
+            Ok(())
+        }
     }
 
     /// Gives the program this `argv[0]` instead of its path (inetd.conf's
@@ -185,15 +238,23 @@ impl ExecSpec {
     }
 
     /// The program's command for the connection of `peer`: its arguments,
-    /// the service's variables, the UCSPI ones (which win), its directory.
+    /// its clean environment (`PATH`, `pass_env`, `env`, then the UCSPI
+    /// variables, which win), its directory.
     /// Its standard streams are for the caller to set.
     pub fn command(&self, peer: &Peer) -> Command {
         let mut command = Command::new(&self.program);
         command.args(&self.args);
-        command.envs(self.env.iter().map(|(k, v)| (k, v)));
-        for name in UCSPI_VARIABLES {
-            command.env_remove(name);
+        command.env_clear();
+        #[cfg(unix)]
+        command.env("PATH", DEFAULT_PATH);
+        #[cfg(windows)]
+        for name in WINDOWS_VARIABLES {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
         }
+        command.envs(self.passed.iter().map(|(k, v)| (k, v)));
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command.envs(ucspi_environment(peer));
         if let Some(dir) = &self.directory {
             command.current_dir(dir);
@@ -231,16 +292,26 @@ impl ExecSpec {
     /// connection only; a program that exits non-zero or is killed is
     /// logged.
     pub fn handle(&self, conn: Connection) -> io::Result<()> {
-        let (mut child, peer) = self.spawn(conn)?;
-        let status = child.wait()?;
-        self.ended(&peer, status);
-        Ok(())
+        super::stderr::with_relay(|relay| {
+            let (mut child, peer) = self.spawn(conn, relay.as_deref())?;
+            let status = match relay {
+                Some(relay) => relay.wait(&mut child, &self.name())?,
+                None => child.wait()?,
+            };
+            self.ended(&peer, status);
+            Ok(())
+        })
     }
 
     /// Starts the program on `conn` without waiting for it (the event
-    /// model reaps it later and calls [`ExecSpec::ended`]). Returns the
+    /// model reaps it later and calls [`ExecSpec::ended`]), its stderr on
+    /// `stderr`'s pipe, or the daemon's stderr without one. Returns the
     /// child and the connection's ends.
-    pub fn spawn(&self, conn: Connection) -> io::Result<(std::process::Child, Peer)> {
+    pub fn spawn(
+        &self,
+        conn: Connection,
+        stderr: Option<&super::stderr::Relay>,
+    ) -> io::Result<(std::process::Child, Peer)> {
         let peer = conn.peer()?;
         let stdin = conn.try_clone_fd()?;
         let stdout = OwnedFd::from(conn);
@@ -248,6 +319,9 @@ impl ExecSpec {
         command
             .stdin(Stdio::from(stdin))
             .stdout(Stdio::from(stdout));
+        if let Some(relay) = stderr {
+            command.stderr(relay.program_end()?);
+        }
         if let Some(argv0) = &self.argv0 {
             std::os::unix::process::CommandExt::arg0(&mut command, argv0);
         }

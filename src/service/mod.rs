@@ -10,6 +10,8 @@
 pub mod builtin;
 pub mod exec;
 pub mod relay;
+#[cfg(unix)]
+pub mod stderr;
 
 use std::fmt;
 use std::io;

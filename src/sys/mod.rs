@@ -15,6 +15,8 @@
 //! - [`fd`]: `accept4` without a hidden EINTR retry, closing every inherited
 //!   descriptor, `shutdown` of a listening socket.
 //! - [`privs`]: account lookups, setrlimit, chroot, setgroups/setgid/setuid.
+//! - [`stdio`]: the pipe for programs' stderr, and pidfd_open(2) to wait
+//!   for a program while reading it.
 //! - [`shm`]: the shared mapping under the scoreboard, and the monotonic clock.
 //! - [`time`]: local broken-down time for the daytime service.
 //!
@@ -38,6 +40,8 @@ pub mod process;
 pub mod shm;
 #[cfg(unix)]
 pub mod signal;
+#[cfg(unix)]
+pub mod stdio;
 pub mod time;
 #[cfg(windows)]
 mod windows;

@@ -2,7 +2,8 @@
 //!
 //! The order is the one every careful daemon uses, and each step is
 //! checked: resource limits (while still allowed to raise them), chroot and
-//! chdir, setgroups, setgid, setuid; then a proof that root cannot be
+//! chdir, the capability bounding set (while still allowed to drop from
+//! it), setgroups, setgid, setuid; then a proof that root cannot be
 //! regained; then no_new_privs. Nothing here decides *whether* to drop.
 
 use std::io;
@@ -100,6 +101,81 @@ fn set_no_groups() -> io::Result<()> {
 fn set_no_groups() -> io::Result<()> {
     Ok(())
 }
+
+/// Empties the capability bounding set (PR_CAPBSET_DROP of every
+/// capability the kernel knows) and the ambient set, then checks that
+/// none is left: no later execve, of a set-uid-root program or of a file
+/// with capabilities, can give one back. Needs CAP_SETPCAP, so call it
+/// before leaving root. Returns false, having changed nothing, when
+/// CAP_SETPCAP is not in the bounding set itself (a service manager
+/// withheld it): the set can then never be emptied, and only what the
+/// manager left is in it.
+#[cfg(target_os = "linux")]
+pub fn drop_bounding_set() -> io::Result<bool> {
+    let prctl = |option: libc::c_int, arg: libc::c_ulong| -> io::Result<libc::c_int> {
+        // SAFETY: PR_CAPBSET_READ, PR_CAPBSET_DROP and PR_CAP_AMBIENT take
+        // integers only (unused arguments must be 0); no memory is passed.
+        let r = unsafe {
+            libc::prctl(
+                option,
+                arg,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    };
+    const CAP_SETPCAP: libc::c_ulong = 8;
+    if prctl(libc::PR_CAPBSET_READ, CAP_SETPCAP)? == 0 {
+        return Ok(false);
+    }
+    // EINVAL from PR_CAPBSET_READ: past the last capability of this kernel.
+    let mut known = 0;
+    while prctl(libc::PR_CAPBSET_READ, known).is_ok() {
+        prctl(libc::PR_CAPBSET_DROP, known)?;
+        known += 1;
+    }
+    if known == 0 {
+        return Err(io::Error::other("cannot read the capability bounding set"));
+    }
+    // EINVAL: a kernel older than 4.3 has no ambient set, so nothing to clear.
+    match prctl(
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+    ) {
+        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => return Err(e),
+        _ => {}
+    }
+    if (0..known).any(|cap| prctl(libc::PR_CAPBSET_READ, cap).ok() != Some(0)) {
+        return Err(io::Error::other(
+            "a capability is still in the bounding set",
+        ));
+    }
+    Ok(true)
+}
+
+/// No capability bounding set on this system: nothing to drop.
+#[cfg(not(target_os = "linux"))]
+pub fn drop_bounding_set() -> io::Result<bool> {
+    Ok(false)
+}
+
+/// PR_SET_DUMPABLE 0: processes of the same user can neither ptrace the
+/// caller nor open its descriptors through /proc/PID/fd, whatever
+/// fs.suid_dumpable says (Linux; elsewhere nothing to do).
+pub fn not_dumpable() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    nix::sys::prctl::set_dumpable(false)?;
+    Ok(())
+}
+
+/// Whether [`no_new_privs`] exists here (Linux only).
+pub const HAS_NO_NEW_PRIVS: bool = cfg!(target_os = "linux");
 
 /// PR_SET_NO_NEW_PRIVS: execve can no longer grant privileges (set-uid
 /// bits and file capabilities are ignored).

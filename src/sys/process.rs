@@ -171,16 +171,23 @@ pub fn kill(pid: Pid, signal: Signal) {
 }
 
 /// Sends `signal` to the process group `pgid` (a worker and anything it
-/// spawned). ESRCH is ignored as in [`kill`].
+/// spawned). A worker makes its group itself (it calls [`new_session`]
+/// first thing): until it has, there is no such group, and the signal goes
+/// to the process `pgid` alone, which has spawned nothing yet. ESRCH is
+/// ignored as in [`kill`].
 pub fn kill_group(pgid: Pid, signal: Signal) {
-    let _ = nix::sys::signal::killpg(pgid, signal);
+    if nix::sys::signal::killpg(pgid, signal) == Err(Errno::ESRCH) {
+        kill(pgid, signal);
+    }
 }
 
-/// Puts `pid` (0: the caller) in its own process group. Called on both sides
-/// of a fork so the group exists whichever side runs first; an error (the
-/// child already exited) is harmless and ignored.
-pub fn own_process_group(pid: Pid) {
-    let _ = nix::unistd::setpgid(pid, pid);
+/// Makes the caller the leader of a new session and process group, with
+/// no controlling terminal (setsid(2)): it can no longer open /dev/tty,
+/// and the terminal's signals and hangup never reach it. Fails (EPERM)
+/// only for a process group leader, which a freshly forked child is not.
+pub fn new_session() -> io::Result<()> {
+    nix::unistd::setsid()?;
+    Ok(())
 }
 
 /// The calling process's pid.

@@ -42,16 +42,8 @@ impl Drop for Detached {
 fn serve_detaches_writes_its_pidfile_and_refuses_a_second_instance() {
     let dir = TempDir::new("detach");
     let pidfile = dir.path().join("preforkd.pid");
-    let syslog_path = dir.path().join("log.sock");
-    let syslog = UnixDatagram::bind(&syslog_path).unwrap();
-    syslog
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (syslog_path, syslog) = syslog_in(&dir, Duration::from_secs(5));
+    let port = free_port();
     let config = dir.path().join("preforkd.toml");
     std::fs::write(
         &config,

@@ -526,6 +526,25 @@ pub fn binary_for_nobody(dir: &TempDir) -> PathBuf {
     copy
 }
 
+/// A free TCP port on 127.0.0.1 (bound, then released), for a daemon
+/// that does not report the port it picked (a detached one).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A syslog stand-in: a datagram socket bound at `log.sock` in `dir`,
+/// whose reads wait at most `limit`.
+pub fn syslog_in(dir: &TempDir, limit: Duration) -> (PathBuf, std::os::unix::net::UnixDatagram) {
+    let path = dir.path().join("log.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(limit)).unwrap();
+    (path, socket)
+}
+
 /// The pid a pidfile names.
 pub fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
