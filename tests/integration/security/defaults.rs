@@ -128,15 +128,20 @@ fn listens_on_port_zero(config: &str) -> bool {
 
 const BUILTINS: [&str; 5] = ["echo", "discard", "daytime", "chargen", "time"];
 
-#[test]
-fn idle_clients_from_one_address_do_not_lock_out_the_embedded_default() {
-    let dir = TempDir::new("defaults-embedded");
-    let config = on_port_zero(preforkd::config::EMBEDDED_DEFAULT);
+/// Serves `config`, moved to port 0, and attacks each of its five builtins.
+fn serve_and_attack(name: &str, config: &str) {
+    let config = on_port_zero(config);
     assert!(listens_on_port_zero(&config), "{config}");
+    let dir = TempDir::new(name);
     let mut d = Daemon::serve(&dir, &config);
     assert_eq!(d.listening_lines().len(), 5, "{}", d.report());
     attack_every_service(&d, &BUILTINS);
     d.stop_gracefully();
+}
+
+#[test]
+fn idle_clients_from_one_address_do_not_lock_out_the_embedded_default() {
+    serve_and_attack("defaults-embedded", preforkd::config::EMBEDDED_DEFAULT);
 }
 
 #[test]
@@ -149,13 +154,7 @@ fn idle_clients_from_one_address_do_not_lock_out_the_packaged_config() {
     let config = packaged
         .replace("user = \"preforkd\"", "user = \"nobody\"")
         .replace("control = \"/run/preforkd/preforkd.sock\"", "");
-    let config = on_port_zero(&config);
-    assert!(listens_on_port_zero(&config), "{config}");
-    let dir = TempDir::new("defaults-packaged");
-    let mut d = Daemon::serve(&dir, &config);
-    assert_eq!(d.listening_lines().len(), 5, "{}", d.report());
-    attack_every_service(&d, &BUILTINS);
-    d.stop_gracefully();
+    serve_and_attack("defaults-packaged", &config);
 }
 
 #[test]
