@@ -5,8 +5,8 @@
 //! error), the maximum itself runs. Before the defence, `check` accepted
 //! `graceful_timeout = "18446744073709551615s"` and the master panicked on
 //! SIGTERM or at the next reload (`Instant + Duration` overflowed), and
-//! `run --max-requests 18446744073709551615 --max-requests-jitter 1`
-//! panicked as it forked its first worker. A boundary corpus is reloaded
+//! `run --max-requests 1 --max-requests-jitter 18446744073709551615` made
+//! every worker panic as it started. A boundary corpus is reloaded
 //! into a running daemon, which must survive each one and keep serving;
 //! and `reload`/`stop` exit 1 when the daemon closes the control connection
 //! without an answer.
