@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::duration::parse_duration;
-use crate::config::maxima::{MAX_PER_SOURCE, MAX_REQUESTS};
+use crate::config::maxima::{MAX_BACKLOG, MAX_PER_SOURCE, MAX_REQUESTS, MAX_WORKERS};
 
 fn parse_rate(s: &str) -> Result<crate::net::acl::Rate, String> {
     s.parse()
@@ -206,19 +206,19 @@ pub struct RunArgs {
     /// Workers to pre-fork: a fixed pool of N, or the start of an adaptive
     /// pool with --min-spare, --max-spare or --max-workers [default: the
     /// adaptive pool, from one worker per CPU up to 256].
-    #[arg(short = 'w', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(short = 'w', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_WORKERS as i64))]
     pub workers: Option<u32>,
 
     /// Adaptive pool: idle workers to keep ready [default: the number of CPUs].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=4096))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=MAX_WORKERS as i64))]
     pub min_spare: Option<u32>,
 
     /// Adaptive pool: idle workers above which extras are retired [default: 4 per CPU].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=4096))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=MAX_WORKERS as i64))]
     pub max_spare: Option<u32>,
 
     /// Adaptive pool: the most workers [default: 256].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_WORKERS as i64))]
     pub max_workers: Option<u32>,
 
     /// Retire a worker after about this many connections.
@@ -272,7 +272,7 @@ pub struct RunArgs {
 
     /// Length of the listen queue (capped by net.core.somaxconn).
     #[arg(long, value_name = "N", default_value_t = crate::net::DEFAULT_BACKLOG,
-          value_parser = clap::value_parser!(i32).range(1..=65535))]
+          value_parser = clap::value_parser!(i32).range(1..=MAX_BACKLOG as i64))]
     pub backlog: i32,
 
     /// On SIGTERM, how long busy workers may take to finish before they are killed.

@@ -205,12 +205,13 @@ impl Sizing {
         let min_spare = min_spare.unwrap_or(d_min.min(max));
         let max_spare = max_spare.unwrap_or(d_max_spare.max(min_spare));
         let start = start.unwrap_or(d_start.min(max));
-        if !(1..=4096).contains(&max) {
-            return Err(format!("max = {max}: expected a number from 1 to 4096"));
+        let most = maxima::MAX_WORKERS as usize;
+        if !(1..=most).contains(&max) {
+            return Err(format!("max = {max}: expected a number from 1 to {most}"));
         }
-        if max_spare > 4096 {
+        if max_spare > most {
             return Err(format!(
-                "max_spare = {max_spare}: expected a number from 0 to 4096"
+                "max_spare = {max_spare}: expected a number from 0 to {most}"
             ));
         }
         if start < 1 || start > max {
@@ -769,13 +770,16 @@ impl Checker<'_> {
         });
         let backlog = match &raw.backlog {
             None => crate::net::DEFAULT_BACKLOG,
-            Some(b) if (1..=65535).contains(b.get_ref()) => *b.get_ref() as i32,
+            Some(b) if (1..=maxima::MAX_BACKLOG as i64).contains(b.get_ref()) => {
+                *b.get_ref() as i32
+            }
             Some(b) => {
                 self.error(
                     b.span(),
                     format!(
-                        "invalid backlog = {}: expected a number from 1 to 65535",
-                        b.get_ref()
+                        "invalid backlog = {}: expected a number from 1 to {}",
+                        b.get_ref(),
+                        maxima::MAX_BACKLOG
                     ),
                 );
                 1
@@ -906,9 +910,12 @@ impl Checker<'_> {
 
     fn sizing(&mut self, w: &Spanned<raw::RawWorkers>) -> Sizing {
         let sizing = match w.get_ref() {
-            raw::RawWorkers::Count(n) if (1..=4096).contains(n) => Ok(Sizing::Fixed(*n as usize)),
+            raw::RawWorkers::Count(n) if (1..=maxima::MAX_WORKERS as i64).contains(n) => {
+                Ok(Sizing::Fixed(*n as usize))
+            }
             raw::RawWorkers::Count(n) => Err(format!(
-                "invalid workers = {n}: expected a number from 1 to 4096"
+                "invalid workers = {n}: expected a number from 1 to {}",
+                maxima::MAX_WORKERS
             )),
             raw::RawWorkers::Adaptive(t) => {
                 let get = |v: Option<i64>| v.map(usize::try_from).transpose();
