@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::duration::parse_duration;
+use crate::config::maxima::{MAX_BACKLOG, MAX_PER_SOURCE, MAX_REQUESTS, MAX_WORKERS};
 
 fn parse_rate(s: &str) -> Result<crate::net::acl::Rate, String> {
     s.parse()
@@ -212,29 +213,31 @@ pub struct RunArgs {
     )]
     pub builtin: Option<String>,
 
-    /// Workers to pre-fork [default: the number of CPUs]; a fixed pool
-    /// unless one of --min-spare, --max-spare, --max-workers is given.
-    #[arg(short = 'w', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    /// Workers to pre-fork: a fixed pool of N, or the start of an adaptive
+    /// pool with --min-spare, --max-spare or --max-workers [default: the
+    /// adaptive pool, from one worker per CPU up to 256].
+    #[arg(short = 'w', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_WORKERS as i64))]
     pub workers: Option<u32>,
 
     /// Adaptive pool: idle workers to keep ready [default: the number of CPUs].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=4096))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=MAX_WORKERS as i64))]
     pub min_spare: Option<u32>,
 
     /// Adaptive pool: idle workers above which extras are retired [default: 4 per CPU].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=4096))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=MAX_WORKERS as i64))]
     pub max_spare: Option<u32>,
 
     /// Adaptive pool: the most workers [default: 256].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_WORKERS as i64))]
     pub max_workers: Option<u32>,
 
     /// Retire a worker after about this many connections.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_REQUESTS))]
     pub max_requests: Option<u64>,
 
     /// Add up to this many, at random per worker, to --max-requests [default: a tenth of it].
-    #[arg(long, value_name = "N", requires = "max_requests")]
+    #[arg(long, value_name = "N", requires = "max_requests",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_REQUESTS))]
     pub max_requests_jitter: Option<u64>,
 
     /// Close a connection idle this long; stop a handler busy this long.
@@ -246,7 +249,7 @@ pub struct RunArgs {
     pub max_memory: Option<u64>,
 
     /// At most this many concurrent connections from one address.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_PER_SOURCE as i64))]
     pub per_source: Option<u32>,
 
     /// At most this many new connections per second or minute (50/s, 600/m).
@@ -284,7 +287,7 @@ pub struct RunArgs {
 
     /// Length of the listen queue (capped by net.core.somaxconn).
     #[arg(long, value_name = "N", default_value_t = crate::net::DEFAULT_BACKLOG,
-          value_parser = clap::value_parser!(i32).range(1..=65535))]
+          value_parser = clap::value_parser!(i32).range(1..=MAX_BACKLOG as i64))]
     pub backlog: i32,
 
     /// On SIGTERM, how long busy workers may take to finish before they are killed.

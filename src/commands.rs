@@ -233,12 +233,19 @@ fn run_config(args: &RunArgs) -> Result<Config, Error> {
     })
 }
 
-/// A fixed pool of --workers, or an adaptive one when a spare or maximum
-/// is given (the config file's defaults fill in the rest).
+/// A fixed pool of --workers alone; an adaptive one when a spare or
+/// maximum is given (the config file's defaults fill in the rest), and
+/// without any of them the adaptive default of a config service without
+/// `workers` (a single-process model gets a fixed count, as there): a
+/// fixed pool of one worker per CPU is locked by as many idle clients.
 fn run_sizing(args: &RunArgs) -> Result<Sizing, Error> {
     let workers = args.workers.map(|n| n as usize);
     if args.min_spare.is_none() && args.max_spare.is_none() && args.max_workers.is_none() {
-        return Ok(Sizing::Fixed(workers.unwrap_or_else(default_workers)));
+        return Ok(match workers {
+            Some(n) => Sizing::Fixed(n),
+            None if args.model.is_process_pool() => Sizing::default_adaptive(),
+            None => Sizing::Fixed(default_workers()),
+        });
     }
     let max = args.max_workers.map(|n| n as usize);
     // --workers is the start; the default start is clamped to --max-workers.

@@ -88,6 +88,15 @@ pub(super) fn control(args: &ConfigArgs, request: &str) -> Result<(), Error> {
         .map_err(failed)?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).map_err(failed)?;
+    // Every answer ends its last line: anything short of that means the
+    // daemon closed the connection, or died, before it had answered.
+    if !answer.ends_with('\n') {
+        return Err(Error::Failed(format!(
+            "the daemon at {} closed the control connection without {} answer (did it die?): `{request}` not confirmed",
+            path.display(),
+            if answer.is_empty() { "an" } else { "a whole" },
+        )));
+    }
     match answer.strip_prefix("error: ") {
         Some(why) => Err(Error::Refused(why.trim_end().to_string())),
         None => {

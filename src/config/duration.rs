@@ -1,10 +1,15 @@
 //! Durations as users write them: `30s`, `500ms`, `2m`, `1h`, or a bare
-//! number of seconds.
+//! number of seconds, up to [`MAX_DURATION`].
 
 use std::time::Duration;
 
+/// The longest duration a config or a flag may give: 24 days (576h), more
+/// than any timeout an admin means, and short enough that a deadline this
+/// far ahead fits every clock and poll(2)'s milliseconds in an `i32`.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 24 * 3600);
+
 /// Parses a duration: a whole number followed by `ms`, `s`, `m` or `h`, or
-/// a bare number meaning seconds.
+/// a bare number meaning seconds; at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -23,6 +28,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             ))
         }
     };
+    if d > MAX_DURATION {
+        return Err(format!("invalid duration '{s}': at most 576h (24 days)"));
+    }
     Ok(d)
 }
 
@@ -40,5 +48,18 @@ mod tests {
         assert!(parse_duration("7x").unwrap_err().contains("unit"));
         assert!(parse_duration("s").unwrap_err().contains("number"));
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn at_most_24_days() {
+        assert_eq!(parse_duration("576h"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("2073600"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("2073600000ms"), Ok(MAX_DURATION));
+        for over in ["577h", "2073601s", "2073600001ms", "18446744073709551615h"] {
+            assert!(
+                parse_duration(over).unwrap_err().contains("at most 576h"),
+                "{over}"
+            );
+        }
     }
 }

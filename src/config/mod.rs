@@ -11,6 +11,7 @@
 pub mod diag;
 pub mod duration;
 pub mod inetd;
+pub mod maxima;
 mod raw;
 pub mod size;
 
@@ -40,38 +41,45 @@ pub const DEFAULT_PATH: &str = "/etc/preforkd/preforkd.toml";
 
 /// What `serve` runs when there is no config file at all: the five
 /// builtins on 127.0.0.1, each on 7000 + its standard port, so a first run
-/// works without root.
+/// works without root; each with a `timeout` and a `per_source` limit.
 pub const EMBEDDED_DEFAULT: &str = r#"# The embedded default of preforkd: the inetd builtins on localhost,
-# each on port 7000 + its standard port.
+# each on port 7000 + its standard port. Each has the adaptive pool (no
+# `workers`), a timeout and a per_source limit, so that idle clients
+# from one address cannot take every worker.
 [[service]]
 name = "echo"
 listen = ["127.0.0.1:7007"]
 builtin = "echo"
-workers = 2
+timeout = "60s"
+per_source = 10
 
 [[service]]
 name = "discard"
 listen = ["127.0.0.1:7009"]
 builtin = "discard"
-workers = 2
+timeout = "60s"
+per_source = 10
 
 [[service]]
 name = "daytime"
 listen = ["127.0.0.1:7013"]
 builtin = "daytime"
-workers = 1
+timeout = "60s"
+per_source = 10
 
 [[service]]
 name = "chargen"
 listen = ["127.0.0.1:7019"]
 builtin = "chargen"
-workers = 1
+timeout = "60s"
+per_source = 10
 
 [[service]]
 name = "time"
 listen = ["127.0.0.1:7037"]
 builtin = "time"
-workers = 1
+timeout = "60s"
+per_source = 10
 "#;
 
 /// Where the control socket is when `[daemon] control` does not say, for
@@ -197,8 +205,14 @@ impl Sizing {
         let min_spare = min_spare.unwrap_or(d_min.min(max));
         let max_spare = max_spare.unwrap_or(d_max_spare.max(min_spare));
         let start = start.unwrap_or(d_start.min(max));
-        if !(1..=4096).contains(&max) {
-            return Err(format!("max = {max}: expected a number from 1 to 4096"));
+        let most = maxima::MAX_WORKERS as usize;
+        if !(1..=most).contains(&max) {
+            return Err(format!("max = {max}: expected a number from 1 to {most}"));
+        }
+        if max_spare > most {
+            return Err(format!(
+                "max_spare = {max_spare}: expected a number from 0 to {most}"
+            ));
         }
         if start < 1 || start > max {
             return Err(format!("start = {start}: expected 1 to max ({max})"));
@@ -703,6 +717,13 @@ impl Checker<'_> {
         let positive = |checker: &mut Self, v: &Option<Spanned<i64>>, what: &str| -> Option<u64> {
             let v = v.as_ref()?;
             match u64::try_from(*v.get_ref()) {
+                Ok(n) if n > maxima::MAX_REQUESTS => {
+                    checker.error(
+                        v.span(),
+                        format!("invalid {what} = {n}: at most {}", maxima::MAX_REQUESTS),
+                    );
+                    None
+                }
                 Ok(n) if n > 0 || what == "max_requests_jitter" => Some(n),
                 _ => {
                     checker.error(
@@ -721,7 +742,9 @@ impl Checker<'_> {
             .unwrap_or_else(|| max_requests.map_or(0, |m| m / 10));
         let access = self.access(raw);
         let max_memory = raw.max_memory.as_ref().and_then(|m| match m.get_ref() {
-            SizeOrNumber::Number(n) if *n > 0 => Some(*n as u64),
+            SizeOrNumber::Number(n) if *n > 0 => size::check_size(*n as u64)
+                .map_err(|e| self.error(m.span(), format!("invalid max_memory = {n}: {e}")))
+                .ok(),
             SizeOrNumber::Text(t) => match size::parse_size(t) {
                 Ok(0) => {
                     self.error(m.span(), "invalid max_memory: it must be larger than 0");
@@ -751,13 +774,16 @@ impl Checker<'_> {
         });
         let backlog = match &raw.backlog {
             None => crate::net::DEFAULT_BACKLOG,
-            Some(b) if (1..=65535).contains(b.get_ref()) => *b.get_ref() as i32,
+            Some(b) if (1..=maxima::MAX_BACKLOG as i64).contains(b.get_ref()) => {
+                *b.get_ref() as i32
+            }
             Some(b) => {
                 self.error(
                     b.span(),
                     format!(
-                        "invalid backlog = {}: expected a number from 1 to 65535",
-                        b.get_ref()
+                        "invalid backlog = {}: expected a number from 1 to {}",
+                        b.get_ref(),
+                        maxima::MAX_BACKLOG
                     ),
                 );
                 1
@@ -957,13 +983,14 @@ impl Checker<'_> {
             .per_source
             .as_ref()
             .and_then(|p| match u32::try_from(*p.get_ref()) {
-                Ok(n) if n > 0 => Some(n),
+                Ok(n) if n > 0 && u64::from(n) <= maxima::MAX_PER_SOURCE => Some(n),
                 _ => {
                     self.error(
                         p.span(),
                         format!(
-                            "invalid per_source = {}: expected a positive number",
-                            p.get_ref()
+                            "invalid per_source = {}: expected a number from 1 to {}",
+                            p.get_ref(),
+                            maxima::MAX_PER_SOURCE
                         ),
                     );
                     None
@@ -985,9 +1012,12 @@ impl Checker<'_> {
 
     fn sizing(&mut self, w: &Spanned<raw::RawWorkers>) -> Sizing {
         let sizing = match w.get_ref() {
-            raw::RawWorkers::Count(n) if (1..=4096).contains(n) => Ok(Sizing::Fixed(*n as usize)),
+            raw::RawWorkers::Count(n) if (1..=maxima::MAX_WORKERS as i64).contains(n) => {
+                Ok(Sizing::Fixed(*n as usize))
+            }
             raw::RawWorkers::Count(n) => Err(format!(
-                "invalid workers = {n}: expected a number from 1 to 4096"
+                "invalid workers = {n}: expected a number from 1 to {}",
+                maxima::MAX_WORKERS
             )),
             raw::RawWorkers::Adaptive(t) => {
                 let get = |v: Option<i64>| v.map(usize::try_from).transpose();
@@ -1113,36 +1143,32 @@ impl Checker<'_> {
     }
 
     fn limits(&mut self, raw: &RawLimits) -> Limits {
-        let mut count = |v: &Option<Spanned<i64>>, what: &str| -> Option<u64> {
+        let mut count = |v: &Option<Spanned<i64>>, what: &str, max: u64| -> Option<u64> {
             let v = v.as_ref()?;
             u64::try_from(*v.get_ref())
-                .map_err(|_| {
-                    self.error(
-                        v.span(),
-                        format!("invalid {what}: expected a positive number"),
-                    )
-                })
+                .map_err(|_| "expected a positive number".to_string())
+                .and_then(|n| maxima::at_most(n, max))
+                .map_err(|e| self.error(v.span(), format!("invalid {what}: {e}")))
                 .ok()
         };
-        let open_files = count(&raw.nofile, "nofile");
-        let processes = count(&raw.nproc, "nproc");
+        let open_files = count(&raw.nofile, "nofile", maxima::MAX_NOFILE);
+        let processes = count(&raw.nproc, "nproc", maxima::MAX_NPROC);
         let address_space = raw.address_space.as_ref().and_then(|v| match v.get_ref() {
-            SizeOrNumber::Number(n) => u64::try_from(*n).ok().or_else(|| {
-                self.error(v.span(), "invalid as: expected a positive number of bytes");
-                None
-            }),
+            SizeOrNumber::Number(n) => u64::try_from(*n)
+                .map_err(|_| "expected a positive number of bytes".to_string())
+                .and_then(size::check_size)
+                .map_err(|e| self.error(v.span(), format!("invalid as: {e}")))
+                .ok(),
             SizeOrNumber::Text(t) => size::parse_size(t)
                 .map_err(|e| self.error(v.span(), e))
                 .ok(),
         });
         let cpu_seconds = raw.cpu.as_ref().and_then(|v| match v.get_ref() {
-            SizeOrNumber::Number(n) => u64::try_from(*n).ok().or_else(|| {
-                self.error(
-                    v.span(),
-                    "invalid cpu: expected a positive number of seconds",
-                );
-                None
-            }),
+            SizeOrNumber::Number(n) => u64::try_from(*n)
+                .map_err(|_| "expected a positive number of seconds".to_string())
+                .and_then(|n| maxima::at_most(n, maxima::MAX_DURATION.as_secs()))
+                .map_err(|e| self.error(v.span(), format!("invalid cpu: {e} seconds")))
+                .ok(),
             SizeOrNumber::Text(t) => duration::parse_duration(t)
                 .map(|d| d.as_secs())
                 .map_err(|e| self.error(v.span(), e))
@@ -1212,6 +1238,16 @@ mod tests {
                 "127.0.0.1:7037"
             ]
         );
+        // Idle clients: every service times out and limits one address,
+        // on the adaptive pool.
+        for s in &c.services {
+            assert!(
+                s.timeout.is_some() && s.access.per_source.is_some(),
+                "{}",
+                s.name
+            );
+            assert!(s.sizing.is_adaptive(), "{}", s.name);
+        }
     }
 
     #[test]

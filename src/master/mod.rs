@@ -564,9 +564,9 @@ impl<'a> Master<'a> {
         }
         self.signal_workers(|_| true, Signal::SIGTERM);
         let now = Instant::now();
-        self.next_nudge = Some(now + NUDGE_EVERY);
+        self.next_nudge = Some(sys::time::after(now, NUDGE_EVERY));
         self.set_phase(Phase::Draining {
-            deadline: now + self.graceful_timeout,
+            deadline: sys::time::after(now, self.graceful_timeout),
         });
     }
 
@@ -686,11 +686,11 @@ impl<'a> Master<'a> {
                     self.next_nudge = None;
                     // Killed: they are reaped at once; say it only once.
                     self.phase = Phase::Draining {
-                        deadline: now + Duration::from_secs(3600),
+                        deadline: sys::time::after(now, Duration::from_secs(3600)),
                     };
                 } else if self.next_nudge.is_some_and(|t| now >= t) {
                     self.nudge_workers(|_| true);
-                    self.next_nudge = Some(now + NUDGE_EVERY);
+                    self.next_nudge = Some(sys::time::after(now, NUDGE_EVERY));
                 }
             }
             Phase::Starting | Phase::Killing | Phase::Stopped => {}
@@ -708,7 +708,7 @@ impl<'a> Master<'a> {
                     sys::process::kill(pid, Signal::SIGTERM);
                 }
             }
-            self.next_nudge = Some(now + NUDGE_EVERY);
+            self.next_nudge = Some(sys::time::after(now, NUDGE_EVERY));
         }
         let overdue = |r: &PoolRun<'_>| r.retiring.is_some_and(|t| now >= t) && r.pool.len() > 0;
         if self.pools.iter().any(overdue) {
@@ -735,7 +735,7 @@ impl<'a> Master<'a> {
         sys::process::kill(pid, Signal::SIGTERM);
         self.retired.insert(pid);
         self.next_nudge
-            .get_or_insert_with(|| Instant::now() + NUDGE_EVERY);
+            .get_or_insert_with(|| sys::time::after(Instant::now(), NUDGE_EVERY));
     }
 
     /// Forks as many workers as each live pool wants now.
@@ -776,7 +776,7 @@ impl<'a> Master<'a> {
                             .is_adaptive()
                             .then(|| self.busy_pipe.1.as_fd()),
                         max_requests: run.plan.max_requests.map(|(n, jitter)| {
-                            n + watch::jitter(jitter, sys::process::current_pid())
+                            n.saturating_add(watch::jitter(jitter, sys::process::current_pid()))
                         }),
                         timeout: run.plan.timeout,
                         max_memory: run.plan.max_memory,
@@ -891,7 +891,7 @@ impl Master<'_> {
         if let Some((every, next)) = self.watchdog {
             if now >= next {
                 self.notify("WATCHDOG=1");
-                self.watchdog = Some((every, now + every));
+                self.watchdog = Some((every, sys::time::after(now, every)));
             }
         }
     }
@@ -902,7 +902,8 @@ impl Master<'_> {
         if self.notifier.is_none() && self.ready_pipe.is_none() {
             return None;
         }
-        let ready = (!self.ready_sent).then(|| Instant::now() + Duration::from_millis(5));
+        let ready =
+            (!self.ready_sent).then(|| sys::time::after(Instant::now(), Duration::from_millis(5)));
         [ready, self.watchdog.map(|(_, next)| next)]
             .into_iter()
             .flatten()

@@ -114,7 +114,7 @@ impl Master<'_> {
                     kept += 1;
                 }
                 None => {
-                    run.retiring = Some(now + self.graceful_timeout);
+                    run.retiring = Some(sys::time::after(now, self.graceful_timeout));
                     run.pool.set_target(0);
                     retired += 1;
                 }
@@ -148,7 +148,7 @@ impl Master<'_> {
         // 3. ...then the old ones leave.
         self.signal_workers(|r| r.retiring.is_some(), Signal::SIGTERM);
         if retired > 0 {
-            self.next_nudge = Some(now + NUDGE_EVERY);
+            self.next_nudge = Some(sys::time::after(now, NUDGE_EVERY));
         }
 
         // 4. Sockets no live pool uses.

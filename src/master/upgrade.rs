@@ -159,7 +159,7 @@ impl Master<'_> {
                 self.upgrading = Some(InProgress {
                     child,
                     ready: ready_read,
-                    deadline: Instant::now() + self.graceful_timeout,
+                    deadline: sys::time::after(Instant::now(), self.graceful_timeout),
                 });
             }
             Err(e) => log::error!("M0042 upgrade failed: {e}"),
@@ -232,9 +232,9 @@ impl Master<'_> {
         self.handed_over = true;
         self.signal_workers(|_| true, Signal::SIGTERM);
         let now = Instant::now();
-        self.next_nudge = Some(now + NUDGE_EVERY);
+        self.next_nudge = Some(sys::time::after(now, NUDGE_EVERY));
         self.set_phase(Phase::Draining {
-            deadline: now + self.graceful_timeout,
+            deadline: sys::time::after(now, self.graceful_timeout),
         });
     }
 }

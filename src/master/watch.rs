@@ -58,7 +58,7 @@ pub(super) fn jitter(max: u64, seed: Pid) -> u64 {
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
-    x % (max + 1)
+    x % max.saturating_add(1)
 }
 
 impl Master<'_> {
@@ -111,7 +111,7 @@ impl Master<'_> {
                             retire.push(pid);
                         }
                     }
-                    run.watch.next_shrink = Some(now + SHRINK_EVERY);
+                    run.watch.next_shrink = Some(sys::time::after(now, SHRINK_EVERY));
                 }
             }
             if let Some(timeout) = run.plan.timeout {
@@ -135,7 +135,7 @@ impl Master<'_> {
                 for (&pid, since) in run.watch.stuck.iter_mut() {
                     if now >= *since + KILL_GRACE {
                         // Not again until it is reaped (and forgotten).
-                        *since = now + Duration::from_secs(3600);
+                        *since = sys::time::after(now, Duration::from_secs(3600));
                         log::warn!(
                             "W0021 service {}: worker {pid} did not stop; killing it",
                             run.plan.service
@@ -170,7 +170,7 @@ impl Master<'_> {
                     }
                     Sizing::Fixed(_) => None,
                 };
-                let timeouts = r.plan.timeout.map(|_| now + CHECK_EVERY);
+                let timeouts = r.plan.timeout.map(|_| sys::time::after(now, CHECK_EVERY));
                 [shrinking, timeouts].into_iter().flatten().min()
             })
             .min()

@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ipnet::IpNet;
 
+/// The largest count of a rate: a million per period.
+pub const MAX_RATE: u32 = 1_000_000;
+
 /// A rate of new connections: `50/s`, `600/m`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
@@ -41,6 +44,12 @@ impl FromStr for Rate {
             .ok()
             .filter(|&n| n > 0)
             .ok_or_else(bad)?;
+        if count > MAX_RATE {
+            return Err(format!(
+                "invalid rate '{s}': at most {} per period",
+                MAX_RATE
+            ));
+        }
         let per_secs = match unit.trim() {
             "s" => 1,
             "m" => 60,

@@ -3,8 +3,23 @@
 //! On Unix, localtime_r(3) gives it, with the TZ and /etc/localtime that
 //! ctime(3) uses. Windows' time zone is out of std's reach (and this crate
 //! has no `unsafe` outside Unix), so there it is UTC, broken down here.
+//!
+//! And [`after`]: a deadline that cannot panic, for every `now + d`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// `now + d`, or the furthest instant the clock can hold when that
+/// overflows: `Instant + Duration` panics on overflow, and a master must
+/// not panic on a duration from its config.
+pub fn after(now: Instant, d: Duration) -> Instant {
+    let mut d = d;
+    loop {
+        if let Some(t) = now.checked_add(d) {
+            return t;
+        }
+        d /= 2;
+    }
+}
 
 /// A local calendar time, as localtime_r(3) gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +122,16 @@ fn utc(secs: u64) -> LocalTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn after_never_panics() {
+        let now = Instant::now();
+        assert_eq!(
+            after(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        assert!(after(now, Duration::MAX) > now + Duration::from_secs(1 << 40));
+    }
 
     #[test]
     fn utc_breaks_down_the_calendar() {
