@@ -37,7 +37,10 @@ if mode == "hold":
     sys.stdin.read()
     sys.exit(0)
 for s in conns:
-    s.shutdown(socket.SHUT_WR)
+    try:
+        s.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the daemon refused and closed it already
     s.settimeout(10)
     out = b""
     try:
