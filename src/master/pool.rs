@@ -14,7 +14,17 @@
 //! one worker at a time and waits 10 ms, 20 ms, 40 ms, ... up to
 //! [`MAX_BACKOFF`] between forks. So a pool that cannot work forks at most
 //! once a second, and a pool that recovers (a worker lives past `YOUNG`)
-//! goes back to respawning at once.
+//! goes back to respawning at once. Only a worker forked after the last
+//! young death shows that: the old ones say nothing about the new ones.
+//!
+//! When fork(2) itself fails (EAGAIN under `pids.max` or `RLIMIT_NPROC`,
+//! ENOMEM), the pool tries again after [`FORK_FIRST_BACKOFF`], then after
+//! twice as long each time an attempt fails, up to [`FORK_MAX_BACKOFF`]; an
+//! attempt that forked some workers before failing starts the wait at 1 s
+//! again. The master says so once when it starts ([`ForkReport::Started`]),
+//! then at most every [`FORK_REPORT_EVERY`] with the count of the failures
+//! since ([`ForkReport::Repeated`]), and once when the pool is whole again
+//! ([`Pool::fork_recovered`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,6 +39,44 @@ pub(crate) const YOUNG: Duration = Duration::from_secs(1);
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+
+/// The wait after a first failed fork(2).
+pub(crate) const FORK_FIRST_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The longest wait between two attempts to fork while fork(2) fails.
+pub(crate) const FORK_MAX_BACKOFF: Duration = Duration::from_secs(32);
+
+/// While fork(2) keeps failing, a line with the count at most this often.
+pub(crate) const FORK_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// What to log about a failed fork(2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ForkReport {
+    /// The first failure of a streak; the next attempt is in `retry_in`.
+    Started { retry_in: Duration },
+    /// `failures` more since the last line, `since` ago (at least
+    /// [`FORK_REPORT_EVERY`]).
+    Repeated {
+        failures: u64,
+        since: Duration,
+        retry_in: Duration,
+    },
+    /// Nothing: the last line was less than [`FORK_REPORT_EVERY`] ago.
+    Quiet,
+}
+
+/// A streak of failed fork(2) calls.
+#[derive(Debug)]
+struct ForkFailing {
+    since: Instant,
+    failures: u64,
+    unreported: u64,
+    last_report: Instant,
+    delay: Duration,
+    retry_at: Instant,
+    /// A fork succeeded since the last failure.
+    progress: bool,
+}
 
 /// The wait before the next fork after `failures` young deaths in a row.
 pub(crate) fn backoff(failures: u32) -> Duration {
@@ -57,8 +105,11 @@ pub(crate) struct Pool {
     /// Live workers: when each was forked, and its scoreboard slot.
     workers: BTreeMap<Pid, (Instant, usize)>,
     failures: u32,
+    /// When the last young death happened.
+    last_failure: Option<Instant>,
     not_before: Option<Instant>,
     fatal: bool,
+    fork_failing: Option<ForkFailing>,
 }
 
 impl Pool {
@@ -67,8 +118,10 @@ impl Pool {
             target,
             workers: BTreeMap::new(),
             failures: 0,
+            last_failure: None,
             not_before: None,
             fatal: false,
+            fork_failing: None,
         }
     }
 
@@ -98,7 +151,7 @@ impl Pool {
     /// are missing.
     pub(crate) fn forks_due(&self, now: Instant) -> usize {
         let missing = self.target.saturating_sub(self.workers.len());
-        if self.fatal || missing == 0 || self.not_before.is_some_and(|t| now < t) {
+        if self.fatal || missing == 0 || self.fork_allowed_at().is_some_and(|t| now < t) {
             0
         } else if self.failures > 0 {
             1
@@ -107,17 +160,72 @@ impl Pool {
         }
     }
 
+    /// The earliest moment the next fork may be tried, if any is set.
+    fn fork_allowed_at(&self) -> Option<Instant> {
+        [
+            self.not_before,
+            self.fork_failing.as_ref().map(|f| f.retry_at),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
+
     pub(crate) fn forked(&mut self, pid: Pid, now: Instant, slot: usize) {
         self.workers.insert(pid, (now, slot));
         self.not_before = (self.failures > 0).then(|| now + backoff(self.failures));
+        if let Some(f) = &mut self.fork_failing {
+            f.progress = true;
+        }
     }
 
-    /// fork(2) itself failed: count it as a young death.
-    pub(crate) fn fork_failed(&mut self, now: Instant) -> Duration {
-        self.failures += 1;
-        let wait = backoff(self.failures).max(FIRST_BACKOFF);
-        self.not_before = Some(now + wait);
-        wait
+    /// fork(2) itself failed: no attempt before the back-off has passed.
+    /// Returns what to log.
+    pub(crate) fn fork_failed(&mut self, now: Instant) -> ForkReport {
+        let Some(f) = &mut self.fork_failing else {
+            self.fork_failing = Some(ForkFailing {
+                since: now,
+                failures: 1,
+                unreported: 0,
+                last_report: now,
+                delay: FORK_FIRST_BACKOFF,
+                retry_at: now + FORK_FIRST_BACKOFF,
+                progress: false,
+            });
+            return ForkReport::Started {
+                retry_in: FORK_FIRST_BACKOFF,
+            };
+        };
+        f.failures += 1;
+        f.unreported += 1;
+        f.delay = if f.progress {
+            FORK_FIRST_BACKOFF
+        } else {
+            f.delay.saturating_mul(2).min(FORK_MAX_BACKOFF)
+        };
+        f.progress = false;
+        f.retry_at = now + f.delay;
+        let since = now.saturating_duration_since(f.last_report);
+        if since < FORK_REPORT_EVERY {
+            return ForkReport::Quiet;
+        }
+        let failures = std::mem::take(&mut f.unreported);
+        f.last_report = now;
+        ForkReport::Repeated {
+            failures,
+            since,
+            retry_in: f.delay,
+        }
+    }
+
+    /// Ends a streak of failed forks once the pool has all its workers
+    /// (or wants no more): how many forks failed, over how long.
+    pub(crate) fn fork_recovered(&mut self, now: Instant) -> Option<(u64, Duration)> {
+        if self.workers.len() < self.target && !self.fatal {
+            return None;
+        }
+        let f = self.fork_failing.take()?;
+        Some((f.failures, now.saturating_duration_since(f.since)))
     }
 
     /// Records the exit of `pid`: what to make of it, and the slot it
@@ -158,6 +266,7 @@ impl Pool {
 
     fn fail(&mut self, now: Instant) -> Verdict {
         self.failures += 1;
+        self.last_failure = Some(now);
         let retry_in = backoff(self.failures);
         let earliest = now + retry_in;
         self.not_before = Some(self.not_before.map_or(earliest, |t| t.max(earliest)));
@@ -169,19 +278,29 @@ impl Pool {
 
     fn recovered(&mut self) {
         self.failures = 0;
+        self.last_failure = None;
         self.not_before = None;
     }
 
-    /// After failures, a worker that has lived past [`YOUNG`] shows the pool
-    /// works again. Returns true when that ends a failing streak.
+    /// When the workers forked since the last young death were forked.
+    fn forked_since_failure(&self) -> impl Iterator<Item = Instant> + '_ {
+        let last = self.last_failure;
+        self.workers
+            .values()
+            .map(|&(t, _)| t)
+            .filter(move |&t| last.is_some_and(|last| t >= last))
+    }
+
+    /// After failures, a worker forked since the last one that has lived
+    /// past [`YOUNG`] shows the pool works again. Returns true when that
+    /// ends a failing streak.
     pub(crate) fn check_recovered(&mut self, now: Instant) -> bool {
         if self.failures == 0 {
             return false;
         }
         if self
-            .workers
-            .values()
-            .any(|&(t, _)| now.duration_since(t) >= YOUNG)
+            .forked_since_failure()
+            .any(|t| now.duration_since(t) >= YOUNG)
         {
             self.recovered();
             return true;
@@ -194,15 +313,9 @@ impl Pool {
     /// while failures are counted.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let missing = self.workers.len() < self.target && !self.fatal;
-        let backoff_end = self.not_before.filter(|_| missing);
+        let backoff_end = self.fork_allowed_at().filter(|_| missing);
         let coming_of_age = (self.failures > 0)
-            .then(|| {
-                self.workers
-                    .values()
-                    .map(|&(t, _)| t)
-                    .min()
-                    .map(|t| t + YOUNG)
-            })
+            .then(|| self.forked_since_failure().min().map(|t| t + YOUNG))
             .flatten();
         [backoff_end, coming_of_age].into_iter().flatten().min()
     }

@@ -34,15 +34,24 @@ impl Master<'_> {
         let plan = match reloader() {
             Ok(plan) => plan,
             Err(errors) => {
-                for e in &errors {
+                // The first 20, then the count: a file with thousands of
+                // errors does not flood the log or the control client.
+                let shown = &errors[..errors.len().min(crate::config::diag::SHOWN)];
+                for e in shown {
                     log::error!("M0010 reload refused: {e}");
                 }
+                let more = errors.len() - shown.len();
                 let summary = format!(
-                    "reload refused: {} error(s); the running configuration is unchanged",
-                    errors.len()
+                    "reload refused: {} error(s){}; the running configuration is unchanged",
+                    errors.len(),
+                    if more > 0 {
+                        format!(" ({more} more not shown)")
+                    } else {
+                        String::new()
+                    }
                 );
                 log::error!("M0010 {summary}");
-                return Err(format!("{}\n{summary}", errors.join("\n")));
+                return Err(format!("{}\n{summary}", shown.join("\n")));
             }
         };
 
