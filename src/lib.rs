@@ -101,11 +101,16 @@ pub use {
     worker::WorkerExit,
 };
 
-/// One worker per CPU.
+/// One worker per CPU. Counted once per process: finding out reads
+/// several files (the affinity mask, the cgroup's CPU quota), and a config
+/// asks for each of its services.
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
 }
 
 /// Runs a parsed command line: what `main` calls.
