@@ -284,15 +284,27 @@ fn fork_failing_under_rlimit_nproc_for_a_non_root_master_backs_off_and_recovers(
     });
 }
 
-/// A connection to `addr` whose service fails: the client sees the end at
-/// once, with nothing sent.
-fn closed_at_once(d: &Daemon, addr: &str) {
+/// A connection to service `prog`, whose program cannot start: the client
+/// sees the end at once, with nothing sent, and the worker logs `warned`
+/// and the connection as failed (C0003), not as served.
+fn fails_with(d: &Daemon, warned: &str) {
     use std::io::{Read, Write};
-    let mut c = d.connect_to(addr);
+    let mut c = d.connect_to(&d.address_of("prog", "tcp"));
     let _ = c.write_all(b"hello\n");
     let mut got = Vec::new();
     let _ = c.read_to_end(&mut got);
     assert!(got.is_empty(), "{got:?}");
+    assert!(
+        d.wait_for_log(warned, Duration::from_secs(5)),
+        "{}",
+        d.report()
+    );
+    assert!(
+        d.wait_for_log("C0003 service prog:", Duration::from_secs(5)),
+        "{}",
+        d.report()
+    );
+    assert!(!d.stderr().contains("C0001"), "{}", d.report());
 }
 
 fn exec_config(program: &Path) -> String {
@@ -322,19 +334,7 @@ fn a_program_that_cannot_be_spawned_for_lack_of_processes_is_a_warning_not_an_id
         "{}",
         d.report()
     );
-    closed_at_once(&d, &d.address_of("prog", "tcp"));
-    let warned = "W0013 service prog: cannot run /bin/cat: EAGAIN";
-    assert!(
-        d.wait_for_log(warned, Duration::from_secs(5)),
-        "{}",
-        d.report()
-    );
-    assert!(
-        d.wait_for_log("C0003 service prog:", Duration::from_secs(5)),
-        "{}",
-        d.report()
-    );
-    assert!(!d.stderr().contains("C0001"), "{}", d.report());
+    fails_with(&d, "W0013 service prog: cannot run /bin/cat: EAGAIN");
 }
 
 #[test]
@@ -349,19 +349,9 @@ fn a_program_that_cannot_be_executed_any_more_is_a_warning_with_its_errno() {
     let d = Daemon::serve(&dir, &exec_config(&program));
     // Removed from under the running daemon: execve(2) fails with EACCES.
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o644)).unwrap();
-    closed_at_once(&d, &d.address_of("prog", "tcp"));
     let warned = format!(
         "W0013 service prog: cannot run {}: EACCES",
         program.display()
     );
-    assert!(
-        d.wait_for_log(&warned, Duration::from_secs(5)),
-        "{}",
-        d.report()
-    );
-    assert!(
-        d.wait_for_log("C0003 service prog:", Duration::from_secs(5)),
-        "{}",
-        d.report()
-    );
+    fails_with(&d, &warned);
 }
