@@ -440,6 +440,63 @@ mod tests {
     }
 
     #[test]
+    fn failed_forks_back_off_to_32_s_report_every_10_s_and_recover() {
+        let t0 = Instant::now();
+        let mut pool = Pool::new(3);
+        pool.forked(pid(1), t0, 0);
+        let mut now = t0;
+        let mut attempts = vec![];
+        let mut reports = vec![];
+        while now < t0 + Duration::from_secs(200) {
+            if pool.forks_due(now) > 0 {
+                attempts.push(now.duration_since(t0).as_secs());
+                reports.push(pool.fork_failed(now));
+            }
+            assert!(pool.next_deadline().is_some_and(|t| t > now));
+            now += Duration::from_millis(100);
+        }
+        assert_eq!(attempts, [0, 1, 3, 7, 15, 31, 63, 95, 127, 159, 191]);
+        let secs = Duration::from_secs;
+        assert_eq!(reports[0], ForkReport::Started { retry_in: secs(1) });
+        assert_eq!(reports[1..4], [ForkReport::Quiet; 3]);
+        assert_eq!(
+            reports[4],
+            ForkReport::Repeated {
+                failures: 4,
+                since: secs(15),
+                retry_in: secs(16)
+            }
+        );
+        assert_eq!(pool.fork_recovered(now), None);
+        // The limit goes: both missing workers are forked at the next try.
+        let next = pool.next_deadline().unwrap();
+        assert_eq!(pool.forks_due(next), 2);
+        pool.forked(pid(2), next, 1);
+        pool.forked(pid(3), next, 2);
+        assert_eq!(pool.fork_recovered(next), Some((11, next - t0)));
+        assert_eq!(pool.fork_recovered(next), None);
+    }
+
+    #[test]
+    fn an_old_worker_does_not_reset_the_back_off_of_young_deaths() {
+        let t0 = Instant::now();
+        let mut pool = Pool::new(2);
+        pool.forked(pid(1), t0, 0);
+        let mut now = t0 + Duration::from_secs(10);
+        let mut forks = 0;
+        while now < t0 + Duration::from_secs(20) {
+            assert!(!pool.check_recovered(now));
+            if pool.forks_due(now) > 0 {
+                forks += 1;
+                pool.forked(pid(100 + forks), now, 1);
+                pool.exited(pid(100 + forks), ChildExit::Exited(1), now, 0);
+            }
+            now += Duration::from_millis(1);
+        }
+        assert!(forks <= 20, "{forks} forks in 10 s");
+    }
+
+    #[test]
     fn fatal_stops_the_pool() {
         let now = Instant::now();
         let mut pool = Pool::new(3);
