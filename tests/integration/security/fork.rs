@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::util::*;
 
 const PIDS: &str = "/sys/fs/cgroup/pids";
+const V2: &str = "/sys/fs/cgroup";
 
 /// A pids cgroup (v1) of its own, removed on drop, with whatever is still
 /// in it killed first, whether the test passed or not.
@@ -25,15 +26,23 @@ impl PidsCgroup {
         if !needs_root() {
             return None;
         }
-        let available = Path::new(PIDS).join("cgroup.procs").exists();
-        if !needs(
-            available,
-            "a cgroup v1 pids hierarchy at /sys/fs/cgroup/pids",
-            "mount -t cgroup -o pids none /sys/fs/cgroup/pids",
-        ) {
+        // cgroup v1's pids hierarchy, or v2's root with the pids
+        // controller enabled for its children.
+        let v2_pids = std::fs::read_to_string(Path::new(V2).join("cgroup.subtree_control"))
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "pids"));
+        let root = if Path::new(PIDS).join("cgroup.procs").exists() {
+            PIDS
+        } else if v2_pids {
+            V2
+        } else {
+            needs(
+                false,
+                "a pids cgroup: cgroup v1's at /sys/fs/cgroup/pids, or v2's pids controller in /sys/fs/cgroup/cgroup.subtree_control",
+                "mount -t cgroup -o pids none /sys/fs/cgroup/pids, or echo +pids > /sys/fs/cgroup/cgroup.subtree_control",
+            );
             return None;
-        }
-        let dir = Path::new(PIDS).join(format!("preforkd-{name}-{}", std::process::id()));
+        };
+        let dir = Path::new(root).join(format!("preforkd-{name}-{}", std::process::id()));
         std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
         let group = PidsCgroup(dir);
         group.set_max(max);
