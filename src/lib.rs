@@ -64,6 +64,8 @@
 #[cfg(not(any(unix, windows)))]
 compile_error!("preforkd runs on Unix (pre-forked processes) and Windows (a thread pool)");
 
+#[cfg(unix)]
+mod backoff;
 pub mod cli;
 mod commands;
 #[cfg(unix)]

@@ -827,14 +827,8 @@ impl<'a> Master<'a> {
                 }
             }
             let run = &mut self.pools[i];
-            if let Some((failures, over)) = run.pool.fork_recovered(now) {
-                log::info!(
-                    "W0015 service {}: fork works again: {} running, after {failures} failed attempt{} in {} s",
-                    run.plan.service,
-                    workers(run.pool.len()),
-                    if failures == 1 { "" } else { "s" },
-                    over.as_secs()
-                );
+            if let Some(streak) = run.pool.fork_recovered(now) {
+                crate::backoff::log_recovered(&run.plan.service, streak, run.pool.len());
             }
         }
         Ok(())
@@ -845,27 +839,8 @@ impl<'a> Master<'a> {
     fn fork_failed(&mut self, i: usize, now: Instant, e: &ForkError) {
         let run = &mut self.pools[i];
         let report = run.pool.fork_failed(now);
-        let (service, running, target) = (&run.plan.service, run.pool.len(), run.pool.target());
-        match report {
-            pool::ForkReport::Started { retry_in } => log::error!(
-                "W0005 service {service}: {e}; {running} of {target} workers running; retrying in {} s, then doubling the wait up to {} s",
-                retry_in.as_secs(),
-                pool::FORK_MAX_BACKOFF.as_secs()
-            ),
-            pool::ForkReport::Repeated {
-                failures,
-                since,
-                retry_in,
-            } => log::warn!(
-                "W0009 service {service}: {e} again: {failures} more failed attempt{} in {} s; {running} of {target} workers running; next attempt in {} s",
-                if failures == 1 { "" } else { "s" },
-                since.as_secs(),
-                retry_in.as_secs()
-            ),
-            pool::ForkReport::Quiet => {
-                log::debug!("service {service}: {e}; {running} of {target} running")
-            }
-        }
+        let (running, target) = (run.pool.len(), run.pool.target());
+        crate::backoff::log_failure(&run.plan.service, e, report, running, target);
     }
 
     /// Adds a pool for `plan` on its socket (which must be bound).

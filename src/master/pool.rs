@@ -18,17 +18,14 @@
 //! young death shows that: the old ones say nothing about the new ones.
 //!
 //! When fork(2) itself fails (EAGAIN under `pids.max` or `RLIMIT_NPROC`,
-//! ENOMEM), the pool tries again after [`FORK_FIRST_BACKOFF`], then after
-//! twice as long each time an attempt fails, up to [`FORK_MAX_BACKOFF`]; an
-//! attempt that forked some workers before failing starts the wait at 1 s
-//! again. The master says so once when it starts ([`ForkReport::Started`]),
-//! then at most every [`FORK_REPORT_EVERY`] with the count of the failures
-//! since ([`ForkReport::Repeated`]), and once when the pool is whole again
-//! ([`Pool::fork_recovered`]).
+//! ENOMEM), the pool has a back-off of its own, that of
+//! [`crate::backoff`]: 1 s, doubling up to 32 s, until the pool is whole
+//! again ([`Pool::fork_recovered`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::backoff::{ForkBackoff, Report};
 use crate::sys::process::{ChildExit, Pid};
 use crate::worker::WorkerExit;
 
@@ -39,44 +36,6 @@ pub(crate) const YOUNG: Duration = Duration::from_secs(1);
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
-
-/// The wait after a first failed fork(2).
-pub(crate) const FORK_FIRST_BACKOFF: Duration = Duration::from_secs(1);
-
-/// The longest wait between two attempts to fork while fork(2) fails.
-pub(crate) const FORK_MAX_BACKOFF: Duration = Duration::from_secs(32);
-
-/// While fork(2) keeps failing, a line with the count at most this often.
-pub(crate) const FORK_REPORT_EVERY: Duration = Duration::from_secs(10);
-
-/// What to log about a failed fork(2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ForkReport {
-    /// The first failure of a streak; the next attempt is in `retry_in`.
-    Started { retry_in: Duration },
-    /// `failures` more since the last line, `since` ago (at least
-    /// [`FORK_REPORT_EVERY`]).
-    Repeated {
-        failures: u64,
-        since: Duration,
-        retry_in: Duration,
-    },
-    /// Nothing: the last line was less than [`FORK_REPORT_EVERY`] ago.
-    Quiet,
-}
-
-/// A streak of failed fork(2) calls.
-#[derive(Debug)]
-struct ForkFailing {
-    since: Instant,
-    failures: u64,
-    unreported: u64,
-    last_report: Instant,
-    delay: Duration,
-    retry_at: Instant,
-    /// A fork succeeded since the last failure.
-    progress: bool,
-}
 
 /// The wait before the next fork after `failures` young deaths in a row.
 pub(crate) fn backoff(failures: u32) -> Duration {
@@ -109,7 +68,7 @@ pub(crate) struct Pool {
     last_failure: Option<Instant>,
     not_before: Option<Instant>,
     fatal: bool,
-    fork_failing: Option<ForkFailing>,
+    fork_failing: Option<ForkBackoff>,
 }
 
 impl Pool {
@@ -164,7 +123,7 @@ impl Pool {
     fn fork_allowed_at(&self) -> Option<Instant> {
         [
             self.not_before,
-            self.fork_failing.as_ref().map(|f| f.retry_at),
+            self.fork_failing.as_ref().map(|f| f.retry_at()),
         ]
         .into_iter()
         .flatten()
@@ -175,47 +134,14 @@ impl Pool {
         self.workers.insert(pid, (now, slot));
         self.not_before = (self.failures > 0).then(|| now + backoff(self.failures));
         if let Some(f) = &mut self.fork_failing {
-            f.progress = true;
+            f.forked();
         }
     }
 
     /// fork(2) itself failed: no attempt before the back-off has passed.
     /// Returns what to log.
-    pub(crate) fn fork_failed(&mut self, now: Instant) -> ForkReport {
-        let Some(f) = &mut self.fork_failing else {
-            self.fork_failing = Some(ForkFailing {
-                since: now,
-                failures: 1,
-                unreported: 0,
-                last_report: now,
-                delay: FORK_FIRST_BACKOFF,
-                retry_at: now + FORK_FIRST_BACKOFF,
-                progress: false,
-            });
-            return ForkReport::Started {
-                retry_in: FORK_FIRST_BACKOFF,
-            };
-        };
-        f.failures += 1;
-        f.unreported += 1;
-        f.delay = if f.progress {
-            FORK_FIRST_BACKOFF
-        } else {
-            f.delay.saturating_mul(2).min(FORK_MAX_BACKOFF)
-        };
-        f.progress = false;
-        f.retry_at = now + f.delay;
-        let since = now.saturating_duration_since(f.last_report);
-        if since < FORK_REPORT_EVERY {
-            return ForkReport::Quiet;
-        }
-        let failures = std::mem::take(&mut f.unreported);
-        f.last_report = now;
-        ForkReport::Repeated {
-            failures,
-            since,
-            retry_in: f.delay,
-        }
+    pub(crate) fn fork_failed(&mut self, now: Instant) -> Report {
+        ForkBackoff::failed(&mut self.fork_failing, now)
     }
 
     /// Ends a streak of failed forks once the pool has all its workers
@@ -224,8 +150,7 @@ impl Pool {
         if self.workers.len() < self.target && !self.fatal {
             return None;
         }
-        let f = self.fork_failing.take()?;
-        Some((f.failures, now.saturating_duration_since(f.since)))
+        Some(self.fork_failing.take()?.end(now))
     }
 
     /// Records the exit of `pid`: what to make of it, and the slot it
@@ -457,11 +382,11 @@ mod tests {
         }
         assert_eq!(attempts, [0, 1, 3, 7, 15, 31, 63, 95, 127, 159, 191]);
         let secs = Duration::from_secs;
-        assert_eq!(reports[0], ForkReport::Started { retry_in: secs(1) });
-        assert_eq!(reports[1..4], [ForkReport::Quiet; 3]);
+        assert_eq!(reports[0], Report::Started { retry_in: secs(1) });
+        assert_eq!(reports[1..4], [Report::Quiet; 3]);
         assert_eq!(
             reports[4],
-            ForkReport::Repeated {
+            Report::Repeated {
                 failures: 4,
                 since: secs(15),
                 retry_in: secs(16)

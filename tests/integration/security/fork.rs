@@ -228,6 +228,32 @@ fn a_runner_that_cannot_be_forked_backs_off_and_recovers() {
     backs_off_and_recovers(&d, 1, 0, || group.set_max("max"));
 }
 
+#[test]
+fn a_prefork_pass_runner_that_cannot_fork_its_children_backs_off_and_recovers() {
+    // The master, the runner and one of its 4 children fit.
+    let Some(group) = PidsCgroup::new("pass", "3") else {
+        return;
+    };
+    let args = [
+        "run",
+        "127.0.0.1:0",
+        "-w",
+        "4",
+        "--model",
+        "prefork-pass",
+        "--builtin",
+        "echo",
+    ];
+    let d = Daemon::start_with(&mut group.command(BIN, &args), &args);
+    backs_off_and_recovers(&d, 1, 1, || group.set_max("max"));
+    let runner = d.workers()[0];
+    assert!(
+        wait_until(Duration::from_secs(5), || children_of(runner).len() == 4),
+        "{}",
+        tail(&d)
+    );
+}
+
 /// A uid that no process uses (RLIMIT_NPROC counts a user's processes
 /// system-wide, so `nobody`'s would depend on what else runs).
 fn unused_uid() -> u32 {
