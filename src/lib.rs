@@ -17,6 +17,7 @@
 //! | [`config`] | the TOML file: typed values, every error at file:line:column; the inetd.conf importer |
 //! | [`net`] | addresses, binding, listening, the accepted [`Connection`]; access rules; the PROXY protocol of load balancers |
 //! | `master` | the supervisor: one signal loop, pools and back-off, the scoreboard watch, reload, upgrade, the control socket |
+//! | `backoff` | when a process that cannot fork tries again, and the lines it logs (the master's pools, the `prefork-pass` runner) |
 //! | `worker` | the child: drop privileges, accept, check the client, run the handler, exit with a meaning |
 //! | [`scoreboard`] | one shared-memory slot per worker: state, client, served |
 //! | [`privileges`] | what a worker becomes: user, group, chroot, limits |
