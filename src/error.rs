@@ -148,17 +148,24 @@ impl std::error::Error for Error {}
 
 impl Error {
     /// Everything to print for this error: one line `preforkd: ...`, or
-    /// for a config file every diagnostic (file:line:column, the line, a
-    /// caret) and then one `preforkd:` line counting them.
+    /// for a config file its diagnostics (file:line:column, the line, a
+    /// caret), the first 20 of them, and then one `preforkd:` line counting
+    /// them all.
     pub fn report(&self) -> String {
         match self {
             Error::Config(crate::config::ConfigError::Invalid(diags)) => {
-                let mut out: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+                let (shown, more) = crate::config::Diagnostic::shown(diags);
+                let mut out: Vec<String> = shown.iter().map(|d| d.to_string()).collect();
                 let file = diags.first().map_or("config", |d| d.file.as_str());
                 let n = diags.len();
                 out.push(format!(
-                    "preforkd: {file}: {n} error{}",
-                    if n == 1 { "" } else { "s" }
+                    "preforkd: {file}: {n} error{}{}",
+                    if n == 1 { "" } else { "s" },
+                    if more > 0 {
+                        format!(" ({more} more not shown)")
+                    } else {
+                        String::new()
+                    }
                 ));
                 out.join("\n")
             }

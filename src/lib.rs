@@ -17,6 +17,7 @@
 //! | [`config`] | the TOML file: typed values, every error at file:line:column; the inetd.conf importer |
 //! | [`net`] | addresses, binding, listening, the accepted [`Connection`]; access rules; the PROXY protocol of load balancers |
 //! | `master` | the supervisor: one signal loop, pools and back-off, the scoreboard watch, reload, upgrade, the control socket |
+//! | `backoff` | when a process that cannot fork tries again, and the lines it logs (the master's pools, the `prefork-pass` runner) |
 //! | `worker` | the child: drop privileges, accept, check the client, run the handler, exit with a meaning |
 //! | [`scoreboard`] | one shared-memory slot per worker: state, client, served |
 //! | [`privileges`] | what a worker becomes: user, group, chroot, limits |
@@ -64,6 +65,8 @@
 #[cfg(not(any(unix, windows)))]
 compile_error!("preforkd runs on Unix (pre-forked processes) and Windows (a thread pool)");
 
+#[cfg(unix)]
+mod backoff;
 pub mod cli;
 mod commands;
 #[cfg(unix)]
@@ -101,11 +104,16 @@ pub use {
     worker::WorkerExit,
 };
 
-/// One worker per CPU.
+/// One worker per CPU. Counted once per process: finding out reads
+/// several files (the affinity mask, the cgroup's CPU quota), and a config
+/// asks for each of its services.
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
 }
 
 /// Runs a parsed command line: what `main` calls.

@@ -27,6 +27,35 @@ pub struct Diagnostic {
     pub width: usize,
 }
 
+/// How many diagnostics are shown of a file with errors (by `check`, a
+/// refused reload, a start that fails); the rest are counted in one line.
+pub const SHOWN: usize = 20;
+
+/// Where each line of a text starts, found once, so that turning a byte
+/// offset into a line and column costs a binary search, not a scan of the
+/// text before it: a file with many errors is checked in linear time.
+#[derive(Debug, Clone)]
+pub struct LineIndex {
+    /// The byte offset of each line's first character; the first is 0.
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    /// The index of `text`.
+    pub fn new(text: &str) -> LineIndex {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { starts }
+    }
+
+    /// The 1-based line holding byte `offset`, and where that line starts.
+    pub fn line_of(&self, offset: usize) -> (usize, usize) {
+        let line = self.starts.partition_point(|&start| start <= offset);
+        (line, self.starts[line.saturating_sub(1)])
+    }
+}
+
 impl Diagnostic {
     /// A diagnostic for the byte range `span` of `text`.
     pub fn at(
@@ -35,10 +64,23 @@ impl Diagnostic {
         span: Range<usize>,
         message: impl Into<String>,
     ) -> Diagnostic {
-        let start = span.start.min(text.len());
-        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        Diagnostic::at_indexed(file, text, &LineIndex::new(text), span, message)
+    }
+
+    /// As [`Diagnostic::at`], with the line index of `text` built already.
+    pub fn at_indexed(
+        file: &str,
+        text: &str,
+        lines: &LineIndex,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        let mut start = span.start.min(text.len());
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let (line, line_start) = lines.line_of(start);
         let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-        let line = text[..start].matches('\n').count() + 1;
         let column = text[line_start..start].chars().count() + 1;
         let end = span.end.clamp(start, line_end);
         Diagnostic {
@@ -63,6 +105,13 @@ impl Diagnostic {
             source_line: String::new(),
             width: 1,
         }
+    }
+
+    /// The diagnostics to print of `all`: the first [`SHOWN`], then, if
+    /// there are more, how many are left out.
+    pub fn shown(all: &[Diagnostic]) -> (&[Diagnostic], usize) {
+        let shown = &all[..all.len().min(SHOWN)];
+        (shown, all.len() - shown.len())
     }
 
     /// The first line alone: `file:line:column: message`.
@@ -96,6 +145,17 @@ impl fmt::Display for Diagnostic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_line_index_agrees_with_a_scan() {
+        let text = "a\n\nbc\nd";
+        let lines = LineIndex::new(text);
+        for offset in 0..=text.len() {
+            let line = text[..offset].matches('\n').count() + 1;
+            let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+            assert_eq!(lines.line_of(offset), (line, start), "offset {offset}");
+        }
+    }
 
     #[test]
     fn points_at_the_span() {

@@ -27,6 +27,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 pub use diag::Diagnostic;
+use diag::LineIndex;
 use raw::{RawDaemon, RawLimits, RawService, SizeOrNumber};
 
 pub use crate::models::Model;
@@ -390,7 +391,11 @@ impl fmt::Display for ConfigError {
                 crate::sys::fd::describe(source)
             ),
             ConfigError::Invalid(diags) => {
-                let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+                let (shown, more) = Diagnostic::shown(diags);
+                let mut lines: Vec<String> = shown.iter().map(|d| d.to_string()).collect();
+                if more > 0 {
+                    lines.push(format!("... and {more} more errors"));
+                }
                 write!(f, "{}", lines.join("\n"))
             }
         }
@@ -411,6 +416,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<Diagnostic>> {
     let mut checker = Checker {
         file,
         text,
+        lines: LineIndex::new(text),
         diags: Vec::new(),
     };
     let (root, syntax) = DeTable::parse_recoverable(text);
@@ -430,13 +436,16 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<Diagnostic>> {
 struct Checker<'a> {
     file: &'a str,
     text: &'a str,
+    /// Where each line of `text` starts: diagnostics find their line by a
+    /// binary search, so checking stays linear in the file's size.
+    lines: LineIndex,
     diags: Vec<Diagnostic>,
 }
 
 impl Checker<'_> {
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
-        self.diags
-            .push(Diagnostic::at(self.file, self.text, span, message));
+        let d = Diagnostic::at_indexed(self.file, self.text, &self.lines, span, message);
+        self.diags.push(d);
     }
 
     fn toml_error(&mut self, e: &toml::de::Error, fallback: Range<usize>) {
@@ -514,7 +523,7 @@ impl Checker<'_> {
             else {
                 continue;
             };
-            let line = Diagnostic::at(self.file, self.text, span.clone(), "").line;
+            let (line, _) = self.lines.line_of(span.start);
             if let Some(first) = names.insert(service.name.clone(), line) {
                 self.error(
                     raw.name.span(),

@@ -4,18 +4,27 @@
 //! A Unix stream socket, mode 0600 (only the master's user, normally root,
 //! may connect), polled by the master's loop with its signals. A client
 //! sends one line (`status`, `status json`, `reload`, `stop`) and reads the
-//! answer until the master closes. The master reads with a 100 ms and
-//! writes with a 1 s timeout, so a stuck client delays it little and never
-//! blocks it for good.
+//! answer until the master closes.
+//!
+//! The master never waits for a client: a client's socket is non-blocking
+//! and polled in the master's loop with the signals, its request read as
+//! it comes and its answer written as the client takes it. A client has
+//! [`DEADLINE`] for the whole exchange, then it is closed; so a client that
+//! sends nothing, or one byte at a time, delays neither the reaping and
+//! respawning of workers nor another client's request. At most
+//! [`MAX_CLIENTS`] are served at once; more are closed at once.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use nix::poll::PollFlags;
 
 use serde::Serialize;
 
 use super::{Master, Phase, PoolRun};
-use crate::net::{ListenAddr, Listener};
+use crate::net::{Connection, ListenAddr, Listener};
 use crate::scoreboard::State;
 
 /// Binds the control socket at `path`, non-blocking, its file born with
@@ -25,6 +34,82 @@ pub(super) fn bind(path: &Path) -> std::io::Result<Listener> {
         Listener::bind_with_access(&ListenAddr::Unix(path.to_path_buf()), 16, Some(0o600), None)?;
     socket2::SockRef::from(&listener).set_nonblocking(true)?;
     Ok(listener)
+}
+
+/// How long a control client has for its whole exchange: to send its
+/// request and to read the answer.
+pub(super) const DEADLINE: Duration = Duration::from_secs(1);
+
+/// Control clients served at once; one more is closed at once.
+pub(super) const MAX_CLIENTS: usize = 16;
+
+/// The longest request: the longest known is 11 bytes.
+const MAX_REQUEST: usize = 256;
+
+/// A control client: its request so far, then the answer left to send.
+pub(super) struct Client {
+    conn: Connection,
+    deadline: Instant,
+    request: Vec<u8>,
+    /// The answer, and how much of it was sent.
+    answer: Option<(Vec<u8>, usize)>,
+}
+
+impl Client {
+    /// What the master's poll waits for on this client's socket.
+    pub(super) fn interest(&self) -> (BorrowedFd<'_>, PollFlags) {
+        let flags = if self.answer.is_some() {
+            PollFlags::POLLOUT
+        } else {
+            PollFlags::POLLIN
+        };
+        (self.conn.as_fd(), flags)
+    }
+
+    pub(super) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Reads what has come; the request once it is complete (a line, the
+    /// longest allowed, or the client's end of file).
+    fn read(&mut self) -> Result<Option<String>, ()> {
+        let mut buf = [0u8; MAX_REQUEST];
+        loop {
+            let room = MAX_REQUEST - self.request.len();
+            match self.conn.read(&mut buf[..room]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.request.extend_from_slice(&buf[..n]);
+                    if self.request.contains(&b'\n') || self.request.len() >= MAX_REQUEST {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
+                Err(_) => return Err(()),
+            }
+        }
+        let line = self.request.split(|&b| b == b'\n').next().unwrap_or(&[]);
+        Ok(Some(String::from_utf8_lossy(line).trim().to_string()))
+    }
+
+    /// Sends what the socket takes of the answer; true once all is sent
+    /// (or the client is gone).
+    fn write(&mut self) -> bool {
+        let Some((answer, sent)) = &mut self.answer else {
+            return false;
+        };
+        while *sent < answer.len() {
+            match self.conn.write(&answer[*sent..]) {
+                Ok(0) => return true,
+                Ok(n) => *sent += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                Err(_) => return true,
+            }
+        }
+        true
+    }
 }
 
 /// `preforkd status --json`, and the rows of the text form.
@@ -59,11 +144,12 @@ pub(crate) struct WorkerStatus {
 }
 
 impl Master<'_> {
-    /// Answers every client waiting on the control socket.
-    pub(super) fn serve_control(&mut self) {
+    /// Takes every client waiting on the control socket, and serves what
+    /// each has sent already.
+    pub(super) fn accept_control(&mut self, now: Instant) {
         loop {
             let Some(control) = &self.control else { return };
-            let mut conn = match control.accept() {
+            let conn = match control.accept() {
                 Ok(conn) => conn,
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return,
                 Err(e) => {
@@ -71,17 +157,50 @@ impl Master<'_> {
                     return;
                 }
             };
-            let _ = conn.set_timeout(Some(Duration::from_millis(100)));
-            let mut request = [0u8; 256];
-            let mut len = 0;
-            while len < request.len() && !request[..len].contains(&b'\n') {
-                match conn.read(&mut request[len..]) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => len += n,
-                }
+            if self.control_clients.len() >= MAX_CLIENTS || conn.set_nonblocking(true).is_err() {
+                log::debug!("control socket: {MAX_CLIENTS} clients already; one more closed");
+                continue;
             }
-            let request = String::from_utf8_lossy(&request[..len]).trim().to_string();
-            let _ = conn.set_timeout(Some(Duration::from_secs(1)));
+            self.control_clients.push(Client {
+                conn,
+                deadline: now + DEADLINE,
+                request: Vec::new(),
+                answer: None,
+            });
+            self.serve_control(self.control_clients.len() - 1);
+        }
+    }
+
+    /// Serves control clients whose sockets are ready (`ready[i]` for the
+    /// `i`-th), and closes those past their deadline.
+    pub(super) fn serve_controls(&mut self, ready: &[bool], now: Instant) {
+        for i in (0..self.control_clients.len().min(ready.len())).rev() {
+            if ready[i] {
+                self.serve_control(i);
+            }
+        }
+        self.control_clients.retain(|c| {
+            let keep = now < c.deadline;
+            if !keep {
+                log::debug!("control socket: a client past its {DEADLINE:?} deadline; closed");
+            }
+            keep
+        });
+    }
+
+    /// Reads client `i`'s request if it is there, answers it, and sends
+    /// what the socket takes; the client is closed once done.
+    fn serve_control(&mut self, i: usize) {
+        let client = &mut self.control_clients[i];
+        if client.answer.is_none() {
+            let request = match client.read() {
+                Ok(None) => return,
+                Ok(Some(request)) => request,
+                Err(()) => {
+                    self.control_clients.remove(i);
+                    return;
+                }
+            };
             let answer = match request.as_str() {
                 "status" => self.status().to_text(),
                 "status json" => {
@@ -92,16 +211,22 @@ impl Master<'_> {
                     Err(why) => format!("error: {why}\n"),
                 },
                 "stop" => {
-                    let _ = conn.write_all(b"ok: stopping gracefully\n");
-                    drop(conn);
+                    let mut client = self.control_clients.remove(i);
+                    client.answer = Some((b"ok: stopping gracefully\n".to_vec(), 0));
+                    client.write();
+                    drop(client);
                     self.stop_gracefully();
-                    continue;
+                    return;
                 }
                 other => format!(
                     "error: unknown request '{other}' (status, status json, reload, stop)\n"
                 ),
             };
-            let _ = conn.write_all(answer.as_bytes());
+            let client = &mut self.control_clients[i];
+            client.answer = Some((answer.into_bytes(), 0));
+        }
+        if self.control_clients[i].write() {
+            self.control_clients.remove(i);
         }
     }
 

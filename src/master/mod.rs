@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use nix::poll::PollFlags;
 use nix::sys::signal::Signal;
 
 use crate::config::Protocol;
@@ -114,6 +115,8 @@ pub(crate) struct Master<'a> {
     busy_pipe: (OwnedFd, OwnedFd),
     /// The control socket of `preforkd status`, `reload`, `stop`.
     control: Option<Listener>,
+    /// Clients of the control socket being served, each with its deadline.
+    control_clients: Vec<control::Client>,
     control_path: Option<PathBuf>,
     /// systemd's notification socket, and whether READY=1 was sent.
     notifier: Option<sys::daemon::Notifier>,
@@ -169,6 +172,7 @@ impl<'a> Master<'a> {
             board: Scoreboard::new().map_err(|e| startup("cannot map the scoreboard", e))?,
             busy_pipe: sys::fd::pipe().map_err(|e| startup("cannot create a pipe", e))?,
             control: None,
+            control_clients: Vec::new(),
             control_path: None,
             notifier: None,
             ready_sent: false,
@@ -336,7 +340,9 @@ impl<'a> Master<'a> {
                 .next_deadline()
                 .map(|t| t.saturating_duration_since(now));
             // Besides signals: the busy pipe, the control socket, and the
-            // pipe of a new master being started, each if there is one.
+            // pipe of a new master being started, each if there is one;
+            // then the control clients.
+            let readable = PollFlags::POLLIN;
             let others: Vec<_> = [
                 Some(self.busy_pipe.0.as_fd()),
                 self.control.as_ref().map(|c| c.as_fd()),
@@ -344,6 +350,8 @@ impl<'a> Master<'a> {
             ]
             .into_iter()
             .flatten()
+            .map(|fd| (fd, readable))
+            .chain(self.control_clients.iter().map(|c| c.interest()))
             .collect();
             let (control, upgrading) = (self.control.is_some(), self.upgrading.is_some());
             let (events, ready) = signals.wait(timeout, &others).map_err(|e| Error::Startup {
@@ -354,13 +362,18 @@ impl<'a> Master<'a> {
                 self.act(event);
             }
             let mut ready = ready.into_iter();
-            if ready.next() == Some(true) {
+            let mut next = || ready.next().is_some_and(|r| r.contains(readable));
+            if next() {
                 sys::fd::drain(self.busy_pipe.0.as_fd());
             }
-            if control && ready.next() == Some(true) {
-                self.serve_control();
+            let (control_ready, upgrade_ready) = (control && next(), upgrading && next());
+            // A client's socket is ready for what it waits for, or closed.
+            let clients: Vec<bool> = ready.map(|r| !r.is_empty()).collect();
+            self.serve_controls(&clients, Instant::now());
+            if control_ready {
+                self.accept_control(Instant::now());
             }
-            if upgrading && ready.next() == Some(true) {
+            if upgrade_ready {
                 self.upgrade_progress();
             }
             self.run_timers(Instant::now())?;
@@ -636,6 +649,12 @@ impl<'a> Master<'a> {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        let clients = self.control_clients.iter().map(|c| c.deadline()).min();
+        let timers = self.next_timer();
+        [clients, timers].into_iter().flatten().min()
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
         let retiring = self.pools.iter().filter_map(|r| r.retiring);
         let nudge = self
             .next_nudge
@@ -800,18 +819,26 @@ impl<'a> Master<'a> {
                         return Err(Error::Fork(e));
                     }
                     Err(e) => {
-                        let wait = self.pools[i].pool.fork_failed(now);
-                        log::error!(
-                            "W0005 service {}: {e}; retrying in {} ms",
-                            self.pools[i].plan.service,
-                            wait.as_millis()
-                        );
+                        self.fork_failed(i, now, &e);
                         break;
                     }
                 }
             }
+            let run = &mut self.pools[i];
+            if let Some(streak) = run.pool.fork_recovered(now) {
+                crate::backoff::log_recovered(&run.plan.service, streak, run.pool.len());
+            }
         }
         Ok(())
+    }
+
+    /// fork(2) failed for pool `i`: the pool backs off; one line when the
+    /// streak starts, then at most one every 10 s with the count.
+    fn fork_failed(&mut self, i: usize, now: Instant, e: &ForkError) {
+        let run = &mut self.pools[i];
+        let report = run.pool.fork_failed(now);
+        let (running, target) = (run.pool.len(), run.pool.target());
+        crate::backoff::log_failure(&run.plan.service, e, report, running, target);
     }
 
     /// Adds a pool for `plan` on its socket (which must be bound).

@@ -87,11 +87,6 @@ impl PoolPlan<'_> {
         let reuse_port = self.model == crate::models::Model::Reuseport;
         (self.addr.clone(), self.protocol, reuse_port, owner)
     }
-
-    /// Same service on the same socket (a reload may keep it).
-    pub(crate) fn same_pool(&self, other: &PoolPlan<'_>) -> bool {
-        self.service == other.service && self.socket_key() == other.socket_key()
-    }
 }
 
 /// Everything the master runs.

@@ -14,11 +14,18 @@
 //! one worker at a time and waits 10 ms, 20 ms, 40 ms, ... up to
 //! [`MAX_BACKOFF`] between forks. So a pool that cannot work forks at most
 //! once a second, and a pool that recovers (a worker lives past `YOUNG`)
-//! goes back to respawning at once.
+//! goes back to respawning at once. Only a worker forked after the last
+//! young death shows that: the old ones say nothing about the new ones.
+//!
+//! When fork(2) itself fails (EAGAIN under `pids.max` or `RLIMIT_NPROC`,
+//! ENOMEM), the pool has a back-off of its own, that of
+//! [`crate::backoff`]: 1 s, doubling up to 32 s, until the pool is whole
+//! again ([`Pool::fork_recovered`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::backoff::{ForkBackoff, Report};
 use crate::sys::process::{ChildExit, Pid};
 use crate::worker::WorkerExit;
 
@@ -57,8 +64,11 @@ pub(crate) struct Pool {
     /// Live workers: when each was forked, and its scoreboard slot.
     workers: BTreeMap<Pid, (Instant, usize)>,
     failures: u32,
+    /// When the last young death happened.
+    last_failure: Option<Instant>,
     not_before: Option<Instant>,
     fatal: bool,
+    fork_failing: Option<ForkBackoff>,
 }
 
 impl Pool {
@@ -67,8 +77,10 @@ impl Pool {
             target,
             workers: BTreeMap::new(),
             failures: 0,
+            last_failure: None,
             not_before: None,
             fatal: false,
+            fork_failing: None,
         }
     }
 
@@ -98,7 +110,7 @@ impl Pool {
     /// are missing.
     pub(crate) fn forks_due(&self, now: Instant) -> usize {
         let missing = self.target.saturating_sub(self.workers.len());
-        if self.fatal || missing == 0 || self.not_before.is_some_and(|t| now < t) {
+        if self.fatal || missing == 0 || self.fork_allowed_at().is_some_and(|t| now < t) {
             0
         } else if self.failures > 0 {
             1
@@ -107,17 +119,38 @@ impl Pool {
         }
     }
 
+    /// The earliest moment the next fork may be tried, if any is set.
+    fn fork_allowed_at(&self) -> Option<Instant> {
+        [
+            self.not_before,
+            self.fork_failing.as_ref().map(|f| f.retry_at()),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
+
     pub(crate) fn forked(&mut self, pid: Pid, now: Instant, slot: usize) {
         self.workers.insert(pid, (now, slot));
         self.not_before = (self.failures > 0).then(|| now + backoff(self.failures));
+        if let Some(f) = &mut self.fork_failing {
+            f.forked();
+        }
     }
 
-    /// fork(2) itself failed: count it as a young death.
-    pub(crate) fn fork_failed(&mut self, now: Instant) -> Duration {
-        self.failures += 1;
-        let wait = backoff(self.failures).max(FIRST_BACKOFF);
-        self.not_before = Some(now + wait);
-        wait
+    /// fork(2) itself failed: no attempt before the back-off has passed.
+    /// Returns what to log.
+    pub(crate) fn fork_failed(&mut self, now: Instant) -> Report {
+        ForkBackoff::failed(&mut self.fork_failing, now)
+    }
+
+    /// Ends a streak of failed forks once the pool has all its workers
+    /// (or wants no more): how many forks failed, over how long.
+    pub(crate) fn fork_recovered(&mut self, now: Instant) -> Option<(u64, Duration)> {
+        if self.workers.len() < self.target && !self.fatal {
+            return None;
+        }
+        Some(self.fork_failing.take()?.end(now))
     }
 
     /// Records the exit of `pid`: what to make of it, and the slot it
@@ -158,6 +191,7 @@ impl Pool {
 
     fn fail(&mut self, now: Instant) -> Verdict {
         self.failures += 1;
+        self.last_failure = Some(now);
         let retry_in = backoff(self.failures);
         let earliest = now + retry_in;
         self.not_before = Some(self.not_before.map_or(earliest, |t| t.max(earliest)));
@@ -169,19 +203,29 @@ impl Pool {
 
     fn recovered(&mut self) {
         self.failures = 0;
+        self.last_failure = None;
         self.not_before = None;
     }
 
-    /// After failures, a worker that has lived past [`YOUNG`] shows the pool
-    /// works again. Returns true when that ends a failing streak.
+    /// When the workers forked since the last young death were forked.
+    fn forked_since_failure(&self) -> impl Iterator<Item = Instant> + '_ {
+        let last = self.last_failure;
+        self.workers
+            .values()
+            .map(|&(t, _)| t)
+            .filter(move |&t| last.is_some_and(|last| t >= last))
+    }
+
+    /// After failures, a worker forked since the last one that has lived
+    /// past [`YOUNG`] shows the pool works again. Returns true when that
+    /// ends a failing streak.
     pub(crate) fn check_recovered(&mut self, now: Instant) -> bool {
         if self.failures == 0 {
             return false;
         }
         if self
-            .workers
-            .values()
-            .any(|&(t, _)| now.duration_since(t) >= YOUNG)
+            .forked_since_failure()
+            .any(|t| now.duration_since(t) >= YOUNG)
         {
             self.recovered();
             return true;
@@ -194,15 +238,9 @@ impl Pool {
     /// while failures are counted.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let missing = self.workers.len() < self.target && !self.fatal;
-        let backoff_end = self.not_before.filter(|_| missing);
+        let backoff_end = self.fork_allowed_at().filter(|_| missing);
         let coming_of_age = (self.failures > 0)
-            .then(|| {
-                self.workers
-                    .values()
-                    .map(|&(t, _)| t)
-                    .min()
-                    .map(|t| t + YOUNG)
-            })
+            .then(|| self.forked_since_failure().min().map(|t| t + YOUNG))
             .flatten();
         [backoff_end, coming_of_age].into_iter().flatten().min()
     }
@@ -324,6 +362,63 @@ mod tests {
         assert!(!pool.check_recovered(deadline + Duration::from_millis(10)));
         assert!(pool.check_recovered(deadline + YOUNG));
         assert_eq!(backoff(pool.failures), Duration::ZERO);
+    }
+
+    #[test]
+    fn failed_forks_back_off_to_32_s_report_every_10_s_and_recover() {
+        let t0 = Instant::now();
+        let mut pool = Pool::new(3);
+        pool.forked(pid(1), t0, 0);
+        let mut now = t0;
+        let mut attempts = vec![];
+        let mut reports = vec![];
+        while now < t0 + Duration::from_secs(200) {
+            if pool.forks_due(now) > 0 {
+                attempts.push(now.duration_since(t0).as_secs());
+                reports.push(pool.fork_failed(now));
+            }
+            assert!(pool.next_deadline().is_some_and(|t| t > now));
+            now += Duration::from_millis(100);
+        }
+        assert_eq!(attempts, [0, 1, 3, 7, 15, 31, 63, 95, 127, 159, 191]);
+        let secs = Duration::from_secs;
+        assert_eq!(reports[0], Report::Started { retry_in: secs(1) });
+        assert_eq!(reports[1..4], [Report::Quiet; 3]);
+        assert_eq!(
+            reports[4],
+            Report::Repeated {
+                failures: 4,
+                since: secs(15),
+                retry_in: secs(16)
+            }
+        );
+        assert_eq!(pool.fork_recovered(now), None);
+        // The limit goes: both missing workers are forked at the next try.
+        let next = pool.next_deadline().unwrap();
+        assert_eq!(pool.forks_due(next), 2);
+        pool.forked(pid(2), next, 1);
+        pool.forked(pid(3), next, 2);
+        assert_eq!(pool.fork_recovered(next), Some((11, next - t0)));
+        assert_eq!(pool.fork_recovered(next), None);
+    }
+
+    #[test]
+    fn an_old_worker_does_not_reset_the_back_off_of_young_deaths() {
+        let t0 = Instant::now();
+        let mut pool = Pool::new(2);
+        pool.forked(pid(1), t0, 0);
+        let mut now = t0 + Duration::from_secs(10);
+        let mut forks = 0;
+        while now < t0 + Duration::from_secs(20) {
+            assert!(!pool.check_recovered(now));
+            if pool.forks_due(now) > 0 {
+                forks += 1;
+                pool.forked(pid(100 + forks), now, 1);
+                pool.exited(pid(100 + forks), ChildExit::Exited(1), now, 0);
+            }
+            now += Duration::from_millis(1);
+        }
+        assert!(forks <= 20, "{forks} forks in 10 s");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use nix::sys::signal::Signal;
 
-use super::plan::SocketKey;
+use super::plan::{PoolPlan, SocketKey};
 use super::{bind, refresh, startable, Master, NUDGE_EVERY};
 use crate::config::Sizing;
 use crate::sys;
@@ -34,15 +34,24 @@ impl Master<'_> {
         let plan = match reloader() {
             Ok(plan) => plan,
             Err(errors) => {
-                for e in &errors {
+                // The first 20, then the count: a file with thousands of
+                // errors does not flood the log or the control client.
+                let shown = &errors[..errors.len().min(crate::config::diag::SHOWN)];
+                for e in shown {
                     log::error!("M0010 reload refused: {e}");
                 }
+                let more = errors.len() - shown.len();
                 let summary = format!(
-                    "reload refused: {} error(s); the running configuration is unchanged",
-                    errors.len()
+                    "reload refused: {} error(s){}; the running configuration is unchanged",
+                    errors.len(),
+                    if more > 0 {
+                        format!(" ({more} more not shown)")
+                    } else {
+                        String::new()
+                    }
                 );
                 log::error!("M0010 {summary}");
-                return Err(format!("{}\n{summary}", errors.join("\n")));
+                return Err(format!("{}\n{summary}", shown.join("\n")));
             }
         };
 
@@ -89,18 +98,24 @@ impl Master<'_> {
         let now = Instant::now();
 
         // 2. Keep what is unchanged, resize it; note what must go.
+        // The new pools by service, socket and fingerprint (each key's
+        // indices, first last), so that matching is linear in their number.
+        let key = |p: &PoolPlan<'_>| (p.service.clone(), p.socket_key(), p.fingerprint.clone());
+        let mut same_as: BTreeMap<_, Vec<usize>> = BTreeMap::new();
+        for (i, p) in plan.pools.iter().enumerate().rev() {
+            same_as.entry(key(p)).or_default().push(i);
+        }
         let mut wanted: Vec<_> = plan.pools.into_iter().map(Some).collect();
         let (mut kept, mut retired) = (0, 0);
         let mut retire = Vec::new();
         for run in self.pools.iter_mut().filter(|r| r.retiring.is_none()) {
             // A pool stopped for good is never kept: the reload retries it.
             let reusable = !run.pool.is_fatal();
-            let same = wanted.iter().position(|w| {
-                w.as_ref().is_some_and(|w| {
-                    w.same_pool(&run.plan) && w.fingerprint == run.plan.fingerprint
-                })
-            });
-            match same.filter(|_| reusable).and_then(|i| wanted[i].take()) {
+            let same = same_as
+                .get_mut(&key(&run.plan))
+                .filter(|_| reusable)
+                .and_then(|indices| indices.pop());
+            match same.and_then(|i| wanted[i].take()) {
                 Some(w) => {
                     // A fixed pool takes its new size; an adaptive one keeps
                     // the size its load gave it, within the new maximum.

@@ -68,13 +68,13 @@ impl Signals {
     /// Waits until a signal arrives, one of `others` becomes readable, or
     /// `timeout` passes (`None`: no limit). Returns the events that arrived,
     /// in the order the master should act on them (reaping first, so that a
-    /// stop or a scale decision sees the pool as it is), and which of
-    /// `others` are readable.
+    /// stop or a scale decision sees the pool as it is), and what poll(2)
+    /// said of each of `others` (each polled for its own flags).
     pub(crate) fn wait(
         &mut self,
         timeout: Option<Duration>,
-        others: &[BorrowedFd<'_>],
-    ) -> io::Result<(Vec<Event>, Vec<bool>)> {
+        others: &[(BorrowedFd<'_>, PollFlags)],
+    ) -> io::Result<(Vec<Event>, Vec<PollFlags>)> {
         let timeout = match timeout {
             None => PollTimeout::NONE,
             // Round up, so a timer due in 0.4 ms does not become a busy loop.
@@ -87,15 +87,19 @@ impl Signals {
             self.delivery.get_read().as_fd(),
             PollFlags::POLLIN,
         )];
-        fds.extend(others.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
-        match nix::poll::poll(&mut fds, timeout) {
+        fds.extend(others.iter().map(|(fd, flags)| PollFd::new(*fd, *flags)));
+        let polled = nix::poll::poll(&mut fds, timeout);
+        let ready = fds[1..]
+            .iter()
+            .map(|fd| match polled {
+                Ok(_) => fd.revents().unwrap_or(PollFlags::empty()),
+                Err(_) => PollFlags::empty(),
+            })
+            .collect();
+        match polled {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
         }
-        let ready = fds[1..]
-            .iter()
-            .map(|fd| fd.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
-            .collect();
         let mut events: Vec<Event> = self.delivery.pending().filter_map(to_event).collect();
         events.sort_by_key(|e| *e != Event::Reap);
         Ok((events, ready))

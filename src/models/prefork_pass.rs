@@ -25,10 +25,12 @@
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::time::Instant;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::{Accepted, Runner};
+use crate::backoff::{self, ForkBackoff};
 use crate::sys;
 use crate::sys::process::{Fork, Pid};
 use crate::worker::WorkerExit;
@@ -44,14 +46,15 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     let mut children: Vec<Option<Child>> = (0..runner.workers.max(1)).map(|_| None).collect();
     super::runner_ready(runner.slot);
     let mut exit = WorkerExit::Done;
+    // A child that cannot be forked is tried again with the master's
+    // back-off: 1 s, doubling up to 32 s, three kinds of lines.
+    let mut failing: Option<ForkBackoff> = None;
     while !runner.stopping() {
-        for slot in children.iter_mut() {
-            if slot.is_none() {
-                match spawn(runner) {
-                    Ok(child) => *slot = Some(child),
-                    Err(e) => log::error!("W0005 service {}: {e}", runner.name),
-                }
-            }
+        if failing
+            .as_ref()
+            .is_none_or(|f| Instant::now() >= f.retry_at())
+        {
+            spawn_missing(runner, &mut children, &mut failing);
         }
         let idle = children.iter().flatten().any(|c| !c.busy);
         // The listener first, polled only while a child is free; then every
@@ -71,10 +74,14 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
             let child = children[i].as_ref().expect("live");
             fds.push(PollFd::new(child.channel.as_fd(), PollFlags::POLLIN));
         }
-        let timeout = if live.len() < children.len() {
-            PollTimeout::from(100u16) // retry a failed fork
-        } else {
-            PollTimeout::NONE
+        // Until the next attempt to fork a missing child.
+        let timeout = match &failing {
+            Some(f) if live.len() < children.len() => {
+                let wait = f.retry_at().saturating_duration_since(Instant::now());
+                let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                PollTimeout::try_from(ms.saturating_add(1)).unwrap_or(PollTimeout::MAX)
+            }
+            _ => PollTimeout::NONE,
         };
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) => {}
@@ -160,6 +167,43 @@ fn pass(runner: &Runner<'_>, children: &mut [Option<Child>], conn: &crate::net::
         "W0013 service {}: no child to pass a connection to; closed",
         runner.name
     );
+}
+
+/// Forks the children that are missing, until one cannot be: then
+/// `failing` backs off. Says when all are there again.
+fn spawn_missing(
+    runner: &Runner<'_>,
+    children: &mut [Option<Child>],
+    failing: &mut Option<ForkBackoff>,
+) {
+    let mut error = None;
+    for slot in children.iter_mut().filter(|c| c.is_none()) {
+        match spawn(runner) {
+            Ok(child) => {
+                *slot = Some(child);
+                if let Some(f) = failing {
+                    f.forked();
+                }
+            }
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    let running = children.iter().flatten().count();
+    let now = Instant::now();
+    match error {
+        Some(e) => {
+            let report = ForkBackoff::failed(failing, now);
+            backoff::log_failure(runner.name, &e, report, running, children.len());
+        }
+        None => {
+            if let Some(f) = failing.take() {
+                backoff::log_recovered(runner.name, f.end(now), running);
+            }
+        }
+    }
 }
 
 /// Forks a child with its end of a new socket pair.

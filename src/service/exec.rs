@@ -262,16 +262,16 @@ impl ExecSpec {
         command
     }
 
-    /// The error for a program that would not start: `cannot run PATH: why`.
+    /// The error for a program that would not start: `cannot run PATH:
+    /// ERRNO (why)`. Its kind is `Other` whatever the cause: a spawn that
+    /// failed with EAGAIN (a process limit) is not a client idle past the
+    /// timeout, nor one that went away, and is logged as the failure it is.
     pub fn cannot_run(&self, e: io::Error) -> io::Error {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "cannot run {}: {}",
-                self.program.display(),
-                sys::fd::describe(&e)
-            ),
-        )
+        io::Error::other(format!(
+            "cannot run {}: {}",
+            self.program.display(),
+            sys::fd::describe_errno(&e)
+        ))
     }
 
     /// Logs how the program for `peer` ended, if not with success, and

@@ -176,6 +176,19 @@ pub fn describe(err: &io::Error) -> String {
     }
 }
 
+/// An error with its errno's name, for a log line an administrator may
+/// search: "EAGAIN (Resource temporarily unavailable)".
+pub fn describe_errno(err: &io::Error) -> String {
+    match err.raw_os_error() {
+        Some(code) => {
+            let text = err.to_string();
+            let text = text.split(" (os error").next().unwrap_or(&text);
+            format!("{:?} ({text})", Errno::from_raw(code))
+        }
+        None => err.to_string(),
+    }
+}
+
 /// Bytes received from and sent to (acknowledged by) the peer of a TCP
 /// socket, from TCP_INFO (Linux 4.2 and later); `None` elsewhere or for
 /// other sockets. glibc's `struct tcp_info` stops before these fields, so

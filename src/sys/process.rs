@@ -47,7 +47,7 @@ impl std::fmt::Display for ForkError {
                 "refusing to fork: cannot count the threads of this process (/proc/self/stat: {})",
                 super::fd::describe(e)
             ),
-            ForkError::Os(e) => write!(f, "fork: {}", super::fd::describe(e)),
+            ForkError::Os(e) => write!(f, "fork: {}", super::fd::describe_errno(e)),
         }
     }
 }

@@ -24,6 +24,11 @@ pub mod fd {
         };
         text.trim_end().trim_end_matches('.').to_string()
     }
+
+    /// As [`describe`]: Windows' codes have no names to give.
+    pub fn describe_errno(err: &io::Error) -> String {
+        describe(err)
+    }
 }
 
 /// Accounts: Windows has no Unix users and groups to switch to.
