@@ -161,10 +161,12 @@ impl Privileges {
                 )
             })?;
         }
-        // The worker holds what its programs must not reach (the daemon's
-        // stderr, which may be a terminal): programs of its user must not
-        // take it through /proc/PID/fd or ptrace.
-        if unprivileged {
+        // The worker may hold what its programs must not reach: the
+        // daemon's terminal, as its stdin, stdout or stderr. Then programs
+        // of its user must not take it through /proc/PID/fd or ptrace.
+        // Otherwise the worker stays dumpable, so that its own user (a
+        // non-root master's, or an admin's tools) can read its /proc.
+        if unprivileged && holds_a_terminal() {
             sys::privs::not_dumpable().map_err(|e| {
                 io::Error::new(
                     e.kind(),
@@ -179,4 +181,11 @@ impl Privileges {
         }
         Ok(())
     }
+}
+
+/// Whether this process's descriptor 0, 1 or 2 is a terminal.
+#[cfg(unix)]
+fn holds_a_terminal() -> bool {
+    use std::io::IsTerminal;
+    io::stdin().is_terminal() || io::stdout().is_terminal() || io::stderr().is_terminal()
 }
