@@ -4,13 +4,17 @@
 //! ctime(3) uses. Windows' time zone is out of std's reach (and this crate
 //! has no `unsafe` outside Unix), so there it is UTC, broken down here.
 //!
-//! And [`after`]: a deadline that cannot panic, for every `now + d`.
+//! And, on Unix, `after`: a deadline that cannot panic, for every `now + d`
+//! of the master's (Windows' fallback has no master).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+#[cfg(unix)]
+use std::time::{Duration, Instant};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `now + d`, or the furthest instant the clock can hold when that
 /// overflows: `Instant + Duration` panics on overflow, and a master must
 /// not panic on a duration from its config.
+#[cfg(unix)]
 pub fn after(now: Instant, d: Duration) -> Instant {
     let mut d = d;
     loop {
@@ -124,6 +128,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(unix)]
     fn after_never_panics() {
         let now = Instant::now();
         assert_eq!(
