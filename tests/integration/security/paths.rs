@@ -568,14 +568,47 @@ fn a_link_planted_on_the_pidfile_path_is_not_followed() {
     assert_eq!(
         lines,
         [format!(
-            "preforkd: refusing the pidfile {}: {} is a symbolic link, and the directory {} is owned by uid {}, neither root nor the daemon's user; not followed",
+            "preforkd: refusing the pidfile {}: {}",
             pidfile.display(),
-            run.display(),
-            dir.path().join("app").display(),
-            nobody_uid()
+            link_refusal(&dir, &run)
         )],
         "{stderr}"
     );
+}
+
+/// Why a path through [`nobodys_link_to`]'s `run` in `dir` is refused.
+fn link_refusal(dir: &TempDir, run: &Path) -> String {
+    format!(
+        "{} is a symbolic link, and the directory {} is owned by uid {}, neither root nor the daemon's user; not followed",
+        run.display(),
+        dir.path().join("app").display(),
+        nobody_uid()
+    )
+}
+
+/// A stale socket of root's, `name`, in a directory of root's that
+/// nobody's link leads to ([`nobodys_link_to`]); [`serve_then_stop`] on
+/// the config `config` makes of the socket's path through the link. The
+/// stale socket must keep its inode; whether the daemon ran, its exit
+/// code, its stderr, and the expected refusal.
+fn serve_through_link_to_stale_socket(
+    test: &str,
+    name: &str,
+    mut config: impl FnMut(&Path) -> String,
+) -> (bool, Option<i32>, String, String) {
+    let dir = TempDir::new(test);
+    let safe = TempDir::new(&format!("{test}-victim"));
+    let theirs = safe.path().join(name);
+    let inode = stale_root_socket(&theirs);
+    let run = nobodys_link_to(&dir, safe.path());
+    let (ran, code, stderr) = serve_then_stop(&dir, &config(&run.join(name)), &[]);
+    assert_eq!(
+        std::fs::symlink_metadata(&theirs).map(|m| m.ino()).ok(),
+        Some(inode),
+        "root's socket was removed or replaced\n{stderr}"
+    );
+    let why = link_refusal(&dir, &run);
+    (ran, code, stderr, why)
 }
 
 // The same link on the path of a unix: address: before the defence root
@@ -587,35 +620,22 @@ fn a_link_planted_on_a_unix_socket_path_is_not_followed() {
     if !attacker_ready() {
         return;
     }
-    let dir = TempDir::new("paths-sock-dirlink");
-    let safe = TempDir::new("paths-sock-dirlink-victim");
-    let theirs = safe.path().join("echo.sock");
-    let inode = stale_root_socket(&theirs);
-    let run = nobodys_link_to(&dir, safe.path());
-    let sock = run.join("echo.sock");
-    let (ran, code, stderr) = serve_then_stop(
-        &dir,
-        &format!(
-            "[[service]]\nname = \"local\"\nlisten = [\"unix:{}\"]\nbuiltin = \"echo\"\nworkers = 1\n",
-            sock.display()
-        ),
-        &[],
-    );
-    assert_eq!(
-        std::fs::symlink_metadata(&theirs).map(|m| m.ino()).ok(),
-        Some(inode),
-        "root's socket was removed or replaced\n{stderr}"
+
+    let mut wanted = String::new();
+    let (ran, code, stderr, why) = serve_through_link_to_stale_socket(
+        "paths-sock-dirlink",
+        "echo.sock",
+        |sock| {
+            wanted = format!("unix:{}", sock.display());
+            format!(
+                "[[service]]\nname = \"local\"\nlisten = [\"{wanted}\"]\nbuiltin = \"echo\"\nworkers = 1\n"
+            )
+        },
     );
     assert!(!ran, "the address was bound:\n{stderr}");
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        stderr.contains(&format!(
-            "preforkd: cannot bind unix:{}: {} is a symbolic link, and the directory {} is owned by uid {}",
-            sock.display(),
-            run.display(),
-            dir.path().join("app").display(),
-            nobody_uid()
-        )),
+        stderr.contains(&format!("preforkd: cannot bind {wanted}: {why}")),
         "{stderr}"
     );
 }
@@ -628,33 +648,23 @@ fn a_link_planted_on_the_control_socket_path_is_not_followed() {
     if !attacker_ready() {
         return;
     }
-    let dir = TempDir::new("paths-ctl-dirlink");
-    let safe = TempDir::new("paths-ctl-dirlink-victim");
-    let theirs = safe.path().join("control.sock");
-    let inode = stale_root_socket(&theirs);
-    let run = nobodys_link_to(&dir, safe.path());
-    let control = run.join("control.sock");
-    let (ran, _, stderr) = serve_then_stop(
-        &dir,
-        &format!(
-            "[daemon]\ncontrol = \"{}\"\n\n[[service]]\nname = \"echo\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\n",
-            control.display()
-        ),
-        &[],
-    );
-    assert_eq!(
-        std::fs::symlink_metadata(&theirs).map(|m| m.ino()).ok(),
-        Some(inode),
-        "root's socket was removed or replaced\n{stderr}"
+    let mut control = PathBuf::new();
+    let (ran, _, stderr, why) = serve_through_link_to_stale_socket(
+        "paths-ctl-dirlink",
+        "control.sock",
+        |sock| {
+            control = sock.to_path_buf();
+            format!(
+                "[daemon]\ncontrol = \"{}\"\n\n[[service]]\nname = \"echo\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\n",
+                sock.display()
+            )
+        },
     );
     assert!(ran, "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "W0040 cannot create the control socket {}: {} is a symbolic link, and the directory {} is owned by uid {}",
-            control.display(),
-            run.display(),
-            dir.path().join("app").display(),
-            nobody_uid()
+            "W0040 cannot create the control socket {}: {why}",
+            control.display()
         )),
         "{stderr}"
     );
