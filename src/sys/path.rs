@@ -8,8 +8,11 @@
 //! of the inode itself. A file is known by its device and inode
 //! ([`FileId`]), recorded when it is made and checked again before it is
 //! changed or removed: one replaced since is left alone, and the caller
-//! says so. The directory's own path is resolved as root wrote it
-//! (`/var/run` may be a link to `/run`); its identity is checked too.
+//! says so. The directory's own path is walked from `/` one directory at
+//! a time, following only the links that root or the daemon's user made
+//! in a directory only they can change (`/var/run` may be a link to
+//! `/run`), and judging each directory on the way ([`Parent::open`]); its
+//! identity is checked too.
 //!
 //! No directory descriptor outlives the call that opened it: a worker
 //! that inherited one could use it to leave its chroot.
