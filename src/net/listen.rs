@@ -213,15 +213,21 @@ impl Listener {
             .as_pathname()
             .map(Path::to_path_buf)
             .ok_or_else(|| io::Error::other("neither an IP nor a Unix socket with a path"))?;
-        // Its file, as its directory names it now (never through a link):
-        // a socket, or nothing we will ever change or remove.
-        let file = Parent::open(&path).ok().and_then(|parent| {
-            let e = parent.entry().ok()??;
-            (e.kind == Kind::Socket).then_some(SocketFile {
-                dir: parent.dir_id().ok()?,
-                id: e.id,
-            })
-        });
+        // Its file, as its directory names it now (never through a link),
+        // if it passes the checks a socket we bind passes (see
+        // `Listener::bind_unix`); otherwise nothing we will ever change or
+        // remove.
+        let file = match adopted_file(&path) {
+            Ok(file) => Some(file),
+            Err(why) => {
+                log::warn!(
+                    "W0072 the socket file {} passed by the service manager: {}; never chmod'ed, chown'ed or removed",
+                    path.display(),
+                    sys::fd::describe(&why)
+                );
+                None
+            }
+        };
         Ok(Listener {
             shown: format!("unix:{}", path.display()),
             managed: std::sync::atomic::AtomicBool::new(false),
@@ -290,6 +296,10 @@ impl Listener {
 
     /// Binds a Unix stream socket at `path`, as root might in a directory
     /// others can write:
+    /// 0. the directory is reached without a link anyone else could have
+    ///    planted, through directories only root and the daemon's user
+    ///    can change (the directory itself may be a service user's); else
+    ///    nothing is bound (see [`Parent::open`], [`Parent::check_way`]);
     /// 1. a stale socket file there (ours, nobody accepts on it) is
     ///    removed; anything else is left for bind(2) to refuse;
     /// 2. bind(2) relative to the directory, under a umask that gives the
@@ -306,6 +316,7 @@ impl Listener {
         owner: Option<(u32, u32)>,
     ) -> io::Result<Listener> {
         let parent = Parent::open(path)?;
+        parent.check_way().map_err(io::Error::other)?;
         remove_if_stale(&parent)?;
         let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
         parent.bind_socket(socket.as_fd(), mode)?;
@@ -347,6 +358,7 @@ impl Listener {
     /// socket owned by root or by us is removed, never through a link.
     pub fn remove_our_socket(path: &Path) -> io::Result<()> {
         let parent = Parent::open(path)?;
+        parent.check_way().map_err(io::Error::other)?;
         match parent.entry()? {
             Some(e) if e.kind == Kind::Socket && e.owned_by_us() => {
                 parent.remove_if(e.id).map(drop)
@@ -479,6 +491,34 @@ impl Listener {
             sys::fd::describe(&found)
         );
     }
+}
+
+/// The file of a socket someone else bound at `path` (systemd, or the old
+/// master of a binary upgrade), if it may be taken for ours: a socket
+/// owned by root or the daemon's user, with one link, in a directory that
+/// only they can swap. Else why not: a hard link to another socket of
+/// root's, planted in a directory its user can write, must not be chmod'ed
+/// and chown'ed at a reload.
+fn adopted_file(path: &Path) -> io::Result<SocketFile> {
+    let parent = Parent::open(path)?;
+    parent.check_way().map_err(io::Error::other)?;
+    let e = parent
+        .entry()?
+        .ok_or_else(|| io::Error::other("there is no file at its path"))?;
+    if e.kind != Kind::Socket || !e.owned_by_us() {
+        return Err(io::Error::other(format!(
+            "it is {} owned by uid {}",
+            e.kind.name(),
+            e.uid
+        )));
+    }
+    if e.nlink != 1 {
+        return Err(io::Error::other(format!("it has {} hard links", e.nlink)));
+    }
+    Ok(SocketFile {
+        dir: parent.dir_id()?,
+        id: e.id,
+    })
 }
 
 /// The directory of a socket's file, open, if it is still the directory

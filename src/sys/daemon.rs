@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 
-use super::path::{FileId, Kind, Parent, Removal};
+use super::path::{FileId, Kind, OpenError, Parent, Removal};
 
 use super::process::{exit_now, fork, Fork};
 
@@ -152,7 +152,7 @@ impl Pidfile {
     }
 
     fn remove_file(&self) -> Result<(), String> {
-        let parent = match Parent::open(&self.path) {
+        let parent = match Parent::open(&self.path).map_err(io::Error::from) {
             Ok(p) => p,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e.to_string()),
@@ -184,7 +184,10 @@ impl Drop for Pidfile {
 /// The directory of a pidfile, if only root and the daemon's user can
 /// change it, and its identity.
 fn trusted_parent(path: &Path) -> Result<(Parent, FileId), PidfileError> {
-    let parent = Parent::open(path).map_err(PidfileError::Io)?;
+    let parent = Parent::open(path).map_err(|e| match e {
+        OpenError::Io(e) => PidfileError::Io(e),
+        OpenError::Unsafe(why) => PidfileError::Unsafe(why),
+    })?;
     parent.check_trusted().map_err(PidfileError::Unsafe)?;
     let dir = parent.dir_id().map_err(PidfileError::Io)?;
     Ok((parent, dir))

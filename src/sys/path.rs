@@ -8,8 +8,11 @@
 //! of the inode itself. A file is known by its device and inode
 //! ([`FileId`]), recorded when it is made and checked again before it is
 //! changed or removed: one replaced since is left alone, and the caller
-//! says so. The directory's own path is resolved as root wrote it
-//! (`/var/run` may be a link to `/run`); its identity is checked too.
+//! says so. The directory's own path is walked from `/` one directory at
+//! a time, following only the links that root or the daemon's user made
+//! in a directory only they can change (`/var/run` may be a link to
+//! `/run`), and judging each directory on the way ([`Parent::open`]); its
+//! identity is checked too.
 //!
 //! No directory descriptor outlives the call that opened it: a worker
 //! that inherited one could use it to leave its chroot.
@@ -148,13 +151,203 @@ pub struct Parent {
     dir: OwnedFd,
     name: CString,
     dir_path: PathBuf,
+    /// The directory's path as it was walked: links resolved.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    real: PathBuf,
+    /// Why someone else than root and the daemon's user could change which
+    /// directory the path names (a directory on the way that they own, or
+    /// may write without a sticky bit); `None` if nobody can.
+    above: Option<String>,
+    /// Why someone else could change what the directory itself holds.
+    here: Option<String>,
+}
+
+/// Why [`Parent::open`] did not open a directory.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The system said no (no such directory, permission denied...).
+    Io(io::Error),
+    /// A symbolic link on the way that someone else than root and the
+    /// daemon's user made, or could replace: not followed, and why.
+    Unsafe(String),
+}
+
+impl From<OpenError> for io::Error {
+    fn from(e: OpenError) -> io::Error {
+        match e {
+            OpenError::Io(e) => e,
+            OpenError::Unsafe(why) => io::Error::other(why),
+        }
+    }
+}
+
+impl From<Errno> for OpenError {
+    fn from(e: Errno) -> OpenError {
+        OpenError::Io(e.into())
+    }
+}
+
+/// Links followed in one path at most, as the kernel's limit (ELOOP).
+const MAX_LINKS: usize = 40;
+
+/// One directory of a walk: open, its path, and why someone else than
+/// root and the daemon's user can change what it holds, if they can.
+struct Step {
+    fd: OwnedFd,
+    shown: PathBuf,
+    untrusted: Option<String>,
+}
+
+/// Why someone else than root and the daemon's user can change what the
+/// directory `e` (at `shown`) holds: another owns it, or its group or
+/// others may write it and it has no sticky bit. `None`: nobody can.
+fn judge_dir(e: &Entry, shown: &Path) -> Option<String> {
+    if !e.owned_by_us() {
+        return Some(format!(
+            "the directory {} is owned by uid {}, neither root nor the daemon's user",
+            shown.display(),
+            e.uid
+        ));
+    }
+    if e.mode & 0o022 != 0 && e.mode & 0o1000 == 0 {
+        return Some(format!(
+            "the directory {} is writable by {} (mode {:04o}) and has no sticky bit",
+            shown.display(),
+            if e.mode & 0o002 != 0 {
+                "others"
+            } else {
+                "its group"
+            },
+            e.mode
+        ));
+    }
+    None
+}
+
+/// Opens the directory `name` in `at`, never through a link.
+fn open_dir_at(at: &OwnedFd, name: &std::ffi::OsStr) -> nix::Result<OwnedFd> {
+    nix::fcntl::openat(
+        Some(at.as_raw_fd()),
+        name,
+        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | DIR_FLAGS,
+        Mode::empty(),
+    )
+    .map(take)
+}
+
+/// Walks `dir` one component at a time from `/`, never following a link
+/// that someone else than root and the daemon's user made or could
+/// replace (one of theirs, or one in a directory they can change), and
+/// judges each directory on the way: the directory reached, and the steps
+/// that led to it (the last one is the directory's own).
+fn walk(dir: &Path) -> Result<Vec<Step>, OpenError> {
+    use std::collections::VecDeque;
+    use std::ffi::{OsStr, OsString};
+    use std::path::Component;
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | DIR_FLAGS,
+        Mode::empty(),
+    )
+    .map(take)?;
+    let shown = PathBuf::from("/");
+    let untrusted = judge_dir(
+        &entry_of(std::os::fd::AsFd::as_fd(&root)).map_err(OpenError::Io)?,
+        &shown,
+    );
+    let mut steps = vec![Step {
+        fd: root,
+        shown,
+        untrusted,
+    }];
+    let components = |p: &Path| -> Vec<OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some(OsString::from("..")),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut todo: VecDeque<OsString> = components(dir).into();
+    let mut links = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            // The directory above this one on the walk is the one `..`
+            // names (a link's target was walked as the link's directory).
+            if steps.len() > 1 {
+                steps.pop();
+            }
+            continue;
+        }
+        let here = steps.last().expect("the walk starts at /");
+        let shown = here.shown.join(&name);
+        match open_dir_at(&here.fd, &name) {
+            Ok(fd) => {
+                let e = entry_of(std::os::fd::AsFd::as_fd(&fd)).map_err(OpenError::Io)?;
+                let untrusted = here.untrusted.clone().or_else(|| judge_dir(&e, &shown));
+                steps.push(Step {
+                    fd,
+                    shown,
+                    untrusted,
+                });
+            }
+            Err(err) => {
+                // A link (ELOOP; ENOTDIR for Linux's O_PATH; EMLINK on
+                // FreeBSD), or really an error.
+                let link = match nix::sys::stat::fstatat(
+                    Some(here.fd.as_raw_fd()),
+                    name.as_os_str(),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                ) {
+                    Ok(st) if Entry::of(&st).kind == Kind::Symlink => Entry::of(&st),
+                    _ => return Err(err.into()),
+                };
+                if let Some(why) = &here.untrusted {
+                    return Err(OpenError::Unsafe(format!(
+                        "{} is a symbolic link, and {why}; not followed",
+                        shown.display()
+                    )));
+                }
+                if !link.owned_by_us() {
+                    return Err(OpenError::Unsafe(format!(
+                        "{} is a symbolic link owned by uid {}, neither root nor the daemon's user; not followed",
+                        shown.display(),
+                        link.uid
+                    )));
+                }
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(Errno::ELOOP.into());
+                }
+                // Nobody else can replace the link meanwhile: it is root's
+                // or ours, in a directory only root and we can change.
+                let target = nix::fcntl::readlinkat(Some(here.fd.as_raw_fd()), name.as_os_str())?;
+                let target = Path::new(OsStr::new(&target));
+                if target.is_absolute() {
+                    steps.truncate(1);
+                }
+                for c in components(target).into_iter().rev() {
+                    todo.push_front(c);
+                }
+            }
+        }
+    }
+    Ok(steps)
 }
 
 impl Parent {
-    /// Opens the directory of `path` (its path as given, links in it
-    /// included) and keeps the last component, which must be a name.
-    pub fn open(path: &Path) -> io::Result<Parent> {
-        let invalid = || io::Error::from_raw_os_error(libc::EINVAL);
+    /// Opens the directory of `path` and keeps the last component, which
+    /// must be a name. The directory is walked one component at a time
+    /// from `/` (a relative path from the working directory), without
+    /// following a link unless root or the daemon's user made it in a
+    /// directory only they can change (`/var/run` may be a link to
+    /// `/run`); such a link is followed, its target walked the same way.
+    /// Any other link is refused ([`OpenError::Unsafe`]). Each directory
+    /// on the way is judged: see [`Parent::check_trusted`] and
+    /// [`Parent::check_way`].
+    pub fn open(path: &Path) -> Result<Parent, OpenError> {
+        let invalid = || OpenError::Io(io::Error::from_raw_os_error(libc::EINVAL));
         let name = path
             .file_name()
             .filter(|n| !n.is_empty())
@@ -164,15 +357,25 @@ impl Parent {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let fd = nix::fcntl::open(
-            &dir_path,
-            OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | DIR_FLAGS,
-            Mode::empty(),
-        )?;
+        let absolute = if dir_path.is_absolute() {
+            dir_path.clone()
+        } else {
+            std::env::current_dir()
+                .map_err(OpenError::Io)?
+                .join(&dir_path)
+        };
+        let mut steps = walk(&absolute)?;
+        let last = steps.pop().expect("the walk starts at /");
+        let above = steps.pop().and_then(|s| s.untrusted);
         Ok(Parent {
-            dir: take(fd),
+            dir: last.fd,
             name,
             dir_path,
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            real: last.shown,
+            above,
+            // What is above it, if anything, or its own.
+            here: last.untrusted,
         })
     }
 
@@ -240,54 +443,25 @@ impl Parent {
     }
 
     /// Checks that nobody but root and the calling process's user can
-    /// change what this directory holds: it and every directory above it
-    /// are owned by one of them, and none is writable by its group or by
-    /// others unless it has the sticky bit (as /tmp). The reason when not.
+    /// change what this directory holds: it and every directory on the
+    /// way to it are owned by one of them, and none is writable by its
+    /// group or by others unless it has the sticky bit (as /tmp). The
+    /// reason when not.
     pub fn check_trusted(&self) -> Result<(), String> {
-        let shown = std::fs::canonicalize(&self.dir_path).unwrap_or_else(|_| self.dir_path.clone());
-        let mut names: Vec<PathBuf> = shown.ancestors().map(Path::to_path_buf).collect();
-        names.reverse();
-        let mut fd = self
-            .dir
-            .try_clone()
-            .map_err(|e| format!("{}: {e}", shown.display()))?;
-        loop {
-            let here = names.pop().unwrap_or_else(|| PathBuf::from(".."));
-            let e = entry_of(std::os::fd::AsFd::as_fd(&fd))
-                .map_err(|err| format!("{}: {err}", here.display()))?;
-            if !e.owned_by_us() {
-                return Err(format!(
-                    "the directory {} is owned by uid {}, neither root nor the daemon's user",
-                    here.display(),
-                    e.uid
-                ));
-            }
-            if e.mode & 0o022 != 0 && e.mode & 0o1000 == 0 {
-                return Err(format!(
-                    "the directory {} is writable by {} (mode {:04o}) and has no sticky bit",
-                    here.display(),
-                    if e.mode & 0o002 != 0 {
-                        "others"
-                    } else {
-                        "its group"
-                    },
-                    e.mode
-                ));
-            }
-            let up = nix::fcntl::openat(
-                Some(fd.as_raw_fd()),
-                "..",
-                OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | DIR_FLAGS,
-                Mode::empty(),
-            )
-            .map_err(|err| format!("{}/..: {}", here.display(), err.desc()))?;
-            let up = take(up);
-            let above = entry_of(std::os::fd::AsFd::as_fd(&up))
-                .map_err(|err| format!("{}/..: {err}", here.display()))?;
-            if above.id == e.id {
-                return Ok(());
-            }
-            fd = up;
+        match self.above.as_ref().or(self.here.as_ref()) {
+            Some(why) => Err(why.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks that nobody but root and the calling process's user can
+    /// change which directory this is: every directory on the way to it
+    /// is theirs, as for [`Parent::check_trusted`], but the directory
+    /// itself may be another user's (a service user's socket directory).
+    pub fn check_way(&self) -> Result<(), String> {
+        match &self.above {
+            Some(why) => Err(why.clone()),
+            None => Ok(()),
         }
     }
 
@@ -367,7 +541,7 @@ impl Parent {
         let target = PathBuf::from(format!("/proc/self/fd/{}", at.fd.as_raw_fd()));
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let target = self
-            .dir_path
+            .real
             .join(std::ffi::OsStr::from_bytes(at.name.as_bytes()));
         match std::os::unix::net::UnixStream::connect(target) {
             Ok(_) => Ok(true),
@@ -498,6 +672,111 @@ mod tests {
             .unwrap()
             .check_trusted()
             .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn refusal(path: &Path) -> String {
+        match Parent::open(path) {
+            Err(OpenError::Unsafe(why)) => why,
+            other => panic!("{}: not refused: {other:?}", path.display()),
+        }
+    }
+
+    #[test]
+    fn a_link_is_followed_only_if_only_root_could_have_made_it() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let dir = scratch("links");
+        std::fs::create_dir(dir.join("real")).unwrap();
+        // Root's links in root's directory, as /var/run -> /run.
+        symlink("real", dir.join("relative")).unwrap();
+        symlink(dir.join("real"), dir.join("absolute")).unwrap();
+        symlink("../links-up", dir.join("real/up")).unwrap();
+        for via in [
+            "relative",
+            "absolute",
+            "relative/../real",
+            "real/../absolute",
+        ] {
+            let p = Parent::open(&dir.join(via).join("x")).unwrap();
+            assert_eq!(p.dir_id().unwrap(), {
+                let f = std::fs::File::open(dir.join("real")).unwrap();
+                entry_of(std::os::fd::AsFd::as_fd(&f)).unwrap().id
+            });
+            p.check_trusted().unwrap();
+        }
+        // A link to nowhere is the system's error, not a refusal.
+        assert!(matches!(
+            Parent::open(&dir.join("real/up/x")),
+            Err(OpenError::Io(_))
+        ));
+        // A link in a directory others may write: never followed.
+        let open = dir.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        symlink(dir.join("real"), open.join("l")).unwrap();
+        let why = refusal(&open.join("l/x"));
+        assert_eq!(
+            why,
+            format!(
+                "{}/l is a symbolic link, and the directory {} is writable by others (mode 0777) \
+                 and has no sticky bit; not followed",
+                open.display(),
+                open.display()
+            )
+        );
+        // Even further on.
+        std::fs::create_dir(open.join("sub")).unwrap();
+        symlink(dir.join("real"), open.join("sub/l")).unwrap();
+        assert!(refusal(&open.join("sub/l/x")).contains("is writable by others"));
+        // Another user's link in a sticky directory, as /tmp.
+        if nix::unistd::geteuid().is_root() {
+            std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+            nix::unistd::fchownat(
+                None,
+                &open.join("l"),
+                Some(nix::unistd::Uid::from_raw(65534)),
+                None,
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .unwrap();
+            assert_eq!(
+                refusal(&open.join("l/x")),
+                format!(
+                    "{}/l is a symbolic link owned by uid 65534, neither root nor the daemon's user; not followed",
+                    open.display()
+                )
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_directory_on_the_way_that_others_may_write_makes_the_way_untrusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("way");
+        let open = dir.join("open");
+        std::fs::create_dir_all(open.join("sub")).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // The directory itself may be changed by others: the way is
+        // trusted, the directory is not.
+        let p = Parent::open(&open.join("x")).unwrap();
+        p.check_way().unwrap();
+        assert!(p.check_trusted().is_err());
+        // A directory below it: neither.
+        let p = Parent::open(&open.join("sub/x")).unwrap();
+        let why = format!(
+            "the directory {} is writable by others (mode 0777) and has no sticky bit",
+            open.display()
+        );
+        assert_eq!(p.check_way(), Err(why.clone()));
+        assert_eq!(p.check_trusted(), Err(why));
+        // Relative to the working directory: the same walk.
+        let p = Parent::open(Path::new("x")).unwrap();
+        let f = std::fs::File::open(".").unwrap();
+        assert_eq!(
+            p.dir_id().unwrap(),
+            entry_of(std::os::fd::AsFd::as_fd(&f)).unwrap().id
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -461,3 +461,378 @@ fn no_socket_is_ever_connectable_with_a_looser_mode() {
     );
     assert!(stats > 0, "the poller never saw a socket");
 }
+
+/// A root-owned file `name` in a fresh directory of root's, mode 0600:
+/// what the attacker wants root to truncate or remove.
+fn victim_named(dir: &TempDir, name: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, "root's own\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// A stale socket of root's at `path` (bound, nobody listens): what the
+/// master would remove to bind its own. Its inode.
+fn stale_root_socket(path: &Path) -> u64 {
+    drop(std::os::unix::net::UnixListener::bind(path).unwrap());
+    std::fs::symlink_metadata(path).unwrap().ino()
+}
+
+/// `dir/app`, owned by nobody and writable by it alone (not sticky), with
+/// nobody's link `app/run` to `target`: the directory part of a path the
+/// config names as `app/run/...`.
+fn nobodys_link_to(dir: &TempDir, target: &Path) -> PathBuf {
+    let app = dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::os::unix::fs::chown(&app, Some(nobody_uid()), None).unwrap();
+    let run = app.join("run");
+    as_nobody(&format!("ln -s '{}' '{}'", target.display(), run.display()));
+    run
+}
+
+/// `serve --foreground -c CONFIG ARGS` under umask 000, with `config`
+/// (and a control socket in `dir` unless it names one): waits until it
+/// exits or runs; one that runs is stopped (SIGTERM), as `preforkd stop`
+/// would, and waited for. Whether it ran, its exit code, its stderr.
+fn serve_then_stop(dir: &TempDir, config: &str, args: &[&str]) -> (bool, Option<i32>, String) {
+    let file = dir.path().join("preforkd.toml");
+    let text = if config.contains("control = ") {
+        config.to_string()
+    } else {
+        with_control(dir, config)
+    };
+    std::fs::write(&file, text).unwrap();
+    let log = dir.path().join("stderr");
+    let mut all = vec!["serve", "--foreground", "-c", file.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let mut child = under_umask_000(&all)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut status = None;
+    let settled = util::wait_until(Duration::from_secs(10), || {
+        status = child.try_wait().unwrap();
+        status.is_some() || stderr().contains("running with")
+    });
+    let ran = status.is_none();
+    if ran {
+        util::kill(child.id(), libc::SIGTERM);
+        let stopped = util::wait_until(Duration::from_secs(10), || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        if !stopped {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    assert!(settled, "preforkd neither ran nor exited:\n{}", stderr());
+    (ran, status.and_then(|s| s.code()), stderr())
+}
+
+// The pidfile's directory is reached through a link nobody planted in a
+// directory of its own (not sticky) that lies on the pidfile's path, to a
+// directory of root's. Before the defence the directory part of the path
+// was followed and only the directory it led to judged: root's file there
+// was truncated, got the pid, and was removed at stop. Now the start is
+// refused with one line; the file is untouched before and after a stop.
+#[test]
+fn a_link_planted_on_the_pidfile_path_is_not_followed() {
+    if !attacker_ready() {
+        return;
+    }
+    let dir = TempDir::new("paths-pid-dirlink");
+    let safe = TempDir::new("paths-pid-dirlink-victim");
+    let precious = victim_named(&safe, "preforkd.pid");
+    let run = nobodys_link_to(&dir, safe.path());
+    let pidfile = run.join("preforkd.pid");
+    let (ran, code, stderr) = serve_then_stop(
+        &dir,
+        "[[service]]\nname = \"echo\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\n",
+        &["--pidfile", pidfile.to_str().unwrap()],
+    );
+    assert!(
+        std::fs::symlink_metadata(&precious).is_ok(),
+        "root's file was removed at stop\n{stderr}"
+    );
+    assert_untouched(&precious, &stderr);
+    assert!(!ran, "the pidfile was taken:\n{stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("preforkd: "))
+        .collect();
+    assert_eq!(
+        lines,
+        [format!(
+            "preforkd: refusing the pidfile {}: {}",
+            pidfile.display(),
+            link_refusal(&dir, &run)
+        )],
+        "{stderr}"
+    );
+}
+
+/// Why a path through [`nobodys_link_to`]'s `run` in `dir` is refused.
+fn link_refusal(dir: &TempDir, run: &Path) -> String {
+    format!(
+        "{} is a symbolic link, and the directory {} is owned by uid {}, neither root nor the daemon's user; not followed",
+        run.display(),
+        dir.path().join("app").display(),
+        nobody_uid()
+    )
+}
+
+/// A stale socket of root's, `name`, in a directory of root's that
+/// nobody's link leads to ([`nobodys_link_to`]); [`serve_then_stop`] on
+/// the config `config` makes of the socket's path through the link. The
+/// stale socket must keep its inode; whether the daemon ran, its exit
+/// code, its stderr, and the expected refusal.
+fn serve_through_link_to_stale_socket(
+    test: &str,
+    name: &str,
+    mut config: impl FnMut(&Path) -> String,
+) -> (bool, Option<i32>, String, String) {
+    let dir = TempDir::new(test);
+    let safe = TempDir::new(&format!("{test}-victim"));
+    let theirs = safe.path().join(name);
+    let inode = stale_root_socket(&theirs);
+    let run = nobodys_link_to(&dir, safe.path());
+    let (ran, code, stderr) = serve_then_stop(&dir, &config(&run.join(name)), &[]);
+    assert_eq!(
+        std::fs::symlink_metadata(&theirs).map(|m| m.ino()).ok(),
+        Some(inode),
+        "root's socket was removed or replaced\n{stderr}"
+    );
+    let why = link_refusal(&dir, &run);
+    (ran, code, stderr, why)
+}
+
+// The same link on the path of a unix: address: before the defence root
+// removed the stale socket of root's that the link led to (in a directory
+// the attacker picked), bound its own there, and removed it at stop. Now
+// nothing is bound, one line says why, and the start fails.
+#[test]
+fn a_link_planted_on_a_unix_socket_path_is_not_followed() {
+    if !attacker_ready() {
+        return;
+    }
+
+    let mut wanted = String::new();
+    let (ran, code, stderr, why) = serve_through_link_to_stale_socket(
+        "paths-sock-dirlink",
+        "echo.sock",
+        |sock| {
+            wanted = format!("unix:{}", sock.display());
+            format!(
+                "[[service]]\nname = \"local\"\nlisten = [\"{wanted}\"]\nbuiltin = \"echo\"\nworkers = 1\n"
+            )
+        },
+    );
+    assert!(!ran, "the address was bound:\n{stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("preforkd: cannot bind {wanted}: {why}")),
+        "{stderr}"
+    );
+}
+
+// The same link on the control socket's path: no control socket is made
+// (W0040 says why, the daemon serves on), and root's stale socket the link
+// leads to is neither removed nor replaced, at start or at stop.
+#[test]
+fn a_link_planted_on_the_control_socket_path_is_not_followed() {
+    if !attacker_ready() {
+        return;
+    }
+    let mut control = PathBuf::new();
+    let (ran, _, stderr, why) = serve_through_link_to_stale_socket(
+        "paths-ctl-dirlink",
+        "control.sock",
+        |sock| {
+            control = sock.to_path_buf();
+            format!(
+                "[daemon]\ncontrol = \"{}\"\n\n[[service]]\nname = \"echo\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\n",
+                sock.display()
+            )
+        },
+    );
+    assert!(ran, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "W0040 cannot create the control socket {}: {why}",
+            control.display()
+        )),
+        "{stderr}"
+    );
+}
+
+// A link root made in a directory only root can change, as /var/run ->
+// /run, is followed: pidfile, control socket and unix: socket are made
+// where it leads, and removed at stop. A link nobody made in a sticky
+// directory of root's (as /tmp), to the same place, is not: the start is
+// refused. Before the defence nobody's link was followed too.
+#[test]
+fn only_a_link_only_root_could_have_made_is_followed() {
+    if !attacker_ready() {
+        return;
+    }
+    let dir = TempDir::new("paths-rootlink");
+    let real = dir.path().join("run");
+    std::fs::create_dir(&real).unwrap();
+    let var = dir.path().join("var");
+    std::fs::create_dir(&var).unwrap();
+    std::os::unix::fs::symlink("../run", var.join("run")).unwrap();
+    let via = var.join("run");
+    let config = format!(
+        "[daemon]\ncontrol = \"{}\"\n\n[[service]]\nname = \"local\"\nlisten = [\"unix:{}\"]\nbuiltin = \"echo\"\nworkers = 1\n",
+        via.join("control.sock").display(),
+        via.join("echo.sock").display()
+    );
+    let pidfile = via.join("preforkd.pid");
+    let file = dir.path().join("preforkd.toml");
+    std::fs::write(&file, &config).unwrap();
+    let args = [
+        "serve",
+        "--foreground",
+        "-c",
+        file.to_str().unwrap(),
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+    ];
+    let mut d = Daemon::start_with(&mut under_umask_000(&args), &args);
+    assert!(
+        d.wait_for_log("running with", Duration::from_secs(10)),
+        "{}",
+        d.report()
+    );
+    for name in ["control.sock", "echo.sock"] {
+        assert!(
+            std::fs::symlink_metadata(real.join(name)).is_ok_and(|m| m.file_type().is_socket()),
+            "{name}\n{}",
+            d.report()
+        );
+    }
+    assert_eq!(util::read_pid(&real.join("preforkd.pid")), Some(d.pid()));
+    let status = util::run_to_exit(&["stop", "-c", file.to_str().unwrap()]);
+    assert!(status.status.success(), "{status:?}\n{}", d.report());
+    assert!(
+        d.wait_exit_within(Duration::from_secs(10)).is_some(),
+        "{}",
+        d.report()
+    );
+    for name in ["control.sock", "echo.sock", "preforkd.pid"] {
+        assert!(!real.join(name).exists(), "{name} left\n{}", d.report());
+    }
+
+    // nobody's link, in a sticky directory of root's, to the same place.
+    let tmp = sticky_dir("paths-rootlink-tmp");
+    let link = tmp.path().join("run");
+    as_nobody(&format!("ln -s '{}' '{}'", real.display(), link.display()));
+    let pidfile = link.join("preforkd.pid");
+    let (ran, code, stderr) = serve_then_stop(
+        &tmp,
+        "[[service]]\nname = \"echo\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\n",
+        &["--pidfile", pidfile.to_str().unwrap()],
+    );
+    assert!(!ran, "nobody's link was followed:\n{stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "preforkd: refusing the pidfile {}: {} is a symbolic link owned by uid {}, neither root nor the daemon's user; not followed",
+            pidfile.display(),
+            link.display(),
+            nobody_uid()
+        )),
+        "{stderr}"
+    );
+    assert!(!real.join("preforkd.pid").exists(), "{stderr}");
+}
+
+// A socket passed by the service manager (or by an old master at a binary
+// upgrade) in a service user's own directory: before the new master
+// starts, the user replaces it with a hard link to another socket of
+// root's (which it can where fs.protected_hardlinks = 0; the test makes
+// the link as root, as the kernel would let nobody then). Before the
+// defence the master took that file for the socket's, and a reload that
+// changed the service chmod'ed and chown'ed root's other socket to the
+// service user. Now the file is not recorded (W0072) and never changed.
+#[test]
+fn a_passed_socket_hard_linked_to_another_gets_no_chown_at_reload() {
+    use std::os::fd::AsRawFd;
+    if !attacker_ready() {
+        return;
+    }
+    let dir = TempDir::new("paths-adopt-link");
+    let theirs = dir.path().join("nobody");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(nobody_uid()), None).unwrap();
+    let other = TempDir::new("paths-adopt-link-other");
+    let root_sock = other.path().join("root.sock");
+    let _root_daemon = std::os::unix::net::UnixListener::bind(&root_sock).unwrap();
+    std::fs::set_permissions(&root_sock, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let sock = theirs.join("echo.sock");
+    let passed = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    as_nobody(&format!("rm '{}'", sock.display()));
+    std::fs::hard_link(&root_sock, &sock).unwrap();
+    let service = |timeout: &str| {
+        format!(
+            "[[service]]\nname = \"local\"\nlisten = [\"unix:{}\"]\nbuiltin = \"echo\"\nworkers = 1\n\
+             socket_mode = \"0660\"\nsocket_owner = \"nobody\"\ntimeout = \"{timeout}\"\n",
+            sock.display()
+        )
+    };
+    let config = dir.path().join("preforkd.toml");
+    std::fs::write(&config, with_control(&dir, &service("30s"))).unwrap();
+    nix::fcntl::fcntl(
+        passed.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    let script = format!(
+        "umask 000; LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=local exec \"$0\" serve --foreground -c '{}' 3<&{}",
+        config.display(),
+        passed.as_raw_fd()
+    );
+    let mut d = Daemon::start_with(
+        Command::new("/bin/sh").args(["-c", &script, BIN]),
+        &["serve (LISTEN_FDS=1)"],
+    );
+    nix::fcntl::fcntl(
+        passed.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .unwrap();
+    assert!(
+        d.wait_for_log("running with", Duration::from_secs(10)),
+        "{}",
+        d.report()
+    );
+    std::fs::write(&config, with_control(&dir, &service("31s"))).unwrap();
+    d.signal(libc::SIGHUP);
+    assert!(
+        d.wait_for_log("M0013", Duration::from_secs(10)),
+        "{}",
+        d.report()
+    );
+    let meta = std::fs::symlink_metadata(&root_sock).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o7777),
+        (0, 0o600),
+        "root's other socket was given away\n{}",
+        d.report()
+    );
+    assert!(
+        d.stderr().contains(&format!(
+            "W0072 the socket file {} passed by the service manager: it has 2 hard links",
+            sock.display()
+        )),
+        "{}",
+        d.report()
+    );
+    d.stop_gracefully();
+    assert!(root_sock.exists(), "{}", d.report());
+}
