@@ -316,10 +316,29 @@ fn a_detached_daemon_logs_its_programs_stderr_to_syslog_line_by_line() {
             program.display()
         ),
     );
+    // The detached daemon and its workers carry this tag: they are killed
+    // at the end whatever happened, even with no pidfile.
+    let tag = format!("tty-detached-{}", std::process::id());
+    struct Stop(String);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            for pid in processes_tagged(&self.0) {
+                kill(pid, libc::SIGTERM);
+            }
+            wait_until(Duration::from_secs(10), || {
+                processes_tagged(&self.0).is_empty()
+            });
+            for pid in processes_tagged(&self.0) {
+                kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    let _stop = Stop(tag.clone());
     // serve returns once its child has detached (which outlives it).
     let mut serve = Command::new(BIN)
         .args(["serve", "-c", &config, "--pidfile"])
         .arg(&pidfile)
+        .env("PREFORKD_TEST_TAG", &tag)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -337,15 +356,10 @@ fn a_detached_daemon_logs_its_programs_stderr_to_syslog_line_by_line() {
         "no pidfile"
     );
     let pid = read_pid(&pidfile).unwrap();
-    struct Stop(u32);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            kill(self.0, libc::SIGTERM);
-            wait_until(Duration::from_secs(10), || is_gone(self.0));
-            kill(self.0, libc::SIGKILL);
-        }
-    }
-    let _stop = Stop(pid);
+    assert!(
+        processes_tagged(&tag).contains(&pid),
+        "the daemon {pid} does not carry its tag"
+    );
     let mut lines: Vec<String> = Vec::new();
     let mut buf = [0u8; 4096];
     let mut receive = |lines: &mut Vec<String>| {
