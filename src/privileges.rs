@@ -129,11 +129,16 @@ impl Privileges {
         let (uid, _) = sys::privs::current_ids();
         let unprivileged = self.account.as_ref().map_or(uid != 0, |a| a.uid != 0);
         let confined = !self.allow_new_privileges && unprivileged;
-        // While still root: afterwards dropping needs a capability we lost.
-        // Without CAP_SETPCAP in it (a unit withheld it) the set stays as
-        // the service manager made it, and no_new_privs alone keeps the
-        // programs from gaining what is left in it.
-        if confined && uid == 0 {
+        // Capabilities, before changing user: emptying the bounding set
+        // needs CAP_SETPCAP, which setuid takes away. Root has it unless a
+        // unit withheld it; a non-root master only if it was given it.
+        // Without it the set stays as it was made, and no_new_privs alone
+        // keeps the programs from gaining what is left in it. Whatever the
+        // user, no capability is left inheritable or ambient: a non-root
+        // master started with ambient capabilities (systemd's `User=` with
+        // `AmbientCapabilities=`) would hand them to every program, and
+        // no_new_privs does not stop that.
+        if confined {
             let emptied = sys::privs::drop_bounding_set().map_err(|e| {
                 io::Error::new(
                     e.kind(),
@@ -146,6 +151,15 @@ impl Privileges {
             if !emptied && cfg!(target_os = "linux") {
                 log::debug!("no CAP_SETPCAP: the capability bounding set is left as it is");
             }
+            sys::privs::clear_inherited_capabilities().map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot clear the inheritable and ambient capabilities: {}",
+                        sys::fd::describe(&e)
+                    ),
+                )
+            })?;
         }
         if let Some(a) = &self.account {
             sys::privs::become_user(a.uid, a.gid).map_err(|e| {

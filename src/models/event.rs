@@ -327,13 +327,29 @@ impl Loop<'_, '_> {
                     }
                     self.runner.slot.add_served();
                     self.served += 1;
+                    if self.programs.is_empty() {
+                        self.renew_stderr();
+                    }
                 }
+            }
+        }
+    }
+
+    /// No program runs: a new stderr pipe, so what the ended ones left
+    /// behind (a background child still writing) gets EPIPE instead of
+    /// filling the pipe of the programs to come.
+    fn renew_stderr(&mut self) {
+        if let (Some(relay), Some(Service::Exec(spec))) = (&mut self.stderr, self.runner.service) {
+            if let Err(e) = relay.renew(&spec.name(), None) {
+                log::warn!("W0013 service {}: stderr pipe: {e}", self.runner.name);
             }
         }
     }
 
     /// Logs the lines programs wrote to stderr, with the program's pid when
     /// only one runs (the pipe is shared); at `end` the unfinished line too.
+    /// At most one budget of the pipe per call (per poll round), so a
+    /// program that floods its stderr does not stall the other sessions.
     fn relay_stderr(&mut self, end: bool) {
         let (Some(relay), Some(Service::Exec(spec))) = (&mut self.stderr, self.runner.service)
         else {

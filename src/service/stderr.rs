@@ -13,12 +13,18 @@
 //!   running as root, holds a descriptor of that terminal to inject input
 //!   into with TIOCSTI.
 //!
-//! The pipe is made once per worker thread (the first program it runs)
-//! and kept: a prefork worker runs one program at a time, so the lines
-//! read while it waits are that program's. The `event` model reads its
-//! pipe in its poll loop ([`Relay::read_fd`]). The wait uses a pidfd on
-//! Linux; elsewhere the worker polls the pipe with a short timeout and
-//! checks whether the program ended in between.
+//! The pipe is made per worker thread (for the first program it runs) and
+//! replaced after each program ([`Relay::renew`]): a prefork worker runs
+//! one program at a time, so the lines read while it waits are that
+//! program's, and a background child the program left writing gets
+//! EPIPE rather than the next program's pipe. Each read takes at most
+//! [`READ_BUDGET`] bytes and at most [`LOG_CAP`] bytes of a program are
+//! logged, so a flood neither holds the worker nor fills the log. The
+//! `event` model reads its shared pipe in its poll loop
+//! ([`Relay::read_fd`]) and renews it when no program runs. The wait uses
+//! a pidfd on Linux; elsewhere (or if poll fails) the worker polls the
+//! pipe with a short timeout and checks whether the program ended in
+//! between.
 
 use std::cell::RefCell;
 use std::io::{self, IsTerminal};
@@ -69,7 +75,22 @@ pub struct Relay {
     read: OwnedFd,
     write: OwnedFd,
     line: Vec<u8>,
+    /// Bytes logged since the last program ended, and bytes read but not
+    /// logged since then (past [`LOG_CAP`]).
+    logged: usize,
+    dropped: usize,
 }
+
+/// At most this much is read from the pipe by one [`Relay::relay`], so a
+/// program that keeps the pipe full cannot keep its worker from its
+/// other descriptors (the program's end, other sessions).
+const READ_BUDGET: usize = 64 * 1024;
+
+/// At most this much of a program's stderr is logged between two renewals
+/// of the pipe ([`Relay::renew`]: after each program in the prefork
+/// models, when none runs in `event`); the rest is read and dropped, and
+/// counted in one line at the renewal.
+pub const LOG_CAP: usize = 256 * 1024;
 
 impl Relay {
     /// A new pipe.
@@ -79,6 +100,8 @@ impl Relay {
             read,
             write,
             line: Vec::new(),
+            logged: 0,
+            dropped: 0,
         })
     }
 
@@ -92,74 +115,155 @@ impl Relay {
         self.read.as_fd()
     }
 
-    /// Logs every complete line waiting in the pipe, as `program`'s (with
-    /// its pid when known); at `end`, the unfinished one too.
-    pub fn relay(&mut self, program: &str, pid: Option<u32>, end: bool) {
+    /// Logs the complete lines waiting in the pipe, up to [`READ_BUDGET`]
+    /// bytes, as `program`'s (with its pid when known); at `end`, the
+    /// unfinished one too, and how much was dropped past [`LOG_CAP`].
+    /// True when the budget ran out before the pipe was empty.
+    pub fn relay(&mut self, program: &str, pid: Option<u32>, end: bool) -> bool {
         let mut buf = [0u8; 4096];
-        loop {
+        let mut read = 0;
+        let more = loop {
+            if read >= READ_BUDGET {
+                break true;
+            }
             match sys::stdio::read_some(&self.read, &mut buf) {
-                Ok(0) => break,
+                Ok(0) => break false,
                 Ok(n) => {
+                    read += n;
+                    if self.logged >= LOG_CAP {
+                        self.dropped += n;
+                        continue;
+                    }
                     self.line.extend_from_slice(&buf[..n]);
                     self.log_lines(program, pid);
                 }
-                Err(_) => break, // WouldBlock: all read.
+                Err(_) => break false, // WouldBlock: all read.
             }
-        }
+        };
         if end && !self.line.is_empty() {
             let rest = std::mem::take(&mut self.line);
-            log_line(program, pid, &rest);
+            self.log(program, pid, &rest);
         }
+        more
     }
 
     fn log_lines(&mut self, program: &str, pid: Option<u32>) {
         let mut start = 0;
-        while let Some(at) = self.line[start..].iter().position(|&b| b == b'\n') {
-            log_line(program, pid, &self.line[start..start + at]);
+        let line = std::mem::take(&mut self.line);
+        while let Some(at) = line[start..].iter().position(|&b| b == b'\n') {
+            self.log(program, pid, &line[start..start + at]);
             start += at + 1;
         }
-        self.line.drain(..start);
-        while self.line.len() >= LONGEST_LINE {
-            let piece: Vec<u8> = self.line.drain(..LONGEST_LINE).collect();
-            log_line(program, pid, &piece);
+        let mut rest = &line[start..];
+        while rest.len() >= LONGEST_LINE {
+            self.log(program, pid, &rest[..LONGEST_LINE]);
+            rest = &rest[LONGEST_LINE..];
+        }
+        self.line = rest.to_vec();
+    }
+
+    /// Logs one line unless the cap is reached (then counts it dropped);
+    /// says so when it is reached.
+    fn log(&mut self, program: &str, pid: Option<u32>, bytes: &[u8]) {
+        if self.logged >= LOG_CAP {
+            self.dropped += bytes.len() + 1;
+            return;
+        }
+        self.logged += bytes.len() + 1;
+        log_line(program, pid, bytes);
+        if self.logged >= LOG_CAP {
+            log::warn!(
+                "service {}: {}: {LOG_CAP} bytes of stderr logged: the rest is dropped",
+                settings().1,
+                who(program, pid)
+            );
         }
     }
 
-    /// Waits for `child`, logging its stderr lines as they come. Without
-    /// a pidfd (not Linux, or a kernel before 5.3) it polls the pipe with a
-    /// timeout of 100 ms and looks whether the program ended in between;
-    /// if poll(2) itself fails, it stops relaying and just waits.
+    /// Replaces the pipe with a new one, once no program of ours holds the
+    /// old one: whatever the programs left behind (a background child
+    /// still writing) gets EPIPE (SIGPIPE) instead of filling the next
+    /// program's pipe or having its lines logged as the next program's.
+    /// Logs how much of `program`'s stderr was dropped, if any, and starts
+    /// counting afresh for the next.
+    pub fn renew(&mut self, program: &str, pid: Option<u32>) -> io::Result<()> {
+        if self.dropped > 0 {
+            log::warn!(
+                "service {}: {}: {} bytes of stderr dropped",
+                settings().1,
+                who(program, pid),
+                self.dropped
+            );
+        }
+        self.logged = 0;
+        self.dropped = 0;
+        self.line.clear();
+        let (read, write) = sys::stdio::relay_pipe()?;
+        self.read = read;
+        self.write = write;
+        Ok(())
+    }
+
+    /// Waits for `child`, logging its stderr lines as they come, at most
+    /// [`READ_BUDGET`] bytes between two looks at whether it ended. Without
+    /// a pidfd (not Linux, or a kernel before 5.3), or if poll(2) fails, it
+    /// polls the pipe with a timeout of 100 ms (sleeps, if poll fails) and
+    /// looks whether the program ended in between. Once it has, it logs
+    /// what is already in the pipe (one budget) and renews the pipe, before
+    /// the worker goes back to accept.
     pub fn wait(&mut self, child: &mut Child, program: &str) -> io::Result<ExitStatus> {
         let pid = child.id();
         #[cfg(target_os = "linux")]
-        let ended = sys::stdio::child_ended_fd(pid).ok();
+        let mut ended = sys::stdio::child_ended_fd(pid).ok();
         #[cfg(not(target_os = "linux"))]
-        let ended: Option<OwnedFd> = None;
+        let mut ended: Option<OwnedFd> = None;
+        let mut poll_works = true;
         loop {
-            let mut fds = vec![PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
-            let timeout = match &ended {
-                Some(fd) => {
-                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-                    PollTimeout::NONE
+            let mut done = false;
+            if poll_works {
+                let mut fds = vec![PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
+                let timeout = match &ended {
+                    Some(fd) => {
+                        fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                        PollTimeout::NONE
+                    }
+                    None => PollTimeout::from(100u8),
+                };
+                match nix::poll::poll(&mut fds, timeout) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {
+                        done = fds
+                            .get(1)
+                            .is_some_and(|fd| fd.revents().is_some_and(|r| !r.is_empty()));
+                    }
+                    Err(e) => {
+                        log::warn!("service {}: {program}[{pid}]: poll: {e}", settings().1);
+                        poll_works = false;
+                    }
                 }
-                None => PollTimeout::from(100u8),
-            };
-            match nix::poll::poll(&mut fds, timeout) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => break,
             }
-            let done = match ended {
-                Some(_) => fds[1].revents().is_some_and(|r| !r.is_empty()),
-                None => false,
-            };
-            drop(fds);
+            if !poll_works {
+                ended = None;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
             self.relay(program, Some(pid), false);
             if done || (ended.is_none() && child.try_wait()?.is_some()) {
                 break;
             }
         }
+        let status = child.wait();
         self.relay(program, Some(pid), true);
-        child.wait()
+        if let Err(e) = self.renew(program, Some(pid)) {
+            log::warn!("service {}: stderr pipe: {e}", settings().1);
+        }
+        status
+    }
+}
+
+/// The program a line is from: `NAME[PID]`, or `NAME`.
+fn who(program: &str, pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("{program}[{pid}]"),
+        None => program.to_string(),
     }
 }
 

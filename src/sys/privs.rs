@@ -3,7 +3,7 @@
 //! The order is the one every careful daemon uses, and each step is
 //! checked: resource limits (while still allowed to raise them), chroot and
 //! chdir, the capability bounding set (while still allowed to drop from
-//! it), setgroups, setgid, setuid; then a proof that root cannot be
+//! it), the ambient and inheritable sets, setgroups, setgid, setuid; then a proof that root cannot be
 //! regained; then no_new_privs. Nothing here decides *whether* to drop.
 
 use std::io;
@@ -103,13 +103,13 @@ fn set_no_groups() -> io::Result<()> {
 }
 
 /// Empties the capability bounding set (PR_CAPBSET_DROP of every
-/// capability the kernel knows) and the ambient set, then checks that
-/// none is left: no later execve, of a set-uid-root program or of a file
-/// with capabilities, can give one back. Needs CAP_SETPCAP, so call it
-/// before leaving root. Returns false, having changed nothing, when
-/// CAP_SETPCAP is not in the bounding set itself (a service manager
-/// withheld it): the set can then never be emptied, and only what the
-/// manager left is in it.
+/// capability the kernel knows), then checks that none is left: no later
+/// execve, of a set-uid-root program or of a file with capabilities, can
+/// give one back. Needs CAP_SETPCAP in the effective set (root, or a
+/// non-root master given it), so call it before leaving root. Returns
+/// false, having changed nothing, when CAP_SETPCAP is not effective (a
+/// service manager withheld it, or a non-root master without it): the
+/// set can then not be emptied, and only what was left is in it.
 #[cfg(target_os = "linux")]
 pub fn drop_bounding_set() -> io::Result<bool> {
     let prctl = |option: libc::c_int, arg: libc::c_ulong| -> io::Result<libc::c_int> {
@@ -130,8 +130,9 @@ pub fn drop_bounding_set() -> io::Result<bool> {
             Ok(r)
         }
     };
-    const CAP_SETPCAP: libc::c_ulong = 8;
-    if prctl(libc::PR_CAPBSET_READ, CAP_SETPCAP)? == 0 {
+    const CAP_SETPCAP: u32 = 8;
+    let (_, data) = capabilities()?;
+    if data[0].effective & (1 << CAP_SETPCAP) == 0 {
         return Ok(false);
     }
     // EINVAL from PR_CAPBSET_READ: past the last capability of this kernel.
@@ -143,20 +144,112 @@ pub fn drop_bounding_set() -> io::Result<bool> {
     if known == 0 {
         return Err(io::Error::other("cannot read the capability bounding set"));
     }
-    // EINVAL: a kernel older than 4.3 has no ambient set, so nothing to clear.
-    match prctl(
-        libc::PR_CAP_AMBIENT,
-        libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-    ) {
-        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => return Err(e),
-        _ => {}
-    }
     if (0..known).any(|cap| prctl(libc::PR_CAPBSET_READ, cap).ok() != Some(0)) {
         return Err(io::Error::other(
             "a capability is still in the bounding set",
         ));
     }
     Ok(true)
+}
+
+/// capget(2)'s header, version 3 (64 capabilities, in two words).
+#[cfg(target_os = "linux")]
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// capget(2)'s data: one of the two words of each set.
+#[cfg(target_os = "linux")]
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+#[cfg(target_os = "linux")]
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+/// The caller's capability sets (capget of itself).
+#[cfg(target_os = "linux")]
+fn capabilities() -> io::Result<(CapHeader, [CapData; 2])> {
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and data are live, writable, and of the layout
+    // capget(2) version 3 expects (one header, two data words).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((header, data))
+}
+
+/// Empties the inheritable and the ambient capability sets, keeping the
+/// permitted and effective ones (the caller may still need them until it
+/// changes user): no program it runs then inherits a capability, as one
+/// would from a non-root master started with ambient capabilities
+/// (systemd's `AmbientCapabilities=`), which no_new_privs does not stop.
+/// Needs no privilege.
+#[cfg(target_os = "linux")]
+pub fn clear_inherited_capabilities() -> io::Result<()> {
+    // EINVAL: a kernel older than 4.3 has no ambient set, so nothing to clear.
+    // SAFETY: PR_CAP_AMBIENT takes integers only (unused ones 0).
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINVAL) {
+            return Err(e);
+        }
+    }
+    let (mut header, mut data) = capabilities()?;
+    if data.iter().any(|d| d.inheritable != 0) {
+        for d in &mut data {
+            d.inheritable = 0;
+        }
+        // SAFETY: as in capabilities(): a live header and two data words;
+        // capset only reads them.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_capset,
+                &mut header as *mut CapHeader,
+                data.as_ptr(),
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    let (_, after) = capabilities()?;
+    if after.iter().any(|d| d.inheritable != 0) {
+        return Err(io::Error::other("a capability is still inheritable"));
+    }
+    Ok(())
+}
+
+/// No capability sets on this system: nothing to clear.
+#[cfg(not(target_os = "linux"))]
+pub fn clear_inherited_capabilities() -> io::Result<()> {
+    Ok(())
 }
 
 /// No capability bounding set on this system: nothing to drop.

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use crate::util::*;
 /// and what a set-uid-root copy of id(1) says its effective uid is.
 const REPORTER: &str = "#!/bin/sh\n\
     env | sed 's/^/env /'\n\
-    grep -E '^(CapBnd|CapEff|NoNewPrivs):' /proc/self/status\n\
+    grep -E '^(Cap(Bnd|Eff|Prm|Inh|Amb)|NoNewPrivs):' /proc/self/status\n\
     echo \"setuid-euid $(\"$(dirname \"$0\")/id-setuid\" -u)\"\n";
 
 /// What the reporter printed: its variables, and the other lines by name.
@@ -257,5 +258,69 @@ fn run_refuses_pass_env_for_a_builtin_or_of_what_preforkd_sets() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.starts_with(expect) && err.lines().count() == 1, "{err}");
+    }
+}
+
+/// A non-root master started with ambient capabilities (systemd's `User=`
+/// with `AmbientCapabilities=`): its programs get none of them, neither
+/// ambient nor inheritable nor effective; and when it holds CAP_SETPCAP,
+/// their bounding set is empty too.
+#[test]
+fn a_non_root_master_with_ambient_capabilities_passes_none_to_its_programs() {
+    if !needs_root()
+        || !needs(
+            Path::new("/usr/bin/setpriv").exists(),
+            "setpriv",
+            "apt-get install util-linux",
+        )
+    {
+        return;
+    }
+    let dir = TempDir::new("ambient-caps");
+    let program = reporter(&dir);
+    let bin = binary_for_nobody(&dir);
+    for (caps, setpcap) in [
+        ("+net_bind_service,+net_raw", false),
+        ("+net_bind_service,+net_raw,+setpcap", true),
+    ] {
+        let mut command = Command::new("/usr/bin/setpriv");
+        command
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                &format!("--inh-caps={caps}"),
+                &format!("--ambient-caps={caps}"),
+            ])
+            .arg(&bin)
+            .args(["run", "-w", "1", "127.0.0.1:0", "--"])
+            .arg(&program);
+        let d = Daemon::start_with(&mut command, &["run", caps]);
+        // The master did get them (else the test proves nothing).
+        let master = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+        assert!(
+            master
+                .lines()
+                .any(|l| l.starts_with("CapAmb:") && !l.ends_with("0000000000000000")),
+            "{master}"
+        );
+        let seen = ask(&d, d.listening());
+        for set in ["CapAmb", "CapInh", "CapEff", "CapPrm"] {
+            assert_eq!(
+                seen.status[set],
+                "0000000000000000",
+                "{set} with {caps}: {:?}\n{}",
+                seen.status,
+                d.report()
+            );
+        }
+        if setpcap {
+            assert_eq!(
+                seen.status["CapBnd"], "0000000000000000",
+                "{:?}",
+                seen.status
+            );
+        }
+        assert_eq!(seen.status["NoNewPrivs"], "1");
     }
 }

@@ -316,10 +316,29 @@ fn a_detached_daemon_logs_its_programs_stderr_to_syslog_line_by_line() {
             program.display()
         ),
     );
+    // The detached daemon and its workers carry this tag: they are killed
+    // at the end whatever happened, even with no pidfile.
+    let tag = format!("tty-detached-{}", std::process::id());
+    struct Stop(String);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            for pid in processes_tagged(&self.0) {
+                kill(pid, libc::SIGTERM);
+            }
+            wait_until(Duration::from_secs(10), || {
+                processes_tagged(&self.0).is_empty()
+            });
+            for pid in processes_tagged(&self.0) {
+                kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    let _stop = Stop(tag.clone());
     // serve returns once its child has detached (which outlives it).
     let mut serve = Command::new(BIN)
         .args(["serve", "-c", &config, "--pidfile"])
         .arg(&pidfile)
+        .env("PREFORKD_TEST_TAG", &tag)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -337,15 +356,10 @@ fn a_detached_daemon_logs_its_programs_stderr_to_syslog_line_by_line() {
         "no pidfile"
     );
     let pid = read_pid(&pidfile).unwrap();
-    struct Stop(u32);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            kill(self.0, libc::SIGTERM);
-            wait_until(Duration::from_secs(10), || is_gone(self.0));
-            kill(self.0, libc::SIGKILL);
-        }
-    }
-    let _stop = Stop(pid);
+    assert!(
+        processes_tagged(&tag).contains(&pid),
+        "the daemon {pid} does not carry its tag"
+    );
     let mut lines: Vec<String> = Vec::new();
     let mut buf = [0u8; 4096];
     let mut receive = |lines: &mut Vec<String>| {
@@ -379,4 +393,169 @@ fn a_detached_daemon_logs_its_programs_stderr_to_syslog_line_by_line() {
     // One datagram per line, RFC 3164, from the worker: daemon.info.
     let first = lines.iter().find(|l| l.ends_with(&wanted[0])).unwrap();
     assert!(first.starts_with("<30>"), "{first}");
+}
+
+/// A program that reads a mode from its client: `live` floods its stderr
+/// for as long as it runs (it never ends); `bg` leaves a background child
+/// flooding its stderr and ends; both tell the client `served`. The
+/// flooders' command line holds `TAG` (`TAG-live`), to find them.
+const FLOODER: &str = r#"#!/bin/sh
+read -r mode
+case "$mode" in
+live) echo served; exec yes TAG-live >&2 ;;
+bg) (exec yes TAG </dev/null >&2 &) ;;
+esac
+echo served
+"#;
+
+/// The flooding processes still running: `yes TAG`.
+fn flooders(tag: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == tag.as_bytes()))
+        })
+        .filter(|&pid| !is_gone(pid))
+        .collect()
+}
+
+/// Kills the flooders left, whatever happened.
+struct KillFlooders(String);
+
+impl Drop for KillFlooders {
+    fn drop(&mut self) {
+        for pid in flooders(&self.0) {
+            kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Sends `mode` to the daemon at `addr` and reads `served`, within 10 s.
+/// With `keep`, the connection is returned open (a `live` program).
+fn ask(addr: &str, mode: &str, context: &dyn Fn() -> String) -> std::net::TcpStream {
+    use std::io::Write;
+    let addr: std::net::SocketAddr = addr.trim().parse().unwrap();
+    let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}\n{}", context()));
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(format!("{mode}\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(&mut c)
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("{mode}: not served: {e}\n{}", context()));
+    assert_eq!(line, "served\n", "{mode}\n{}", context());
+    c
+}
+
+/// The end of the daemon's log (it may be huge).
+fn tail(d: &Daemon) -> String {
+    let log = d.stderr();
+    let from = log.len().saturating_sub(3000);
+    let from = (from..log.len())
+        .find(|&i| log.is_char_boundary(i))
+        .unwrap_or(log.len());
+    format!("{} bytes of log, ending\n{}", log.len(), &log[from..])
+}
+
+/// Starts `run ARGS -- FLOODER` on a terminal, as nobody, so the
+/// programs' stderr goes through the worker's relay.
+fn start_flooder(dir: &TempDir, tag: &str, model: &str) -> OnTerminal {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let program = dir.script("flood.sh", &FLOODER.replace("TAG", tag));
+    let program = program.to_str().unwrap();
+    let args = [
+        "run",
+        "-w",
+        "1",
+        "--model",
+        model,
+        "--user",
+        "nobody",
+        "127.0.0.1:0",
+        "--",
+        program,
+    ];
+    OnTerminal::start(dir, &args)
+}
+
+#[test]
+fn a_program_whose_child_floods_stderr_after_it_ended_cannot_stop_its_worker() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = TempDir::new("tty-flood");
+    let tag = format!("zzflood-{}-prefork", std::process::id());
+    let _cleanup = KillFlooders(tag.clone());
+    let t = start_flooder(&dir, &tag, "prefork");
+    let addr = t.daemon.listening().to_string();
+    let context = || tail(&t.daemon);
+    // Each program leaves a child writing to the pipe for ever; the one
+    // worker still serves the next client, and the next.
+    for _ in 0..3 {
+        ask(&addr, "bg", &context);
+    }
+    // The leftover writers lost their pipe (SIGPIPE), and the log stayed
+    // bounded: at most what is logged of each program, plus the notes.
+    assert!(
+        wait_until(Duration::from_secs(10), || flooders(&tag).is_empty()),
+        "flooders still running: {:?}\n{}",
+        flooders(&tag),
+        context()
+    );
+    let log = t.daemon.stderr().len();
+    assert!(log < 4 * 2 * 256 * 1024, "{}", context());
+}
+
+#[test]
+fn a_program_flooding_stderr_cannot_stall_an_event_worker() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = TempDir::new("tty-flood-event");
+    let tag = format!("zzflood-{}-event", std::process::id());
+    let _cleanup = KillFlooders(tag.clone());
+    let t = start_flooder(&dir, &tag, "event");
+    let addr = t.daemon.listening().to_string();
+    let context = || tail(&t.daemon);
+    // One program floods its stderr as long as it runs; the same worker
+    // still serves other clients, and stops logging it past the cap.
+    let live = ask(&addr, "live", &context);
+    for _ in 0..3 {
+        ask(&addr, "bg", &context);
+    }
+    assert!(
+        t.daemon.wait_for_log(
+            "bytes of stderr logged: the rest is dropped",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        context()
+    );
+    // Once the live one ends, what was not logged of it is counted, and
+    // with no program left the pipe is renewed: the leftover writers lose
+    // it (SIGPIPE).
+    let live_tag = format!("{tag}-live");
+    let _cleanup_live = KillFlooders(live_tag.clone());
+    for pid in flooders(&live_tag) {
+        kill(pid, libc::SIGKILL);
+    }
+    assert!(
+        t.daemon
+            .wait_for_log("bytes of stderr dropped", Duration::from_secs(10)),
+        "{}",
+        context()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || flooders(&tag).is_empty()),
+        "flooders still running: {:?}\n{}",
+        flooders(&tag),
+        context()
+    );
+    drop(live);
+    let log = t.daemon.stderr().len();
+    assert!(log < 6 * 2 * 256 * 1024, "{}", context());
 }
