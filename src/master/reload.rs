@@ -20,7 +20,8 @@ use std::time::Instant;
 use nix::sys::signal::Signal;
 
 use super::plan::{PoolPlan, SocketKey};
-use super::{bind, refresh, startable, Master, NUDGE_EVERY};
+use super::spawn::{bind, refresh, startable};
+use super::{Master, NUDGE_EVERY};
 use crate::config::Sizing;
 use crate::sys;
 
