@@ -179,10 +179,13 @@ cp packaging/rpm/preforkd.sysusers "$top/SOURCES/"
 rpmbuild -bb --nodeps --quiet --define "_topdir $top" \
     --define '__brp_compress bash %{_rpmconfigdir}/brp-compress %{?_prefix}' \
     packaging/rpm/preforkd.spec
-rpm=$(find "$top/RPMS" -name "preforkd-$VERSION-*.rpm" ! -name '*debug*' | head -n1)
+rpm=$(find "$top/RPMS" -name "preforkd-$VERSION-*.rpm" ! -name '*debug*' -print -quit)
 [ -n "$rpm" ] || fail "rpmbuild made no package"
-rpm -qlp "$rpm" | grep -qx /usr/sbin/preforkd || fail "$rpm has no /usr/sbin/preforkd"
-rpm -qlp "$rpm" | sed 's/^/   | /'
+# The list is read whole before grep looks at it: `rpm | grep -q` fails
+# under pipefail when grep exits early and rpm dies of SIGPIPE.
+listing=$(rpm -qlp "$rpm")
+grep -qx /usr/sbin/preforkd <<<"$listing" || fail "$rpm has no /usr/sbin/preforkd"
+sed 's/^/   | /' <<<"$listing"
 echo "   $(cd "$top/RPMS" && find . -name '*.rpm' -printf '%f ')"
 rm -rf "$top"
 step_done

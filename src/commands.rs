@@ -23,7 +23,9 @@ use windows as platform;
 use std::path::{Path, PathBuf};
 
 use crate::cli::{Cli, Command, ConfigArgs, ImportArgs, RunArgs};
-use crate::config::{self, Config, ConfigError, DaemonConfig, Protocol, ServiceConfig, Sizing};
+use crate::config::{
+    self, Config, ConfigError, DaemonConfig, PoolSettings, Protocol, ServiceConfig, Sizing,
+};
 use crate::error::Error;
 use crate::net::acl::Access;
 use crate::net::proxy;
@@ -190,31 +192,33 @@ fn run_config(args: &RunArgs) -> Result<Config, Error> {
     let service_config = ServiceConfig {
         name: service.to_string(),
         listen: vec![addr],
-        protocol,
-        sizing: run_sizing(args)?,
-        max_requests: args.max_requests,
-        max_requests_jitter: args
-            .max_requests_jitter
-            .unwrap_or(args.max_requests.unwrap_or(0) / 10),
-        timeout: args.timeout,
-        max_memory: args.max_memory,
-        log_connections: args.log_connections,
-        access: Access {
-            only_from: args.only_from.clone(),
-            no_access: args.no_access.clone(),
-            per_source: args.per_source,
-            rate: args.rate,
-        },
         service,
-        backlog: args.backlog,
-        privileges: Privileges {
-            account,
-            ..Privileges::default()
+        pool: PoolSettings {
+            protocol,
+            sizing: run_sizing(args)?,
+            max_requests: args.max_requests,
+            max_requests_jitter: args
+                .max_requests_jitter
+                .unwrap_or(args.max_requests.unwrap_or(0) / 10),
+            timeout: args.timeout,
+            max_memory: args.max_memory,
+            log_connections: args.log_connections,
+            access: Access {
+                only_from: args.only_from.clone(),
+                no_access: args.no_access.clone(),
+                per_source: args.per_source,
+                rate: args.rate,
+            },
+            backlog: args.backlog,
+            privileges: Privileges {
+                account,
+                ..Privileges::default()
+            },
+            socket_mode: None,
+            socket_owner: None,
+            model: args.model,
+            proxy_protocol,
         },
-        socket_mode: None,
-        socket_owner: None,
-        model: args.model,
-        proxy_protocol,
     };
     service_config
         .check_model()

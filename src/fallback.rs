@@ -20,7 +20,7 @@ use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener};
 
 use socket2::{Domain, Socket, Type};
 
-use crate::config::{Config, Model, Protocol, ServiceConfig, Sizing};
+use crate::config::{Config, Model, PoolSettings, Protocol, ServiceConfig, Sizing};
 use crate::models::pool_std::StdPool;
 use crate::net::ListenAddr;
 use crate::privileges::Privileges;
@@ -35,10 +35,10 @@ pub(crate) fn threaded(service: &ServiceConfig) -> Result<ServiceConfig, String>
             "{what} is not available on Windows, where every service runs the pool model"
         ))
     };
-    if !matches!(service.model, Model::Prefork | Model::Pool) {
-        return unavailable(format!("model = \"{}\"", service.model));
+    if !matches!(service.pool.model, Model::Prefork | Model::Pool) {
+        return unavailable(format!("model = \"{}\"", service.pool.model));
     }
-    if service.protocol == Protocol::Udp {
+    if service.pool.protocol == Protocol::Udp {
         return unavailable("protocol = \"udp\"".into());
     }
     if let Some(unix) = service
@@ -48,7 +48,7 @@ pub(crate) fn threaded(service: &ServiceConfig) -> Result<ServiceConfig, String>
     {
         return unavailable(format!("the address {unix}"));
     }
-    if service.privileges != Privileges::default() {
+    if service.pool.privileges != Privileges::default() {
         return unavailable(
             "user, group, chroot, limits, no_new_privs or allow_new_privileges".into(),
         );
@@ -61,8 +61,11 @@ pub(crate) fn threaded(service: &ServiceConfig) -> Result<ServiceConfig, String>
         return unavailable(keys.join(", "));
     }
     Ok(ServiceConfig {
-        model: Model::Pool,
-        sizing: Sizing::Fixed(service.sizing.start()),
+        pool: PoolSettings {
+            model: Model::Pool,
+            sizing: Sizing::Fixed(service.pool.sizing.start()),
+            ..service.pool.clone()
+        },
         ..service.clone()
     })
 }
@@ -119,7 +122,7 @@ pub(crate) fn start(config: &Config, with_service: bool) -> Result<Serving, Erro
     let mut bound = Vec::new();
     for service in &services {
         for addr in &service.listen {
-            let listener = bind(addr, service.backlog).map_err(|source| Error::Bind {
+            let listener = bind(addr, service.pool.backlog).map_err(|source| Error::Bind {
                 addr: addr.to_string(),
                 source,
             })?;
@@ -132,8 +135,8 @@ pub(crate) fn start(config: &Config, with_service: bool) -> Result<Serving, Erro
             &service.name,
             listener,
             service.service.clone(),
-            service.sizing.start(),
-            service.timeout,
+            service.pool.sizing.start(),
+            service.pool.timeout,
         )
         .map_err(|source| Error::Startup {
             what: "cannot start the pool's threads",
@@ -274,7 +277,7 @@ builtin = "time"
     fn runs_prefork_and_adaptive_pools_as_fixed_thread_pools() {
         let text = "[[service]]\nname = \"s\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = { start = 3, max = 9 }\n";
         let service = threaded(&config(text).services[0]).unwrap();
-        assert_eq!(service.model, Model::Pool);
-        assert_eq!(service.sizing, Sizing::Fixed(3));
+        assert_eq!(service.pool.model, Model::Pool);
+        assert_eq!(service.pool.sizing, Sizing::Fixed(3));
     }
 }

@@ -15,19 +15,42 @@
 //! |---|---|
 //! | `cli`, `commands` | the command line (clap; the only place flag names are spelled) and what each subcommand does |
 //! | [`config`] | the TOML file: typed values, every error at file:line:column; the inetd.conf importer |
+//! | `spec` | one pool, built once (from the config, `run`'s flags or [`Server`]) and read by reference below |
 //! | [`net`] | addresses, binding, listening, the accepted [`Connection`]; access rules; the PROXY protocol of load balancers |
 //! | `master` | the supervisor: one signal loop, pools and back-off, the scoreboard watch, reload, upgrade, the control socket |
 //! | `backoff` | when a process that cannot fork tries again, and the lines it logs (the master's pools, the `prefork-pass` runner) |
 //! | `worker` | the child: drop privileges, accept, check the client, run the handler, exit with a meaning |
+//! | `exit` | the exit statuses a worker and a runner tell the master why they stopped with ([`WorkerExit`]) |
 //! | [`scoreboard`] | one shared-memory slot per worker: state, client, served |
 //! | [`privileges`] | what a worker becomes: user, group, chroot, limits |
 //! | [`service`] | handlers: the RFC 862–868 builtins and exec'd programs |
 //! | [`log`] | stderr or syslog, one line per message |
 //! | `sys` | every `unsafe` block and OS call: fork, signals, descriptors, shared memory, privileges, daemon |
-//! | [`models`] | the server designs of UNP chapter 30 (`--model`): the process pools the master runs, the single-process runners |
+//! | [`models`] | the server designs of UNP chapter 30 (`--model`): how a worker accepts, how a pool's socket is bound, the single-process runners |
 //! | [`compare`], [`load`] | `preforkd compare`: every model against the same load, measured from outside; the load generator |
 //! | `server` | the library's [`Server`]: one pool of the master's, your handler |
 //! | `fallback` | serving without fork (Windows): every TCP service on the thread pool of [`models::pool_std`] |
+//!
+//! # The dependency rule: arrows point down
+//!
+//! A module uses only modules on a lower row than its own (a row's
+//! modules may use each other):
+//!
+//! ```text
+//! commands, server, compare, fallback    what a user calls
+//! master                                 forks workers, supervises them
+//! worker                                 one forked process
+//! models, backoff                        how a worker accepts and serves
+//! spec                                   one pool, built once
+//! config                                 the file and its types
+//! net, service, scoreboard, privileges,  the parts
+//!   log, exit, load, error
+//! sys                                    a leaf: the OS, and every unsafe block
+//! ```
+//!
+//! So the worker knows nothing of the master, the models know neither, and
+//! what crosses from one to the other is a [`WorkerExit`] and a `spec`
+//! passed by reference. `cli` is read by `commands` alone.
 //!
 //! # Where there is no fork
 //!
@@ -73,6 +96,8 @@ mod commands;
 pub mod compare;
 pub mod config;
 mod error;
+#[cfg(unix)]
+mod exit;
 #[cfg(any(windows, test))]
 mod fallback;
 pub mod load;
@@ -87,6 +112,8 @@ pub mod scoreboard;
 #[cfg(unix)]
 mod server;
 pub mod service;
+#[cfg(unix)]
+mod spec;
 #[allow(unsafe_code)]
 mod sys;
 #[cfg(unix)]
@@ -97,11 +124,11 @@ pub use net::{ListenAddr, Peer};
 pub use service::{Builtin, ExecSpec, Service};
 #[cfg(unix)]
 pub use {
+    exit::WorkerExit,
     master::Phase,
     net::{Connection, Listener},
     server::{Options, Server},
     service::Handler,
-    worker::WorkerExit,
 };
 
 /// One worker per CPU. Counted once per process: finding out reads

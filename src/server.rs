@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use crate::{config, master, models, net, privileges};
+use crate::spec::{Job, PoolSpec};
+use crate::{config, master, net};
 use crate::{default_workers, Error, Handler, ListenAddr, Listener};
 
 /// How a [`Server`] runs its pool.
@@ -97,27 +98,18 @@ impl Server {
     /// server: SIGTERM (graceful) or SIGINT/SIGQUIT (at once). Prints
     /// `listening on ADDR` on stderr once the workers are forked.
     pub fn serve<H: Handler>(self, handler: H) -> Result<(), Error> {
-        let pool = master::plan::PoolPlan {
-            service: self.name,
+        let pool = PoolSpec {
+            name: self.name,
             addr: self.addr,
-            protocol: config::Protocol::Tcp,
-            backlog: net::DEFAULT_BACKLOG,
-            socket_mode: None,
-            socket_owner: None,
-            job: master::plan::Job::Stream(std::rc::Rc::new(handler)),
-            privileges: privileges::Privileges::default(),
-            sizing: config::Sizing::Fixed(self.options.workers),
-            max_requests: None,
-            timeout: None,
-            access: net::acl::Access::default(),
-            max_memory: self.options.max_memory,
-            log_connections: false,
-            model: models::Model::Prefork,
-            proxy_protocol: None,
-            fingerprint: String::new(),
+            job: Job::Handler(std::rc::Rc::new(handler)),
+            settings: config::PoolSettings {
+                sizing: config::Sizing::Fixed(self.options.workers),
+                max_memory: self.options.max_memory,
+                ..config::PoolSettings::default()
+            },
         };
         // The listener is bound already, under the key the pool will ask for.
-        let key = pool.socket_key();
+        let key = master::plan::socket_key(&pool);
         let plan = master::plan::Plan {
             pools: vec![pool],
             graceful_timeout: self.options.graceful_timeout,

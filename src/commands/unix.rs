@@ -128,7 +128,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
         for s in config
             .services
             .iter()
-            .filter(|s| s.privileges.account.is_none())
+            .filter(|s| s.pool.privileges.account.is_none())
         {
             log::warn!(
                 "W0007 service {}: no user set: its workers run as root",

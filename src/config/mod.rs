@@ -252,10 +252,20 @@ pub struct ServiceConfig {
     pub name: String,
     /// Where it listens; one pool of workers per address.
     pub listen: Vec<ListenAddr>,
-    /// TCP or UDP.
-    pub protocol: Protocol,
     /// What serves a connection.
     pub service: Service,
+    /// How each of its pools runs: the same on every address.
+    pub pool: PoolSettings,
+}
+
+/// How one pool runs, whatever it serves and wherever it listens: the
+/// settings a `[[service]]` gives each of its addresses, which `run`'s
+/// flags and the library's `Server` give too, so that each setting is
+/// spelled once from the file to the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// TCP or UDP.
+    pub protocol: Protocol,
     /// Workers per address.
     pub sizing: Sizing,
     /// Retire a worker after about this many connections.
@@ -285,20 +295,43 @@ pub struct ServiceConfig {
     pub proxy_protocol: Option<Proxy>,
 }
 
+impl Default for PoolSettings {
+    /// A TCP pool of the `prefork` model with one worker per CPU, open to
+    /// every client, with no limits: the library's `Server` as it starts.
+    fn default() -> PoolSettings {
+        PoolSettings {
+            protocol: Protocol::Tcp,
+            sizing: Sizing::Fixed(crate::default_workers()),
+            max_requests: None,
+            max_requests_jitter: 0,
+            timeout: None,
+            max_memory: None,
+            log_connections: false,
+            access: Access::default(),
+            backlog: crate::net::DEFAULT_BACKLOG,
+            privileges: Privileges::default(),
+            socket_mode: None,
+            socket_owner: None,
+            model: Model::Prefork,
+            proxy_protocol: None,
+        }
+    }
+}
+
 impl ServiceConfig {
     /// Whether the service's settings fit its model: the single-process
     /// models take a fixed `workers = N` and none of the per-worker
     /// features of the daemon's own process pool; `reuseport` needs an IP
     /// address. Returns what does not fit, in the user's words.
     pub fn check_model(&self) -> Result<(), String> {
-        let model = self.model;
-        if self.protocol == Protocol::Udp && self.proxy_protocol.is_some() {
+        let model = self.pool.model;
+        if self.pool.protocol == Protocol::Udp && self.pool.proxy_protocol.is_some() {
             return Err("proxy_protocol applies to tcp services, not udp".into());
         }
         if model == Model::Prefork {
             return Ok(());
         }
-        if self.protocol == Protocol::Udp {
+        if self.pool.protocol == Protocol::Udp {
             return Err(format!(
                 "model = \"{model}\" serves tcp; udp services use the prefork model"
             ));
@@ -319,7 +352,7 @@ impl ServiceConfig {
         if model.is_process_pool() {
             return Ok(());
         }
-        if self.sizing.is_adaptive() {
+        if self.pool.sizing.is_adaptive() {
             return Err(format!(
                 "model = \"{model}\" takes a fixed number of workers (workers = N), not an adaptive pool"
             ));
@@ -340,14 +373,14 @@ impl ServiceConfig {
     /// accept (`rate`, `only_from`, `no_access`).
     pub fn process_pool_keys(&self) -> Vec<&'static str> {
         let keys = [
-            ("max_requests", self.max_requests.is_some()),
-            ("max_memory", self.max_memory.is_some()),
-            ("log_connections", self.log_connections),
-            ("per_source", self.access.per_source.is_some()),
-            ("rate", self.access.rate.is_some()),
-            ("only_from", !self.access.only_from.is_empty()),
-            ("no_access", !self.access.no_access.is_empty()),
-            ("proxy_protocol", self.proxy_protocol.is_some()),
+            ("max_requests", self.pool.max_requests.is_some()),
+            ("max_memory", self.pool.max_memory.is_some()),
+            ("log_connections", self.pool.log_connections),
+            ("per_source", self.pool.access.per_source.is_some()),
+            ("rate", self.pool.access.rate.is_some()),
+            ("only_from", !self.pool.access.only_from.is_empty()),
+            ("no_access", !self.pool.access.no_access.is_empty()),
+            ("proxy_protocol", self.pool.proxy_protocol.is_some()),
         ];
         keys.iter()
             .filter(|(_, used)| *used)
@@ -535,14 +568,14 @@ impl Checker<'_> {
             }
             for (addr, spanned) in service.listen.iter().zip(raw.listen.get_ref()) {
                 // Port 0 asks the system for a fresh port each time.
-                let key = (addr.clone(), service.protocol);
+                let key = (addr.clone(), service.pool.protocol);
                 if addr.is_port_zero() {
                     continue;
                 }
                 if let Some(other) = addresses.insert(key, service.name.clone()) {
                     self.error(
                         spanned.span(),
-                        format!("duplicate listen address {addr}/{} (already used by service '{other}')", service.protocol),
+                        format!("duplicate listen address {addr}/{} (already used by service '{other}')", service.pool.protocol),
                     );
                 }
             }
@@ -854,27 +887,29 @@ impl Checker<'_> {
         let config = ServiceConfig {
             name,
             listen,
-            protocol,
             service: service?,
-            sizing,
-            max_requests,
-            max_requests_jitter,
-            timeout,
-            max_memory,
-            log_connections: raw.log_connections.as_ref().is_some_and(|b| *b.get_ref()),
-            access,
-            backlog,
-            privileges: Privileges {
-                account,
-                chroot,
-                limits,
-                no_new_privs: raw.no_new_privs.unwrap_or(false),
-                allow_new_privileges,
+            pool: PoolSettings {
+                protocol,
+                sizing,
+                max_requests,
+                max_requests_jitter,
+                timeout,
+                max_memory,
+                log_connections: raw.log_connections.as_ref().is_some_and(|b| *b.get_ref()),
+                access,
+                backlog,
+                privileges: Privileges {
+                    account,
+                    chroot,
+                    limits,
+                    no_new_privs: raw.no_new_privs.unwrap_or(false),
+                    allow_new_privileges,
+                },
+                socket_mode,
+                socket_owner,
+                model,
+                proxy_protocol,
             },
-            socket_mode,
-            socket_owner,
-            model,
-            proxy_protocol,
         };
         if let Err(why) = config.check_model() {
             let at = raw.model.as_ref().map_or(span, |m| m.span());
@@ -1251,11 +1286,11 @@ mod tests {
         // on the adaptive pool.
         for s in &c.services {
             assert!(
-                s.timeout.is_some() && s.access.per_source.is_some(),
+                s.pool.timeout.is_some() && s.pool.access.per_source.is_some(),
                 "{}",
                 s.name
             );
-            assert!(s.sizing.is_adaptive(), "{}", s.name);
+            assert!(s.pool.sizing.is_adaptive(), "{}", s.name);
         }
     }
 

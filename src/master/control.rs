@@ -267,9 +267,9 @@ impl Master<'_> {
             })
             .collect();
         PoolStatus {
-            service: run.plan.service.clone(),
+            service: run.plan.name.clone(),
             address: run.listener.local_display().to_string(),
-            protocol: run.plan.protocol.to_string(),
+            protocol: run.plan.protocol().to_string(),
             retiring: run.retiring.is_some(),
             busy: workers.iter().filter(|w| w.state == "busy").count(),
             idle: workers.iter().filter(|w| w.state == "idle").count(),

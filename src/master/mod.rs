@@ -33,14 +33,17 @@ use nix::sys::signal::Signal;
 
 use crate::config::Protocol;
 use crate::error::Error;
+use crate::models::accept::PoolShared;
+use crate::models::socket::bind;
 use crate::net::Listener;
 use crate::scoreboard::{Scoreboard, State};
+use crate::spec::PoolSpec;
 use crate::sys;
 use crate::sys::process::{ChildExit, Pid};
-use plan::{Plan, PoolPlan, SocketKey};
+use plan::{Plan, SocketKey};
 use pool::{Pool, Verdict};
 use signals::{Event, Signals};
-use spawn::{bind, startable};
+use spawn::startable;
 
 /// Where the master is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +94,7 @@ pub(crate) type Reloader<'a> = Box<dyn FnMut() -> Result<Plan<'a>, Vec<String>> 
 
 /// One pool at work: its plan, its socket, its workers.
 struct PoolRun<'a> {
-    plan: PoolPlan<'a>,
+    plan: PoolSpec<'a>,
     listener: Rc<Listener>,
     pool: Pool,
     /// Set when a reload replaced or removed it: the workers are finishing
@@ -104,8 +107,9 @@ struct PoolRun<'a> {
     shared_slot: usize,
     /// Connections served by workers that are gone.
     served_by_gone: u64,
-    /// The `prefork-lock` model's lock file, inherited by the workers.
-    accept_lock: Option<crate::models::prefork_lock::AcceptLock>,
+    /// What its workers share (the `prefork-lock` model's lock file),
+    /// inherited by each.
+    shared: PoolShared,
 }
 
 pub(crate) struct Master<'a> {
@@ -202,15 +206,11 @@ impl<'a> Master<'a> {
             plan.pools.into_iter().partition(|p| startable(p).is_ok());
         for p in &refused {
             if let Err(why) = startable(p) {
-                log::error!(
-                    "W0006 service {} on {}: {why}; not started",
-                    p.service,
-                    p.addr
-                );
+                log::error!("W0006 service {} on {}: {why}; not started", p.name, p.addr);
             }
         }
         if ready.is_empty() {
-            let mut names: Vec<String> = refused.iter().map(|p| p.service.clone()).collect();
+            let mut names: Vec<String> = refused.iter().map(|p| p.name.clone()).collect();
             names.dedup();
             return Err(Error::WorkersFailed {
                 service: names.join(", "),
@@ -235,10 +235,10 @@ impl<'a> Master<'a> {
             })
             .collect();
         for p in &ready {
-            let udp = p.protocol == Protocol::Udp;
+            let udp = p.protocol() == Protocol::Udp;
             // By address; a port-0 address by name ("SERVICE", or
             // "SERVICE/ADDR" as a binary upgrade passes them).
-            let exact = plan::fd_name(&p.service, &p.addr);
+            let exact = plan::fd_name(&p.name, &p.addr);
             let found = adopted
                 .iter()
                 .position(|(_, l)| l.serves(&p.addr, udp))
@@ -246,7 +246,7 @@ impl<'a> Master<'a> {
                     adopted.iter().position(|(name, l)| {
                         let name = name.as_deref();
                         (name == Some(exact.as_str())
-                            || (name == Some(p.service.as_str()) && p.addr.is_port_zero()))
+                            || (name == Some(p.name.as_str()) && p.addr.is_port_zero()))
                             && l.as_udp().is_some() == udp
                     })
                 });
@@ -254,12 +254,12 @@ impl<'a> Master<'a> {
                 let (_, listener) = adopted.remove(i);
                 log::info!(
                     "M0021 service {}: using the socket {} passed by the service manager",
-                    p.service,
+                    p.name,
                     listener.local_display()
                 );
                 master
                     .sockets
-                    .entry(p.socket_key())
+                    .entry(plan::socket_key(p))
                     .or_insert_with(|| Rc::new(listener));
             }
         }
@@ -272,7 +272,7 @@ impl<'a> Master<'a> {
         }
         for p in &ready {
             if let std::collections::btree_map::Entry::Vacant(slot) =
-                master.sockets.entry(p.socket_key())
+                master.sockets.entry(plan::socket_key(p))
             {
                 let listener = bind(p).map_err(|source| Error::Bind {
                     addr: p.addr.to_string(),
@@ -401,7 +401,8 @@ impl<'a> Master<'a> {
             Announce::WithService => {
                 format!(
                     "listening on {addr} ({} service {})",
-                    run.plan.protocol, run.plan.service
+                    run.plan.protocol(),
+                    run.plan.name
                 )
             }
         };
@@ -413,7 +414,7 @@ impl<'a> Master<'a> {
     fn check_some_pool_works(&self) -> Result<(), Error> {
         let live: Vec<&PoolRun<'_>> = self.pools.iter().filter(|r| r.retiring.is_none()).collect();
         if !live.is_empty() && live.iter().all(|r| r.pool.is_fatal() && r.pool.len() == 0) {
-            let mut names: Vec<&str> = live.iter().map(|r| r.plan.service.as_str()).collect();
+            let mut names: Vec<&str> = live.iter().map(|r| r.plan.name.as_str()).collect();
             names.dedup();
             return Err(Error::WorkersFailed {
                 service: names.join(", "),
@@ -429,7 +430,7 @@ impl<'a> Master<'a> {
         let what = match self.pools.as_slice() {
             [one] => format!(
                 "service {} on {}",
-                one.plan.service,
+                one.plan.name,
                 one.listener.local_display()
             ),
             many => format!("{} pools", many.len()),
@@ -482,9 +483,9 @@ impl<'a> Master<'a> {
         for run in self
             .pools
             .iter_mut()
-            .filter(|r| r.retiring.is_none() && r.plan.model.is_process_pool())
+            .filter(|r| r.retiring.is_none() && r.plan.settings.model.is_process_pool())
         {
-            let at_max = matches!(run.plan.sizing, crate::config::Sizing::Adaptive { max, .. } if run.pool.target() >= max);
+            let at_max = matches!(run.plan.settings.sizing, crate::config::Sizing::Adaptive { max, .. } if run.pool.target() >= max);
             if up {
                 if !at_max {
                     run.pool.grow();
@@ -499,7 +500,7 @@ impl<'a> Master<'a> {
             };
             log::info!(
                 "{id} service {} on {}: {sig}: now {}",
-                run.plan.service,
+                run.plan.name,
                 run.listener.local_display(),
                 workers(run.pool.target())
             );
@@ -539,7 +540,7 @@ impl<'a> Master<'a> {
         self.board.release(slot);
         run.watch.forget(pid);
         self.retired.remove(&pid);
-        let service = &run.plan.service;
+        let service = &run.plan.name;
         if phase != Phase::Running || run.retiring.is_some() {
             log::debug!("service {service}: worker {pid} left ({exit})");
             return;
@@ -683,7 +684,7 @@ impl<'a> Master<'a> {
                     if run.pool.check_recovered(now) {
                         log::info!(
                             "W0004 service {}: workers survive again; back-off reset",
-                            run.plan.service
+                            run.plan.name
                         );
                     }
                 }

@@ -26,8 +26,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::backoff::{ForkBackoff, Report};
+use crate::exit::WorkerExit;
 use crate::sys::process::{ChildExit, Pid};
-use crate::worker::WorkerExit;
 
 /// A worker that dies younger than this, abnormally, counts as a failure.
 pub(crate) const YOUNG: Duration = Duration::from_secs(1);

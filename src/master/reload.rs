@@ -19,10 +19,12 @@ use std::time::Instant;
 
 use nix::sys::signal::Signal;
 
-use super::plan::{PoolPlan, SocketKey};
-use super::spawn::{bind, refresh, startable};
+use super::plan::{socket_key, SocketKey};
+use super::spawn::startable;
 use super::{Master, NUDGE_EVERY};
 use crate::config::Sizing;
+use crate::models::socket::{bind, refresh};
+use crate::spec::PoolSpec;
 use crate::sys;
 
 impl Master<'_> {
@@ -62,7 +64,7 @@ impl Master<'_> {
             if let Err(why) = startable(p) {
                 let message = format!(
                     "reload refused: service {}: {why}; the running configuration is unchanged",
-                    p.service
+                    p.name
                 );
                 log::error!("M0010 {message}");
                 return Err(message);
@@ -72,7 +74,7 @@ impl Master<'_> {
         // 1. New addresses, all or nothing.
         let mut fresh: BTreeMap<SocketKey, Rc<crate::net::Listener>> = BTreeMap::new();
         for p in &plan.pools {
-            let key = p.socket_key();
+            let key = socket_key(p);
             if self.sockets.contains_key(&key) || fresh.contains_key(&key) {
                 continue;
             }
@@ -84,7 +86,7 @@ impl Master<'_> {
                     let message = format!(
                         "reload refused: cannot bind {} for service {}: {}; the running configuration is unchanged",
                         p.addr,
-                        p.service,
+                        p.name,
                         sys::fd::describe(&e)
                     );
                     log::error!("M0011 {message}");
@@ -99,12 +101,13 @@ impl Master<'_> {
         let now = Instant::now();
 
         // 2. Keep what is unchanged, resize it; note what must go.
-        // The new pools by service, socket and fingerprint (each key's
-        // indices, first last), so that matching is linear in their number.
-        let key = |p: &PoolPlan<'_>| (p.service.clone(), p.socket_key(), p.fingerprint.clone());
-        let mut same_as: BTreeMap<_, Vec<usize>> = BTreeMap::new();
-        for (i, p) in plan.pools.iter().enumerate().rev() {
-            same_as.entry(key(p)).or_default().push(i);
+        // The new pools by service and socket (each key's indices, in
+        // order), so that an old pool is compared only with the new ones
+        // on its own socket.
+        let key = |p: &PoolSpec<'_>| (p.name.clone(), socket_key(p));
+        let mut on_socket: BTreeMap<_, Vec<usize>> = BTreeMap::new();
+        for (i, p) in plan.pools.iter().enumerate() {
+            on_socket.entry(key(p)).or_default().push(i);
         }
         let mut wanted: Vec<_> = plan.pools.into_iter().map(Some).collect();
         let (mut kept, mut retired) = (0, 0);
@@ -112,21 +115,28 @@ impl Master<'_> {
         for run in self.pools.iter_mut().filter(|r| r.retiring.is_none()) {
             // A pool stopped for good is never kept: the reload retries it.
             let reusable = !run.pool.is_fatal();
-            let same = same_as
+            let same = on_socket
                 .get_mut(&key(&run.plan))
                 .filter(|_| reusable)
-                .and_then(|indices| indices.pop());
+                .and_then(|indices| {
+                    let at = indices.iter().position(|&i| {
+                        wanted[i]
+                            .as_ref()
+                            .is_some_and(|w| run.plan.same_but_size(w))
+                    })?;
+                    Some(indices.remove(at))
+                });
             match same.and_then(|i| wanted[i].take()) {
                 Some(w) => {
                     // A fixed pool takes its new size; an adaptive one keeps
                     // the size its load gave it, within the new maximum.
-                    let target = match w.sizing {
-                        _ if !w.model.is_process_pool() => 1,
+                    let target = match w.settings.sizing {
+                        _ if !w.settings.model.is_process_pool() => 1,
                         Sizing::Fixed(n) => n,
                         Sizing::Adaptive { max, .. } => run.pool.target().min(max),
                     };
                     retire.extend(run.pool.set_target(target.max(1)));
-                    run.plan.sizing = w.sizing;
+                    run.plan.settings.sizing = w.settings.sizing;
                     kept += 1;
                 }
                 None => {
@@ -138,12 +148,12 @@ impl Master<'_> {
         }
         // Sockets kept from the old plan take the new backlog and access.
         for w in wanted.iter().flatten() {
-            if let Some(listener) = self.sockets.get(&w.socket_key()) {
+            if let Some(listener) = self.sockets.get(&socket_key(w)) {
                 if let Err(e) = refresh(listener, w) {
                     log::warn!(
                         "M0014 reload: {} for service {}: {}",
                         w.addr,
-                        w.service,
+                        w.name,
                         sys::fd::describe(&e)
                     );
                 }
@@ -172,7 +182,7 @@ impl Master<'_> {
             .pools
             .iter()
             .filter(|r| r.retiring.is_none())
-            .map(|r| r.plan.socket_key())
+            .map(|r| socket_key(&r.plan))
             .collect();
         self.sockets.retain(|key, listener| {
             let keep = planned.contains(key);
@@ -185,7 +195,7 @@ impl Master<'_> {
         for run in self
             .pools
             .iter()
-            .filter(|r| new_sockets.contains(&r.plan.socket_key()))
+            .filter(|r| new_sockets.contains(&socket_key(&r.plan)))
         {
             self.announce_socket(run);
         }

@@ -1,22 +1,20 @@
-//! Forking a pool's workers, and the sockets they serve: binding a
-//! pool's socket, refreshing one kept across a reload, and whether a pool
-//! can be started at all. The rest of the master's loop is in `mod.rs`.
+//! Forking a pool's workers, adding a pool, and whether a pool can be
+//! started at all. How its socket is bound is the model's business
+//! (`crate::models::socket`); the rest of the master's loop is in `mod.rs`.
 
 use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::plan::PoolPlan;
 use super::pool::Pool;
-use super::{signals, watch, Master, PoolRun};
+use super::{plan, signals, watch, Master, PoolRun};
 use crate::config::Protocol;
 use crate::error::Error;
-use crate::models::prefork_lock::AcceptLock;
-use crate::models::Model;
-use crate::net::Listener;
+use crate::models::accept::PoolShared;
+use crate::spec::PoolSpec;
 use crate::sys;
 use crate::sys::process::{Fork, ForkError};
-use crate::worker::Worker;
+use crate::worker::{Seat, Worker};
 
 impl<'a> Master<'a> {
     /// Forks as many workers as each live pool wants now.
@@ -44,32 +42,22 @@ impl<'a> Master<'a> {
                 }
                 match forked {
                     Ok(Fork::Child) => Worker {
+                        spec: &run.plan,
                         listener: &run.listener,
-                        job: &run.plan.job,
-                        privileges: &run.plan.privileges,
+                        shared: &run.shared,
+                        seat: Seat {
+                            board: &self.board,
+                            slot: self.board.slot(slot),
+                            pool: run.shared_slot,
+                        },
                         master: self.pid,
-                        service: &run.plan.service,
-                        udp_ports: udp_ports.clone(),
-                        slot: self.board.slot(slot),
                         busy_pipe: run
                             .plan
+                            .settings
                             .sizing
                             .is_adaptive()
                             .then(|| self.busy_pipe.1.as_fd()),
-                        max_requests: run.plan.max_requests.map(|(n, jitter)| {
-                            n.saturating_add(watch::jitter(jitter, sys::process::current_pid()))
-                        }),
-                        timeout: run.plan.timeout,
-                        max_memory: run.plan.max_memory,
-                        log_connections: run.plan.log_connections,
-                        access: &run.plan.access,
-                        board: &self.board,
-                        pool_slot: run.shared_slot,
-                        model: run.plan.model,
-                        accept_lock: run.accept_lock.as_ref(),
-                        backlog: run.plan.backlog,
-                        model_workers: run.plan.sizing.start(),
-                        proxy_protocol: run.plan.proxy_protocol.as_ref(),
+                        udp_ports: &udp_ports,
                     }
                     .run(),
                     Ok(Fork::Parent(pid)) => {
@@ -88,7 +76,7 @@ impl<'a> Master<'a> {
             }
             let run = &mut self.pools[i];
             if let Some(streak) = run.pool.fork_recovered(now) {
-                crate::backoff::log_recovered(&run.plan.service, streak, run.pool.len());
+                crate::backoff::log_recovered(&run.plan.name, streak, run.pool.len());
             }
         }
         Ok(())
@@ -100,40 +88,37 @@ impl<'a> Master<'a> {
         let run = &mut self.pools[i];
         let report = run.pool.fork_failed(now);
         let (running, target) = (run.pool.len(), run.pool.target());
-        crate::backoff::log_failure(&run.plan.service, e, report, running, target);
+        crate::backoff::log_failure(&run.plan.name, e, report, running, target);
     }
 
-    /// Adds a pool for `plan` on its socket (which must be bound).
-    pub(super) fn add_pool(&mut self, plan: PoolPlan<'a>) {
-        let listener = Rc::clone(&self.sockets[&plan.socket_key()]);
-        let pool = Pool::new(plan.processes());
-        let accept_lock = match plan.model {
-            Model::PreforkLock => match AcceptLock::new() {
-                Ok(lock) => Some(lock),
-                Err(e) => {
-                    log::error!(
-                        "W0006 service {} on {}: cannot create the accept lock file: {}; not started",
-                        plan.service,
-                        plan.addr,
-                        sys::fd::describe(&e)
-                    );
-                    return;
-                }
-            },
-            _ => None,
+    /// Adds a pool for `spec` on its socket (which must be bound).
+    pub(super) fn add_pool(&mut self, spec: PoolSpec<'a>) {
+        let listener = Rc::clone(&self.sockets[&plan::socket_key(&spec)]);
+        let pool = Pool::new(spec.processes());
+        let shared = match PoolShared::new(spec.settings.model) {
+            Ok(shared) => shared,
+            Err(e) => {
+                log::error!(
+                    "W0006 service {} on {}: cannot create the accept lock file: {}; not started",
+                    spec.name,
+                    spec.addr,
+                    sys::fd::describe(&e)
+                );
+                return;
+            }
         };
         let Some(shared_slot) = self.board.allocate_shared() else {
             log::error!(
                 "W0008 the scoreboard is full: service {} not started",
-                plan.service
+                spec.name
             );
             return;
         };
         self.pools.push(PoolRun {
             shared_slot,
             served_by_gone: 0,
-            accept_lock,
-            plan,
+            shared,
+            plan: spec,
             listener,
             pool,
             retiring: None,
@@ -142,38 +127,11 @@ impl<'a> Master<'a> {
     }
 }
 
-/// Whether the master can start the workers of `plan`: as root always;
+/// Whether the master can start the workers of `spec`: as root always;
 /// otherwise only if they need not switch to another user.
-pub(super) fn startable(plan: &PoolPlan<'_>) -> Result<(), String> {
-    match &plan.privileges.account {
+pub(super) fn startable(spec: &PoolSpec<'_>) -> Result<(), String> {
+    match &spec.settings.privileges.account {
         Some(account) => crate::privileges::can_become(account),
         None => Ok(()),
-    }
-}
-
-/// Applies a plan's listen backlog and file access to a socket kept from
-/// an earlier plan (listen(2) on a listening socket changes its backlog).
-pub(super) fn refresh(listener: &Listener, plan: &PoolPlan<'_>) -> std::io::Result<()> {
-    // The master's reuseport socket only holds the port: it never listens.
-    if plan.protocol == Protocol::Tcp && plan.model != Model::Reuseport {
-        listener.relisten(plan.backlog)?;
-        listener.set_file_access(plan.socket_mode, plan.socket_owner)?;
-    }
-    Ok(())
-}
-
-/// Binds the socket of a pool's plan, with its file mode and owner.
-pub(super) fn bind(plan: &PoolPlan<'_>) -> std::io::Result<Listener> {
-    match plan.protocol {
-        Protocol::Tcp if plan.model == Model::Reuseport => {
-            Listener::bind_reuseport(&plan.addr, None)
-        }
-        Protocol::Tcp => Listener::bind_with_access(
-            &plan.addr,
-            plan.backlog,
-            plan.socket_mode,
-            plan.socket_owner,
-        ),
-        Protocol::Udp => Listener::bind_udp(&plan.addr),
     }
 }

@@ -85,8 +85,8 @@ impl Master<'_> {
                             let service = self
                                 .pools
                                 .iter()
-                                .find(|r| r.plan.socket_key() == *k)
-                                .map_or("", |r| r.plan.service.as_str());
+                                .find(|r| super::plan::socket_key(&r.plan) == *k)
+                                .map_or("", |r| r.plan.name.as_str());
                             super::plan::fd_name(service, &k.0)
                         })
                         .collect();

@@ -46,21 +46,6 @@ impl PoolWatch {
     }
 }
 
-/// A number in `0..=max`, different for each worker, so that workers with
-/// the same `max_requests` do not all restart together (gunicorn's
-/// max_requests_jitter). Not for anything that needs real randomness.
-pub(super) fn jitter(max: u64, seed: Pid) -> u64 {
-    if max == 0 {
-        return 0;
-    }
-    let mut x =
-        (seed.as_raw() as u64) ^ sys::shm::monotonic_ms().rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    x % max.saturating_add(1)
-}
-
 impl Master<'_> {
     /// Looks at every live pool's slots and acts: fork spares, retire an
     /// idle extra, stop stuck handlers.
@@ -81,7 +66,7 @@ impl Master<'_> {
                 max_spare,
                 max,
                 ..
-            } = run.plan.sizing
+            } = run.plan.settings.sizing
             {
                 let total = run.pool.len();
                 let spare = idle.len() + starting;
@@ -100,21 +85,21 @@ impl Master<'_> {
                 {
                     log::warn!(
                         "M0015 service {}: all {max} workers are busy; new connections wait in the listen queue",
-                        run.plan.service
+                        run.plan.name
                     );
                     run.watch.full_logged = Some(now);
                 }
                 if idle.len() > max_spare && run.watch.next_shrink.is_none_or(|t| now >= t) {
                     if let Some(&pid) = idle.last() {
                         if run.pool.retire_one() {
-                            log::debug!("service {}: retiring idle worker {pid}", run.plan.service);
+                            log::debug!("service {}: retiring idle worker {pid}", run.plan.name);
                             retire.push(pid);
                         }
                     }
                     run.watch.next_shrink = Some(sys::time::after(now, SHRINK_EVERY));
                 }
             }
-            if let Some(timeout) = run.plan.timeout {
+            if let Some(timeout) = run.plan.settings.timeout {
                 for (pid, slot) in run.pool.slots() {
                     let slot = self.board.slot(slot);
                     let busy = Duration::from_millis(slot.busy_for_ms());
@@ -124,7 +109,7 @@ impl Master<'_> {
                             .map_or("an unknown client".to_string(), |c| c.to_string());
                         log::warn!(
                             "W0020 service {}: worker {pid} busy for {:.1}s with {client} (blocked in {}); stopping it",
-                            run.plan.service,
+                            run.plan.name,
                             busy.as_secs_f64(),
                             sys::process::where_blocked(pid)
                         );
@@ -138,7 +123,7 @@ impl Master<'_> {
                         *since = sys::time::after(now, Duration::from_secs(3600));
                         log::warn!(
                             "W0021 service {}: worker {pid} did not stop; killing it",
-                            run.plan.service
+                            run.plan.name
                         );
                         sys::process::kill_group(pid, Signal::SIGKILL);
                         sys::process::kill(pid, Signal::SIGKILL);
@@ -159,7 +144,7 @@ impl Master<'_> {
             .iter()
             .filter(|r| r.retiring.is_none())
             .filter_map(|r| {
-                let shrinking = match r.plan.sizing {
+                let shrinking = match r.plan.settings.sizing {
                     Sizing::Adaptive { max_spare, .. } => {
                         let idle = r
                             .pool
@@ -170,7 +155,11 @@ impl Master<'_> {
                     }
                     Sizing::Fixed(_) => None,
                 };
-                let timeouts = r.plan.timeout.map(|_| sys::time::after(now, CHECK_EVERY));
+                let timeouts = r
+                    .plan
+                    .settings
+                    .timeout
+                    .map(|_| sys::time::after(now, CHECK_EVERY));
                 [shrinking, timeouts].into_iter().flatten().min()
             })
             .min()

@@ -34,12 +34,12 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 
 use super::{Accepted, Model, Runner};
+use crate::exit::WorkerExit;
 use crate::net::{Connection, Peer};
 use crate::service::builtin::{chargen_cycle, client_went_away, daytime_text, time_since_1900};
 use crate::service::stderr::Relay;
 use crate::service::{Builtin, ExecSpec, Service};
 use crate::sys;
-use crate::worker::WorkerExit;
 
 /// What a builtin connection is doing.
 enum Kind {
@@ -165,7 +165,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     };
     // SIGCHLD interrupts poll(2), so programs are reaped when they end.
     if let Err(e) = sys::signal::interrupt_on(Signal::SIGCHLD) {
-        log::error!("W0012 service {}: cannot catch SIGCHLD: {e}", runner.name);
+        log::error!("W0012 service {}: cannot catch SIGCHLD: {e}", runner.name());
         return WorkerExit::Fatal;
     }
     // Thousands of connections need thousands of descriptors: take the
@@ -175,7 +175,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
         Service::Exec(_) if crate::service::stderr::wanted() => match Relay::new() {
             Ok(relay) => Some(relay),
             Err(e) => {
-                log::error!("W0012 service {}: cannot make a pipe: {e}", runner.name);
+                log::error!("W0012 service {}: cannot make a pipe: {e}", runner.name());
                 return WorkerExit::Fatal;
             }
         },
@@ -190,7 +190,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     };
     super::runner_ready(runner.slot);
     let exit = state.run(service);
-    super::report_served(runner.name, &std::process::id().to_string(), state.served);
+    super::report_served(runner.name(), &std::process::id().to_string(), state.served);
     exit
 }
 
@@ -231,7 +231,7 @@ impl Loop<'_, '_> {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
-                    log::error!("W0012 service {}: poll: {e}", self.runner.name);
+                    log::error!("W0012 service {}: poll: {e}", self.runner.name());
                     return WorkerExit::Fatal;
                 }
             }
@@ -257,7 +257,7 @@ impl Loop<'_, '_> {
                         if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
                     Err(e) => {
                         if !client_went_away(&e) {
-                            log::warn!("W0013 service {}: {e}", self.runner.name);
+                            log::warn!("W0013 service {}: {e}", self.runner.name());
                         }
                         self.finish(i);
                     }
@@ -275,7 +275,7 @@ impl Loop<'_, '_> {
     /// Takes one new connection and starts serving it; `Some` when there
     /// will be no more (asked to stop, or the listener is broken).
     fn accept(&mut self, service: &Service) -> Option<WorkerExit> {
-        let name = self.runner.name;
+        let name = self.runner.name();
         let conn = match super::accept_once(self.runner.listener, name) {
             None => return None,
             Some(Accepted::Connection(conn)) => conn,
@@ -297,7 +297,7 @@ impl Loop<'_, '_> {
         match spec.spawn(conn, self.stderr.as_ref()) {
             Ok(started) => self.programs.push(started),
             Err(e) => {
-                log::warn!("W0013 service {}: {e}", self.runner.name);
+                log::warn!("W0013 service {}: {e}", self.runner.name());
                 self.runner.slot.add_served();
                 self.served += 1;
             }
@@ -321,7 +321,7 @@ impl Loop<'_, '_> {
                     self.relay_stderr(true);
                     let (_, peer) = self.programs.swap_remove(i);
                     if let (Ok(Some(status)), Service::Exec(spec)) =
-                        (ended, self.runner.service.expect("checked"))
+                        (ended, self.runner.service().expect("checked"))
                     {
                         spec.ended(&peer, status);
                     }
@@ -339,9 +339,10 @@ impl Loop<'_, '_> {
     /// behind (a background child still writing) gets EPIPE instead of
     /// filling the pipe of the programs to come.
     fn renew_stderr(&mut self) {
-        if let (Some(relay), Some(Service::Exec(spec))) = (&mut self.stderr, self.runner.service) {
+        if let (Some(relay), Some(Service::Exec(spec))) = (&mut self.stderr, self.runner.service())
+        {
             if let Err(e) = relay.renew(&spec.name(), None) {
-                log::warn!("W0013 service {}: stderr pipe: {e}", self.runner.name);
+                log::warn!("W0013 service {}: stderr pipe: {e}", self.runner.name());
             }
         }
     }
@@ -351,7 +352,7 @@ impl Loop<'_, '_> {
     /// At most one budget of the pipe per call (per poll round), so a
     /// program that floods its stderr does not stall the other sessions.
     fn relay_stderr(&mut self, end: bool) {
-        let (Some(relay), Some(Service::Exec(spec))) = (&mut self.stderr, self.runner.service)
+        let (Some(relay), Some(Service::Exec(spec))) = (&mut self.stderr, self.runner.service())
         else {
             return;
         };
@@ -364,14 +365,14 @@ impl Loop<'_, '_> {
 
     /// Closes the connections idle longer than the service's timeout.
     fn close_idle(&mut self) {
-        let Some(timeout) = self.runner.timeout else {
+        let Some(timeout) = self.runner.timeout() else {
             return;
         };
         for i in (0..self.sessions.len()).rev() {
             if self.sessions[i].last.elapsed() >= timeout {
                 log::debug!(
                     "service {}: connection idle past the timeout: closed",
-                    self.runner.name
+                    self.runner.name()
                 );
                 self.finish(i);
             }
@@ -382,7 +383,8 @@ impl Loop<'_, '_> {
     /// program is pending (SIGCHLD wakes it, but a signal that lands
     /// between the reaping and poll would wait for the next event).
     fn poll_timeout(&self) -> PollTimeout {
-        if self.programs.is_empty() && (self.runner.timeout.is_none() || self.sessions.is_empty()) {
+        if self.programs.is_empty() && (self.runner.timeout().is_none() || self.sessions.is_empty())
+        {
             PollTimeout::NONE
         } else {
             PollTimeout::from(Duration::from_millis(100).as_millis() as u16)

@@ -18,15 +18,15 @@ use nix::sys::signal::Signal;
 use std::time::Duration;
 
 use super::{Accepted, Runner};
+use crate::exit::WorkerExit;
 use crate::sys;
 use crate::sys::process::Fork;
-use crate::worker::WorkerExit;
 
 pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     // SIGCHLD interrupts accept(2) (its handler has no SA_RESTART), so
     // children are reaped as they end, not only when the next client comes.
     if let Err(e) = sys::signal::interrupt_on(Signal::SIGCHLD) {
-        log::error!("W0012 service {}: cannot catch SIGCHLD: {e}", runner.name);
+        log::error!("W0012 service {}: cannot catch SIGCHLD: {e}", runner.name());
         return WorkerExit::Fatal;
     }
     super::runner_ready(runner.slot);
@@ -38,7 +38,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
         if runner.stopping() {
             break WorkerExit::Done;
         }
-        let conn = match super::accept_once(runner.listener, runner.name) {
+        let conn = match super::accept_once(runner.listener, runner.name()) {
             None => continue,
             Some(Accepted::Connection(conn)) => conn,
             Some(Accepted::Stop) => break WorkerExit::Done,
@@ -62,7 +62,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
             Err(e) => {
                 // This client is closed; the next one may find memory or a
                 // process slot free again.
-                log::error!("W0005 service {}: {e}; connection closed", runner.name);
+                log::error!("W0005 service {}: {e}; connection closed", runner.name());
                 drop(conn);
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -71,7 +71,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     // Let the children finish their connections (the master's graceful
     // timeout kills the whole process group if they take too long).
     reap(&mut children, true);
-    super::report_one_each(runner.name, forked);
+    super::report_one_each(runner.name(), forked);
     exit
 }
 

@@ -13,7 +13,7 @@
 //! close.
 
 use super::{Accepted, Runner};
-use crate::worker::WorkerExit;
+use crate::exit::WorkerExit;
 
 pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     super::runner_ready(runner.slot);
@@ -25,8 +25,8 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
                 // the master's `timeout` watch applies, and its stop nudges
                 // leave the connection alone.
                 runner.slot.begin(conn.remote_addr());
-                let _ = conn.set_timeout(runner.timeout);
-                let _ = crate::worker::serve_one(runner.name, runner.handler, conn);
+                let _ = conn.set_timeout(runner.timeout());
+                runner.serve_uncounted(conn);
                 runner.slot.end();
                 served += 1;
             }
@@ -34,6 +34,6 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
             Accepted::Fail(exit) => break exit,
         }
     };
-    super::report_served(runner.name, &std::process::id().to_string(), served);
+    super::report_served(runner.name(), &std::process::id().to_string(), served);
     exit
 }

@@ -6,9 +6,10 @@
 //! Two families:
 //! - *process pools* (`prefork`, `prefork-lock`, `reuseport`): N worker
 //!   processes forked and supervised by the master, each accepting for
-//!   itself. They are the daemon's own machinery (`crate::master`,
-//!   `crate::worker`); their files here hold only what differs: how a
-//!   worker gets its next connection.
+//!   itself. Their files here hold only what differs between them: how a
+//!   worker gets its next connection (`accept`: the lock the workers
+//!   share, the acceptor each makes) and how their socket is bound
+//!   (`socket`). The loop around it is the worker's.
 //! - *single-process runners* (`iterative`, `fork`, `prefork-pass`,
 //!   `threads`, `pool`, `pool-pass`, `event`): the master forks one process,
 //!   the runner, and supervises it like a worker; the runner serves the
@@ -18,10 +19,16 @@
 //! teaches and what it costs. What is common to the runners (accepting with
 //! the stop flag in mind, serving one connection, counting) is in `runner`.
 //!
+//! The models know neither the master nor the worker: they are given a
+//! pool's spec (`crate::spec`), a socket and a scoreboard slot, and return
+//! a [`WorkerExit`](crate::WorkerExit).
+//!
 //! All of them are Unix. Where there is no fork(2) (Windows), every service
 //! runs `pool` built on std alone, [`pool_std`]: threads, no signals, no
 //! master.
 
+#[cfg(unix)]
+pub(crate) mod accept;
 #[cfg(unix)]
 pub mod event;
 #[cfg(unix)]
@@ -43,6 +50,8 @@ pub mod prefork_pass;
 pub mod reuseport;
 #[cfg(unix)]
 mod runner;
+#[cfg(unix)]
+pub(crate) mod socket;
 #[cfg(unix)]
 pub mod threads;
 

@@ -28,8 +28,8 @@ use nix::sys::pthread::{pthread_kill, pthread_self, Pthread};
 use nix::sys::signal::{SigSet, Signal};
 
 use super::{Accepted, Model, Runner};
+use crate::exit::WorkerExit;
 use crate::sys;
-use crate::worker::WorkerExit;
 
 pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     let service = match super::service_of(runner, Model::Pool) {
@@ -37,7 +37,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
         Err(exit) => return exit,
     };
     if let Err(e) = sys::signal::interrupt_on(Signal::SIGURG) {
-        log::error!("W0012 service {}: cannot catch SIGURG: {e}", runner.name);
+        log::error!("W0012 service {}: cannot catch SIGURG: {e}", runner.name());
         return WorkerExit::Fatal;
     }
     let threads: Mutex<Vec<Arc<PoolThread>>> = Mutex::new(Vec::new());
@@ -46,8 +46,8 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     let (listener, stop, name, timeout, slot) = (
         runner.listener,
         runner.stop,
-        runner.name,
-        runner.timeout,
+        runner.name(),
+        runner.timeout(),
         runner.slot,
     );
     // Each thread that leaves wakes the main thread to count again.
@@ -57,7 +57,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
             // Kept, not dropped: a dropped handle detaches its thread, whose
             // id would then be freed when it ends.
             let mut handles = Vec::new();
-            for i in 0..runner.workers.max(1) {
+            for i in 0..runner.workers().max(1) {
                 let (threads, running, failed) = (&threads, &running, &failed);
                 running.fetch_add(1, Ordering::SeqCst);
                 let spawned = std::thread::Builder::new()

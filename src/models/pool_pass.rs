@@ -20,8 +20,8 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 
 use super::{Accepted, Model, Runner};
+use crate::exit::WorkerExit;
 use crate::net::Connection;
-use crate::worker::WorkerExit;
 
 /// The queue between the acceptor and the pool.
 struct Queue {
@@ -66,12 +66,12 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
         state: Mutex::new((VecDeque::new(), false)),
         ready: Condvar::new(),
     };
-    let (name, timeout, slot) = (runner.name, runner.timeout, runner.slot);
+    let (name, timeout, slot) = (runner.name(), runner.timeout(), runner.slot);
     std::thread::scope(|scope| {
         // The pool threads never see SIGTERM: it interrupts the main
         // thread's accept(2).
         super::with_stop_blocked(|| {
-            for i in 0..runner.workers.max(1) {
+            for i in 0..runner.workers().max(1) {
                 let queue = &queue;
                 let spawned = std::thread::Builder::new()
                     .name(format!("pool-{i}"))

@@ -7,8 +7,8 @@
 //! connection to one of the workers asleep in accept(2) on the shared
 //! socket (Linux wakes one of them: no thundering herd for accept). The
 //! master only supervises: it replaces a worker that dies, grows and
-//! shrinks the pool (`crate::master`); the worker's loop is in
-//! `crate::worker`.
+//! shrinks the pool; the worker's loop is the daemon's own, around
+//! `accept`.
 //!
 //! What it costs: N processes of memory even when idle; a client waits in
 //! the listen queue when all N are busy. Which worker gets a connection is

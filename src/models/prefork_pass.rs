@@ -31,9 +31,9 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::{Accepted, Runner};
 use crate::backoff::{self, ForkBackoff};
+use crate::exit::WorkerExit;
 use crate::sys;
 use crate::sys::process::{Fork, Pid};
-use crate::worker::WorkerExit;
 
 /// The parent's side of one child.
 struct Child {
@@ -43,7 +43,7 @@ struct Child {
 }
 
 pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
-    let mut children: Vec<Option<Child>> = (0..runner.workers.max(1)).map(|_| None).collect();
+    let mut children: Vec<Option<Child>> = (0..runner.workers().max(1)).map(|_| None).collect();
     super::runner_ready(runner.slot);
     let mut exit = WorkerExit::Done;
     // A child that cannot be forked is tried again with the master's
@@ -87,7 +87,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
-                log::error!("W0012 service {}: poll: {e}", runner.name);
+                log::error!("W0012 service {}: poll: {e}", runner.name());
                 exit = WorkerExit::Fatal;
                 break;
             }
@@ -112,7 +112,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
                 _ => {
                     log::warn!(
                         "W0001 service {}: child {} died; replacing it",
-                        runner.name,
+                        runner.name(),
                         child.pid
                     );
                     children[i] = None;
@@ -121,7 +121,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
             }
         }
         if listener_ready {
-            match super::accept_once(runner.listener, runner.name) {
+            match super::accept_once(runner.listener, runner.name()) {
                 None => {}
                 Some(Accepted::Connection(conn)) => pass(runner, &mut children, &conn),
                 Some(Accepted::Stop) => break,
@@ -155,7 +155,7 @@ fn pass(runner: &Runner<'_>, children: &mut [Option<Child>], conn: &crate::net::
             Err(e) => {
                 log::warn!(
                     "W0001 service {}: cannot pass a connection to child {}: {e}; replacing it",
-                    runner.name,
+                    runner.name(),
                     child.pid
                 );
                 children[i] = None;
@@ -165,7 +165,7 @@ fn pass(runner: &Runner<'_>, children: &mut [Option<Child>], conn: &crate::net::
     }
     log::warn!(
         "W0013 service {}: no child to pass a connection to; closed",
-        runner.name
+        runner.name()
     );
 }
 
@@ -196,11 +196,11 @@ fn spawn_missing(
     match error {
         Some(e) => {
             let report = ForkBackoff::failed(failing, now);
-            backoff::log_failure(runner.name, &e, report, running, children.len());
+            backoff::log_failure(runner.name(), &e, report, running, children.len());
         }
         None => {
             if let Some(f) = failing.take() {
-                backoff::log_recovered(runner.name, f.end(now), running);
+                backoff::log_recovered(runner.name(), f.end(now), running);
             }
         }
     }
@@ -226,7 +226,7 @@ fn spawn(runner: &Runner<'_>) -> std::io::Result<Child> {
                     serve_passed(runner, theirs)
                 }
                 Err(e) => {
-                    log::error!("W0010 service {}: child cannot start: {e}", runner.name);
+                    log::error!("W0010 service {}: child cannot start: {e}", runner.name());
                     WorkerExit::Fatal
                 }
             };
@@ -251,19 +251,19 @@ fn serve_passed(runner: &Runner<'_>, mut channel: UnixStream) -> WorkerExit {
             Ok(None) => break,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                log::error!("W0012 service {}: recvmsg: {e}", runner.name);
+                log::error!("W0012 service {}: recvmsg: {e}", runner.name());
                 break;
             }
         };
         match runner.listener.connection_from(fd) {
             Ok(conn) => runner.serve(conn),
-            Err(e) => log::warn!("W0013 service {}: a passed connection: {e}", runner.name),
+            Err(e) => log::warn!("W0013 service {}: a passed connection: {e}", runner.name()),
         }
         served += 1;
         if std::io::Write::write_all(&mut channel, b"d").is_err() {
             break;
         }
     }
-    super::report_served(runner.name, &std::process::id().to_string(), served);
+    super::report_served(runner.name(), &std::process::id().to_string(), served);
     WorkerExit::Done
 }

@@ -28,6 +28,12 @@ use std::io;
 
 use crate::net::Listener;
 
+/// The master's socket: bound with SO_REUSEPORT, never listening, so that
+/// the port stays the service's while workers come and go.
+pub(crate) fn hold_port(addr: &crate::net::ListenAddr) -> io::Result<Listener> {
+    Listener::bind_reuseport(addr, None)
+}
+
 /// The socket a worker accepts on: a new listening socket on the address
 /// of the master's (which has the real port when the service asked for 0).
 pub(crate) fn own_socket(master: &Listener, backlog: i32) -> io::Result<Listener> {

@@ -1,33 +1,26 @@
 //! What the single-process models share: the [`Runner`] a model is given
-//! (the socket, the handler, the worker's stop flag and scoreboard slot),
+//! (its pool's spec, the socket, the worker's stop flag and scoreboard slot),
 //! accepting with the stop flag in mind, serving one connection and
 //! counting it, and starting threads with SIGTERM blocked.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::accept::AcceptError;
 use super::{event, fork, iterative, pool, pool_pass, prefork_pass, threads, Model};
+use crate::exit::WorkerExit;
 use crate::net::{Connection, Listener};
 use crate::scoreboard::{Slot, State};
-use crate::service::{Handler, Service};
-use crate::worker::{AcceptError, WorkerExit};
+use crate::service::{serve_one, Handler, Service};
+use crate::spec::PoolSpec;
 
-/// What a single-process model is given: the socket, the handler, and the
-/// worker's stop flag and scoreboard slot.
+/// What a single-process model is given: its pool's spec, the socket, and
+/// the worker's stop flag and scoreboard slot.
 pub(crate) struct Runner<'a> {
-    /// The service's name, for logs.
-    pub name: &'a str,
+    pub spec: &'a PoolSpec<'a>,
     pub listener: &'a Listener,
-    pub handler: &'a dyn Handler,
-    /// The same handler as a builtin or exec service, when it is one (the
-    /// thread and event models need it).
-    pub service: Option<&'a Service>,
-    /// Worker processes or threads, for the models that keep a pool.
-    pub workers: usize,
     /// Set by SIGTERM.
     pub stop: &'static AtomicBool,
-    /// Idle timeout of a connection.
-    pub timeout: Option<Duration>,
     /// The runner's scoreboard slot (its served count, for `status`).
     pub slot: &'a Slot<'a>,
 }
@@ -41,20 +34,53 @@ pub(crate) enum Accepted {
     Fail(WorkerExit),
 }
 
-impl Runner<'_> {
+impl<'a> Runner<'a> {
+    /// The service's name, for logs.
+    pub(crate) fn name(&self) -> &'a str {
+        &self.spec.name
+    }
+
+    /// What serves a connection.
+    pub(crate) fn handler(&self) -> &'a dyn Handler {
+        self.spec.job.handler()
+    }
+
+    /// The same handler as a builtin or exec service, when it is one (the
+    /// thread and event models need it).
+    pub(crate) fn service(&self) -> Option<&'a Service> {
+        self.spec.job.service()
+    }
+
+    /// Worker processes or threads, for the models that keep a pool.
+    pub(crate) fn workers(&self) -> usize {
+        self.spec.settings.sizing.start()
+    }
+
+    /// Idle timeout of a connection.
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.spec.settings.timeout
+    }
+
     pub(crate) fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
 
     /// The next connection, retrying what accept(2) reports as transient.
     pub(crate) fn accept(&self) -> Accepted {
-        accept_until_stopped(self.listener, self.stop, self.name)
+        accept_until_stopped(self.listener, self.stop, self.name())
     }
 
     /// Serves one connection on this thread, as a worker would, and counts
     /// it on the scoreboard.
     pub(crate) fn serve(&self, conn: Connection) {
-        serve_counted(self.name, self.handler, self.timeout, self.slot, conn);
+        serve_counted(self.name(), self.handler(), self.timeout(), self.slot, conn);
+    }
+
+    /// Serves one connection on this thread, its timeout already set, and
+    /// does not count it.
+    pub(crate) fn serve_uncounted(&self, conn: Connection) {
+        let handler = self.handler();
+        serve_one(self.name(), || handler.handle(conn).map(|()| None));
     }
 }
 
@@ -106,7 +132,7 @@ pub(crate) fn serve_counted(
     if timeout.is_some() {
         let _ = conn.set_timeout(timeout);
     }
-    let _ = crate::worker::serve_one(name, handler, conn);
+    serve_one(name, || handler.handle(conn).map(|()| None));
     slot.add_served();
 }
 
@@ -135,10 +161,10 @@ pub(crate) fn with_stop_blocked<T>(f: impl FnOnce() -> T) -> T {
 /// The builtin or exec service a thread or event model needs, or why it
 /// cannot run.
 pub(crate) fn service_of<'a>(runner: &Runner<'a>, model: Model) -> Result<&'a Service, WorkerExit> {
-    runner.service.ok_or_else(|| {
+    runner.service().ok_or_else(|| {
         log::error!(
             "W0012 service {}: the {model} model serves builtins and programs only",
-            runner.name
+            runner.name()
         );
         WorkerExit::Fatal
     })
@@ -157,7 +183,7 @@ pub(crate) fn run_single(model: Model, runner: &Runner<'_>) -> WorkerExit {
         Model::Prefork | Model::PreforkLock | Model::Reuseport => {
             log::error!(
                 "W0012 service {}: {model} is not a single-process model",
-                runner.name
+                runner.name()
             );
             WorkerExit::Fatal
         }

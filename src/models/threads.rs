@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Accepted, Model, Runner};
-use crate::worker::WorkerExit;
+use crate::exit::WorkerExit;
 
 pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     let service = match super::service_of(runner, Model::Threads) {
@@ -30,7 +30,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
         match runner.accept() {
             Accepted::Connection(conn) => {
                 let (served, slot, name, timeout) =
-                    (&served, runner.slot, runner.name, runner.timeout);
+                    (&served, runner.slot, runner.name(), runner.timeout());
                 let spawned = super::with_stop_blocked(|| {
                     std::thread::Builder::new().spawn_scoped(scope, move || {
                         super::serve_counted(name, service, timeout, slot, conn);
@@ -49,6 +49,6 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
             Accepted::Fail(exit) => break exit,
         }
     });
-    super::report_one_each(runner.name, served.load(Ordering::Relaxed));
+    super::report_one_each(runner.name(), served.load(Ordering::Relaxed));
     exit
 }

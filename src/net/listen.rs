@@ -62,7 +62,7 @@ impl Listener {
 
     /// As [`Listener::bind`]; a Unix socket's file gets permission bits
     /// `mode` and owner `owner` (uid, gid) before it listens, so that it
-    /// is never connectable otherwise (see [`Listener::bind_unix`]).
+    /// is never connectable otherwise (see `Listener::bind_unix`).
     pub fn bind_with_access(
         addr: &ListenAddr,
         backlog: i32,
@@ -259,7 +259,7 @@ impl Listener {
     /// (no-op for IP): a reload changed `socket_mode` or `socket_owner`.
     ///
     /// Only the file this listener made is changed, through a descriptor
-    /// of its inode (see [`crate::sys::path::Parent::pin_socket`]): if
+    /// of its inode (see `crate::sys::path::Parent::pin_socket`): if
     /// its name holds anything else now, nothing is changed and the error
     /// says what is there. The mode first, while the file may still be
     /// the master's own: changing the mode of a file given away needs

@@ -274,13 +274,11 @@ impl ExecSpec {
         ))
     }
 
-    /// Logs how the program for `peer` ended, if not with success, and
-    /// keeps it for the connection's log line.
+    /// Logs how the program for `peer` ended, if not with success.
     pub fn ended(&self, peer: &Peer, status: std::process::ExitStatus) {
         if !status.success() {
             log::info!("{} for {}: {}", self.name(), describe_peer(peer), status);
         }
-        LAST_EXIT.with(|last| last.set(Some(status)));
     }
 }
 
@@ -292,15 +290,24 @@ impl ExecSpec {
     /// connection only; a program that exits non-zero or is killed is
     /// logged.
     pub fn handle(&self, conn: Connection) -> io::Result<()> {
-        super::stderr::with_relay(|relay| {
-            let (mut child, peer) = self.spawn(conn, relay.as_deref())?;
-            let status = match relay {
-                Some(relay) => relay.wait(&mut child, &self.name())?,
-                None => child.wait()?,
-            };
-            self.ended(&peer, status);
-            Ok(())
-        })
+        self.run(conn).map(|_| ())
+    }
+
+    /// The same, saying how the program ended. Its stderr, when the log
+    /// wants it ([`stderr::wanted`](super::stderr::wanted)), is a pipe of
+    /// its own, read until it exits.
+    pub fn run(&self, conn: Connection) -> io::Result<std::process::ExitStatus> {
+        let mut relay = match super::stderr::wanted() {
+            true => Some(super::stderr::Relay::new()?),
+            false => None,
+        };
+        let (mut child, peer) = self.spawn(conn, relay.as_ref())?;
+        let status = match &mut relay {
+            Some(relay) => relay.wait(&mut child, &self.name())?,
+            None => child.wait()?,
+        };
+        self.ended(&peer, status);
+        Ok(status)
     }
 
     /// Starts the program on `conn` without waiting for it (the event
@@ -332,17 +339,6 @@ impl ExecSpec {
         let child = spawned.map_err(|e| self.cannot_run(e))?;
         Ok((child, peer))
     }
-}
-
-thread_local! {
-    /// How the last program this worker ran ended, for its connection's
-    /// log line.
-    static LAST_EXIT: std::cell::Cell<Option<std::process::ExitStatus>> = const { std::cell::Cell::new(None) };
-}
-
-/// How the program of the connection just served ended (taken once).
-pub fn take_last_exit() -> Option<std::process::ExitStatus> {
-    LAST_EXIT.with(|last| last.take())
 }
 
 /// The UCSPI variables for one connection.

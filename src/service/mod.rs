@@ -32,12 +32,6 @@ use crate::net::Connection;
 pub trait Handler {
     /// Serve `conn` until done.
     fn handle(&self, conn: Connection) -> io::Result<()>;
-
-    /// The builtin or exec service this handler is, if it is one: the
-    /// thread and event models run only those (see `crate::models`).
-    fn as_service(&self) -> Option<&Service> {
-        None
-    }
 }
 
 #[cfg(unix)]
@@ -60,16 +54,21 @@ pub enum Service {
 }
 
 #[cfg(unix)]
-impl Handler for Service {
-    fn handle(&self, conn: Connection) -> io::Result<()> {
+impl Service {
+    /// Serves `conn`; for a program, says how it ended (the worker logs it
+    /// with the connection: no state is kept between connections).
+    pub fn serve(&self, conn: Connection) -> io::Result<Option<std::process::ExitStatus>> {
         match self {
-            Service::Builtin(b) => b.handle(conn),
-            Service::Exec(e) => e.handle(conn),
+            Service::Builtin(b) => b.handle(conn).map(|()| None),
+            Service::Exec(e) => e.run(conn).map(Some),
         }
     }
+}
 
-    fn as_service(&self) -> Option<&Service> {
-        Some(self)
+#[cfg(unix)]
+impl Handler for Service {
+    fn handle(&self, conn: Connection) -> io::Result<()> {
+        self.serve(conn).map(|_| ())
     }
 }
 
@@ -81,6 +80,35 @@ impl fmt::Display for Service {
             Service::Exec(e) => write!(f, "{}", e.name()),
         }
     }
+}
+
+/// Serves one connection with `serve` (a handler's, or a service's that
+/// also says how its program ended): what became of it, with errors and
+/// panics logged.
+#[cfg(unix)]
+pub(crate) fn serve_one(
+    name: &str,
+    serve: impl FnOnce() -> io::Result<Option<std::process::ExitStatus>>,
+) -> Served {
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(serve));
+    let program = match &served {
+        Ok(Ok(status)) => *status,
+        _ => None,
+    };
+    Served {
+        failure: outcome(name, served.map(|r| r.map(|_| ()))),
+        program,
+    }
+}
+
+/// What became of one connection.
+#[derive(Debug, Default)]
+pub(crate) struct Served {
+    /// Why it failed, if it did (a client that went away or idled out did
+    /// not fail).
+    pub failure: Option<String>,
+    /// How its program ended, for an exec service.
+    pub program: Option<std::process::ExitStatus>,
 }
 
 /// What became of one connection, logged: `None` when it went well (a

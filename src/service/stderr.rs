@@ -13,12 +13,11 @@
 //!   running as root, holds a descriptor of that terminal to inject input
 //!   into with TIOCSTI.
 //!
-//! The pipe is made per worker thread (for the first program it runs) and
-//! replaced after each program ([`Relay::renew`]): a prefork worker runs
-//! one program at a time, so the lines read while it waits are that
-//! program's, and a background child the program left writing gets
-//! EPIPE rather than the next program's pipe. Each read takes at most
-//! [`READ_BUDGET`] bytes and at most [`LOG_CAP`] bytes of a program are
+//! Each program gets a pipe of its own, made when it starts and closed
+//! when its worker has waited for it ([`Relay::wait`]): the lines read
+//! meanwhile are that program's, and a background child the program left
+//! writing gets EPIPE rather than the next program's pipe. Each read takes at most
+//! `READ_BUDGET` bytes and at most `LOG_CAP` bytes of a program are
 //! logged, so a flood neither holds the worker nor fills the log. The
 //! `event` model reads its shared pipe in its poll loop
 //! ([`Relay::read_fd`]) and renews it when no program runs. The wait uses
@@ -26,7 +25,6 @@
 //! pipe with a short timeout and checks whether the program ended in
 //! between.
 
-use std::cell::RefCell;
 use std::io::{self, IsTerminal};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::{Child, ExitStatus, Stdio};
@@ -42,11 +40,6 @@ const LONGEST_LINE: usize = 2048;
 /// Whether programs' stderr is relayed, and the service it is logged for;
 /// decided once per process by [`prepare`] (or at the first program).
 static SETTINGS: OnceLock<(bool, String)> = OnceLock::new();
-
-thread_local! {
-    /// This thread's relay, made for its first program and kept.
-    static RELAY: RefCell<Option<Relay>> = const { RefCell::new(None) };
-}
 
 /// Decides, in a worker before it serves, whether its programs' stderr
 /// goes through it (the log is syslog, or stderr is a terminal), and
@@ -86,10 +79,10 @@ pub struct Relay {
 /// other descriptors (the program's end, other sessions).
 const READ_BUDGET: usize = 64 * 1024;
 
-/// At most this much of a program's stderr is logged between two renewals
-/// of the pipe ([`Relay::renew`]: after each program in the prefork
-/// models, when none runs in `event`); the rest is read and dropped, and
-/// counted in one line at the renewal.
+/// At most this much of a program's stderr is logged (in `event`, whose
+/// programs share a pipe, between two renewals of it: [`Relay::renew`]);
+/// the rest is read and dropped, and counted in one line when the program
+/// ends (at the renewal).
 pub const LOG_CAP: usize = 256 * 1024;
 
 impl Relay {
@@ -115,7 +108,7 @@ impl Relay {
         self.read.as_fd()
     }
 
-    /// Logs the complete lines waiting in the pipe, up to [`READ_BUDGET`]
+    /// Logs the complete lines waiting in the pipe, up to `READ_BUDGET`
     /// bytes, as `program`'s (with its pid when known); at `end`, the
     /// unfinished one too, and how much was dropped past [`LOG_CAP`].
     /// True when the budget ran out before the pipe was empty.
@@ -187,14 +180,7 @@ impl Relay {
     /// Logs how much of `program`'s stderr was dropped, if any, and starts
     /// counting afresh for the next.
     pub fn renew(&mut self, program: &str, pid: Option<u32>) -> io::Result<()> {
-        if self.dropped > 0 {
-            log::warn!(
-                "service {}: {}: {} bytes of stderr dropped",
-                settings().1,
-                who(program, pid),
-                self.dropped
-            );
-        }
+        self.report_dropped(program, pid);
         self.logged = 0;
         self.dropped = 0;
         self.line.clear();
@@ -204,12 +190,25 @@ impl Relay {
         Ok(())
     }
 
+    /// Logs how much of `program`'s stderr was dropped past [`LOG_CAP`], if
+    /// any.
+    fn report_dropped(&self, program: &str, pid: Option<u32>) {
+        if self.dropped > 0 {
+            log::warn!(
+                "service {}: {}: {} bytes of stderr dropped",
+                settings().1,
+                who(program, pid),
+                self.dropped
+            );
+        }
+    }
+
     /// Waits for `child`, logging its stderr lines as they come, at most
-    /// [`READ_BUDGET`] bytes between two looks at whether it ended. Without
+    /// `READ_BUDGET` bytes between two looks at whether it ended. Without
     /// a pidfd (not Linux, or a kernel before 5.3), or if poll(2) fails, it
     /// polls the pipe with a timeout of 100 ms (sleeps, if poll fails) and
     /// looks whether the program ended in between. Once it has, it logs
-    /// what is already in the pipe (one budget) and renews the pipe, before
+    /// what is already in the pipe (one budget) and how much was dropped, before
     /// the worker goes back to accept.
     pub fn wait(&mut self, child: &mut Child, program: &str) -> io::Result<ExitStatus> {
         let pid = child.id();
@@ -252,9 +251,7 @@ impl Relay {
         }
         let status = child.wait();
         self.relay(program, Some(pid), true);
-        if let Err(e) = self.renew(program, Some(pid)) {
-            log::warn!("service {}: stderr pipe: {e}", settings().1);
-        }
+        self.report_dropped(program, Some(pid));
         status
     }
 }
@@ -284,21 +281,6 @@ fn log_line(program: &str, pid: Option<u32>, bytes: &[u8]) {
         Some(pid) => log::info!("service {service}: {program}[{pid}]: {clean}"),
         None => log::info!("service {service}: {program}: {clean}"),
     }
-}
-
-/// Runs `f` with this thread's relay (made now if this is its first
-/// program), or with None when programs keep the daemon's stderr.
-pub fn with_relay<T>(f: impl FnOnce(Option<&mut Relay>) -> io::Result<T>) -> io::Result<T> {
-    if !wanted() {
-        return f(None);
-    }
-    RELAY.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(Relay::new()?);
-        }
-        f(slot.as_mut())
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,119 @@
+//! What one pool is: a [`PoolSpec`], built once and then read by
+//! reference by the master (which forks and supervises its workers), the
+//! worker, and the models' runners.
+//!
+//! A spec is made from the config file (`serve`, at start and at each
+//! reload: one per service and address), from `run`'s flags (which make a
+//! config of one service first, so they take the same path), or by the
+//! library's `Server`. It holds what the pool serves (its [`Job`]), where,
+//! and its service's [`PoolSettings`]: every setting is spelled once, in
+//! `config`, and travels from there to the worker unchanged.
+//!
+//! What does not live here: the sockets and processes of a running pool
+//! (the master's), and what each worker is given besides its spec (its
+//! scoreboard slot and the listener, given by the master at the fork).
+
+use std::rc::Rc;
+
+use crate::config::{PoolSettings, Protocol, ServiceConfig, Sizing};
+use crate::net::ListenAddr;
+use crate::service::{Handler, Service};
+
+/// What a pool's workers serve.
+#[derive(Clone)]
+pub(crate) enum Job<'h> {
+    /// A builtin or a program (the daemon's services): on a TCP or Unix
+    /// socket, each connection; on a UDP socket, each datagram (builtins
+    /// only).
+    Service(Service),
+    /// The library's handler, for each connection.
+    Handler(Rc<dyn Handler + 'h>),
+}
+
+impl Job<'_> {
+    /// What serves a connection.
+    pub(crate) fn handler(&self) -> &dyn Handler {
+        match self {
+            Job::Service(service) => service,
+            Job::Handler(handler) => handler.as_ref(),
+        }
+    }
+
+    /// The builtin or program, when it is one (the thread and event models
+    /// serve only those).
+    pub(crate) fn service(&self) -> Option<&Service> {
+        match self {
+            Job::Service(service) => Some(service),
+            Job::Handler(_) => None,
+        }
+    }
+
+    /// Whether two jobs serve alike: the same builtin or program. A
+    /// library handler is like no other (the library does not reload).
+    fn same_as(&self, other: &Job<'_>) -> bool {
+        matches!((self, other), (Job::Service(a), Job::Service(b)) if a == b)
+    }
+}
+
+/// One pool: a job on an address, with its service's settings.
+#[derive(Clone)]
+pub(crate) struct PoolSpec<'h> {
+    /// The service's name, for logs and the scoreboard.
+    pub name: String,
+    /// Where it listens.
+    pub addr: ListenAddr,
+    /// What its workers serve.
+    pub job: Job<'h>,
+    /// How it runs.
+    pub settings: PoolSettings,
+}
+
+impl PoolSpec<'static> {
+    /// One spec for each address `service` listens on.
+    pub(crate) fn of_service(
+        service: &ServiceConfig,
+    ) -> impl Iterator<Item = PoolSpec<'static>> + '_ {
+        service.listen.iter().map(|addr| PoolSpec {
+            name: service.name.clone(),
+            addr: addr.clone(),
+            job: Job::Service(service.service.clone()),
+            settings: service.pool.clone(),
+        })
+    }
+}
+
+impl PoolSpec<'_> {
+    /// TCP (or a Unix stream socket) or UDP.
+    pub(crate) fn protocol(&self) -> Protocol {
+        self.settings.protocol
+    }
+
+    /// How many processes the master keeps for this pool: the sizing for a
+    /// process pool, the one runner for a single-process model.
+    pub(crate) fn processes(&self) -> usize {
+        if self.settings.model.is_process_pool() {
+            self.settings.sizing.start().max(1)
+        } else {
+            1
+        }
+    }
+
+    /// Whether `other` is this pool with at most another worker count: a
+    /// reload keeps such a pool's workers and only resizes it. The thread
+    /// or process count of a single-process model is its runner's, so a
+    /// new one replaces the runner.
+    pub(crate) fn same_but_size(&self, other: &PoolSpec<'_>) -> bool {
+        let sizeless = |s: &PoolSettings| PoolSettings {
+            sizing: if s.model.is_process_pool() {
+                Sizing::Fixed(0)
+            } else {
+                s.sizing
+            },
+            ..s.clone()
+        };
+        self.name == other.name
+            && self.addr == other.addr
+            && self.job.same_as(&other.job)
+            && sizeless(&self.settings) == sizeless(&other.settings)
+    }
+}
