@@ -1,0 +1,77 @@
+//! Which settings each model takes: the single-process models serve one
+//! way and skip the daemon's per-worker features, `reuseport` needs IP
+//! addresses.
+
+use super::{Model, Protocol, ServiceConfig};
+use crate::net::ListenAddr;
+
+impl ServiceConfig {
+    /// Whether the service's settings fit its model: the single-process
+    /// models take a fixed `workers = N` and none of the per-worker
+    /// features of the daemon's own process pool; `reuseport` needs an IP
+    /// address. Returns what does not fit, in the user's words.
+    pub fn check_model(&self) -> Result<(), String> {
+        let model = self.pool.model;
+        if self.pool.protocol == Protocol::Udp && self.pool.proxy_protocol.is_some() {
+            return Err("proxy_protocol applies to tcp services, not udp".into());
+        }
+        if model == Model::Prefork {
+            return Ok(());
+        }
+        if self.pool.protocol == Protocol::Udp {
+            return Err(format!(
+                "model = \"{model}\" serves tcp; udp services use the prefork model"
+            ));
+        }
+        if model == Model::Reuseport {
+            if self.listen.iter().any(|a| matches!(a, ListenAddr::Unix(_))) {
+                return Err("model = \"reuseport\" needs IP addresses, not unix:".into());
+            }
+            return Ok(());
+        }
+        // These fork from the runner, which off Linux has a thread (the
+        // watch that ends it when the master dies): fork(2) there would
+        // copy a process with threads.
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        if matches!(model, Model::Fork | Model::PreforkPass) {
+            return Err(format!("model = \"{model}\" is available on Linux only"));
+        }
+        if model.is_process_pool() {
+            return Ok(());
+        }
+        if self.pool.sizing.is_adaptive() {
+            return Err(format!(
+                "model = \"{model}\" takes a fixed number of workers (workers = N), not an adaptive pool"
+            ));
+        }
+        let used = self.process_pool_keys();
+        if !used.is_empty() {
+            return Err(format!(
+                "model = \"{model}\" does not support {} (the prefork models do)",
+                used.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// The keys set here that only the process-pool models honour: the
+    /// scoreboard's (`per_source`, `log_connections`), a worker's
+    /// (`max_requests`, `max_memory`), the checks a worker makes after
+    /// accept (`rate`, `only_from`, `no_access`).
+    pub fn process_pool_keys(&self) -> Vec<&'static str> {
+        let keys = [
+            ("max_requests", self.pool.max_requests.is_some()),
+            ("max_memory", self.pool.max_memory.is_some()),
+            ("log_connections", self.pool.log_connections),
+            ("per_source", self.pool.access.per_source.is_some()),
+            ("rate", self.pool.access.rate.is_some()),
+            ("only_from", !self.pool.access.only_from.is_empty()),
+            ("no_access", !self.pool.access.no_access.is_empty()),
+            ("proxy_protocol", self.pool.proxy_protocol.is_some()),
+        ];
+        keys.iter()
+            .filter(|(_, used)| *used)
+            .map(|(key, _)| *key)
+            .collect()
+    }
+}
