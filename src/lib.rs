@@ -125,7 +125,6 @@ pub use service::{Builtin, ExecSpec, Service};
 #[cfg(unix)]
 pub use {
     exit::WorkerExit,
-    master::Phase,
     net::{Connection, Listener},
     server::{Options, Server},
     service::Handler,

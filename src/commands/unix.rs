@@ -11,6 +11,7 @@ use crate::cli::{ConfigArgs, ServeArgs};
 use crate::config::{self, Config, ConfigError, LogTarget};
 use crate::error::Error;
 use crate::master::plan::Plan;
+use crate::master::upgrade::Handoff;
 use crate::master::{Announce, Ended, Master};
 use crate::sys::daemon::{Pidfile, PidfileError};
 
@@ -110,16 +111,15 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
     init_log(args.verbose);
     // Started by an old master's USR2: it passed the pidfile and a pipe to
     // say "ready" on; the sockets come as socket activation's do.
-    let upgrade_from = std::env::var("PREFORKD_UPGRADE_FROM").ok();
-    std::env::remove_var("PREFORKD_UPGRADE_FROM");
-    let inherited_pidfile = crate::sys::daemon::inherited_fd("PREFORKD_PIDFILE_FD");
-    let inherited_pidfile_path = std::env::var_os("PREFORKD_PIDFILE").map(PathBuf::from);
-    std::env::remove_var("PREFORKD_PIDFILE");
-    let ready_pipe = crate::sys::daemon::inherited_fd("PREFORKD_READY_FD");
-    let foreground = args.foreground || upgrade_from.is_some();
+    let handoff = Handoff::take_from_env();
+    let upgrading = handoff.is_some();
+    let foreground = args.foreground || upgrading;
     // A master started by an upgrade of a detached one logs as that did.
-    let detached = !foreground || std::env::var_os("PREFORKD_DETACHED").is_some();
-    std::env::remove_var("PREFORKD_DETACHED");
+    let detached = !foreground || handoff.as_ref().is_some_and(|h| h.detached);
+    let (inherited_pidfile, ready_pipe) = match handoff {
+        Some(h) => (h.pidfile, h.ready),
+        None => (None, None),
+    };
 
     // Absolute paths: a detached daemon runs in /, and reloads later.
     let source = Source::of(&args.config).absolute();
@@ -139,8 +139,8 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
 
     // A second instance is told at the terminal, before it tries to bind
     // the addresses the first one holds.
+    let (inherited_pidfile, inherited_pidfile_path) = inherited_pidfile.unzip();
     let pidfile_path = inherited_pidfile_path
-        .clone()
         .or(args.pidfile.as_deref().map(absolute))
         .or(config.daemon.pidfile.clone())
         .or_else(|| (!foreground).then(|| PathBuf::from(DEFAULT_PIDFILE)));
@@ -172,7 +172,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
     };
 
     let mut plan = Plan::from_config(&config);
-    plan.take_over_control = upgrade_from.is_some();
+    plan.take_over_control = upgrading;
     let config_path = source.absolute_path();
     let reloader = Box::new(move || {
         source
@@ -183,7 +183,6 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
                 read => vec![read.to_string()],
             })
     });
-    let upgrading = upgrade_from.is_some();
     let mut master = match Master::new(vec![], plan, Some(reloader), Announce::WithService) {
         Ok(m) => m,
         Err(e) => {

@@ -16,16 +16,18 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::poll::PollFlags;
 
 use serde::Serialize;
 
-use super::{Master, Phase, PoolRun};
+use super::{Ended, Master, Phase, PoolRun};
+use crate::error::Error;
 use crate::net::{Connection, ListenAddr, Listener};
 use crate::scoreboard::State;
+use crate::sys;
 
 /// Binds the control socket at `path`, non-blocking, its file born with
 /// mode 0600 (never connectable by anyone else, not even for an instant).
@@ -34,6 +36,52 @@ pub(super) fn bind(path: &Path) -> std::io::Result<Listener> {
         Listener::bind_with_access(&ListenAddr::Unix(path.to_path_buf()), 16, Some(0o600), None)?;
     socket2::SockRef::from(&listener).set_nonblocking(true)?;
     Ok(listener)
+}
+
+/// The control socket, if there is one, and the clients being served.
+#[derive(Default)]
+pub(super) struct Control {
+    pub listener: Option<Listener>,
+    pub clients: Vec<Client>,
+    /// Where it is (`serve` only), to bind it again after a failed upgrade.
+    pub path: Option<PathBuf>,
+}
+
+impl Control {
+    /// The control socket at `path`, bound: an old master's is replaced
+    /// when `take_over` (a binary upgrade). A path in use by another
+    /// daemon is an error; any other failure leaves the master without a
+    /// control socket, with a warning.
+    pub(super) fn bind(path: PathBuf, take_over: bool) -> Result<Control, Error> {
+        let bound = match bind(&path) {
+            Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) && take_over => {
+                Listener::remove_our_socket(&path).and_then(|()| bind(&path))
+            }
+            other => other,
+        };
+        let listener = match bound {
+            Ok(listener) => Some(listener),
+            Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {
+                return Err(Error::Bind {
+                    addr: path.display().to_string(),
+                    source: e,
+                });
+            }
+            Err(e) => {
+                log::warn!(
+                    "W0040 cannot create the control socket {}: {}; status, reload and stop will not work (SIGHUP and SIGTERM will)",
+                    path.display(),
+                    sys::fd::describe(&e)
+                );
+                None
+            }
+        };
+        Ok(Control {
+            listener,
+            clients: Vec::new(),
+            path: Some(path),
+        })
+    }
 }
 
 /// How long a control client has for its whole exchange: to send its
@@ -148,7 +196,9 @@ impl Master<'_> {
     /// each has sent already.
     pub(super) fn accept_control(&mut self, now: Instant) {
         loop {
-            let Some(control) = &self.control else { return };
+            let Some(control) = &self.control.listener else {
+                return;
+            };
             let conn = match control.accept() {
                 Ok(conn) => conn,
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return,
@@ -157,29 +207,29 @@ impl Master<'_> {
                     return;
                 }
             };
-            if self.control_clients.len() >= MAX_CLIENTS || conn.set_nonblocking(true).is_err() {
+            if self.control.clients.len() >= MAX_CLIENTS || conn.set_nonblocking(true).is_err() {
                 log::debug!("control socket: {MAX_CLIENTS} clients already; one more closed");
                 continue;
             }
-            self.control_clients.push(Client {
+            self.control.clients.push(Client {
                 conn,
                 deadline: now + DEADLINE,
                 request: Vec::new(),
                 answer: None,
             });
-            self.serve_control(self.control_clients.len() - 1);
+            self.serve_control(self.control.clients.len() - 1);
         }
     }
 
     /// Serves control clients whose sockets are ready (`ready[i]` for the
     /// `i`-th), and closes those past their deadline.
     pub(super) fn serve_controls(&mut self, ready: &[bool], now: Instant) {
-        for i in (0..self.control_clients.len().min(ready.len())).rev() {
+        for i in (0..self.control.clients.len().min(ready.len())).rev() {
             if ready[i] {
                 self.serve_control(i);
             }
         }
-        self.control_clients.retain(|c| {
+        self.control.clients.retain(|c| {
             let keep = now < c.deadline;
             if !keep {
                 log::debug!("control socket: a client past its {DEADLINE:?} deadline; closed");
@@ -191,13 +241,13 @@ impl Master<'_> {
     /// Reads client `i`'s request if it is there, answers it, and sends
     /// what the socket takes; the client is closed once done.
     fn serve_control(&mut self, i: usize) {
-        let client = &mut self.control_clients[i];
+        let client = &mut self.control.clients[i];
         if client.answer.is_none() {
             let request = match client.read() {
                 Ok(None) => return,
                 Ok(Some(request)) => request,
                 Err(()) => {
-                    self.control_clients.remove(i);
+                    self.control.clients.remove(i);
                     return;
                 }
             };
@@ -211,7 +261,7 @@ impl Master<'_> {
                     Err(why) => format!("error: {why}\n"),
                 },
                 "stop" => {
-                    let mut client = self.control_clients.remove(i);
+                    let mut client = self.control.clients.remove(i);
                     client.answer = Some((b"ok: stopping gracefully\n".to_vec(), 0));
                     client.write();
                     drop(client);
@@ -222,11 +272,11 @@ impl Master<'_> {
                     "error: unknown request '{other}' (status, status json, reload, stop)\n"
                 ),
             };
-            let client = &mut self.control_clients[i];
+            let client = &mut self.control.clients[i];
             client.answer = Some((answer.into_bytes(), 0));
         }
-        if self.control_clients[i].write() {
-            self.control_clients.remove(i);
+        if self.control.clients[i].write() {
+            self.control.clients.remove(i);
         }
     }
 
@@ -236,9 +286,14 @@ impl Master<'_> {
         let phase = match self.phase {
             Phase::Starting => "starting",
             Phase::Running => "running",
+            Phase::Upgrading(_) => "upgrading",
+            Phase::Draining {
+                then: Ended::HandedOver,
+                ..
+            } => "handing over",
             Phase::Draining { .. } => "stopping",
             Phase::Killing => "killing",
-            Phase::Stopped => "stopped",
+            Phase::Stopped(_) => "stopped",
         };
         Status {
             master: self.pid.as_raw() as u32,

@@ -174,7 +174,7 @@ impl Master<'_> {
         // 3. ...then the old ones leave.
         self.signal_workers(|r| r.retiring.is_some(), Signal::SIGTERM);
         if retired > 0 {
-            self.next_nudge = Some(sys::time::after(now, NUDGE_EVERY));
+            self.leaving.next_nudge = Some(sys::time::after(now, NUDGE_EVERY));
         }
 
         // 4. Sockets no live pool uses.

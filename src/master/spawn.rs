@@ -1,4 +1,5 @@
-//! Forking a pool's workers, adding a pool, and whether a pool can be
+//! Workers come and go: forking a pool's workers, reaping them and
+//! judging how they ended, adding a pool, and whether a pool can be
 //! started at all. How its socket is bound is the model's business
 //! (`crate::models::socket`); the rest of the master's loop is in `mod.rs`.
 
@@ -6,14 +7,14 @@ use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::pool::Pool;
+use super::pool::{self, Pool, Verdict};
 use super::{plan, signals, watch, Master, PoolRun};
 use crate::config::Protocol;
 use crate::error::Error;
 use crate::models::accept::PoolShared;
 use crate::spec::PoolSpec;
 use crate::sys;
-use crate::sys::process::{Fork, ForkError};
+use crate::sys::process::{ChildExit, Fork, ForkError, Pid};
 use crate::worker::{Seat, Worker};
 
 impl<'a> Master<'a> {
@@ -80,6 +81,64 @@ impl<'a> Master<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Reaps every child that has ended.
+    pub(super) fn reap(&mut self) {
+        loop {
+            match sys::process::reap_any() {
+                Ok(Some((pid, exit))) => self.worker_exited(pid, exit),
+                Ok(None) => return,
+                Err(e) => {
+                    log::error!("M0006 waitpid: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(super) fn worker_exited(&mut self, pid: Pid, exit: ChildExit) {
+        let now = Instant::now();
+        let serving = self.phase.is_serving();
+        let Some((run, (verdict, slot))) = self.pools.iter_mut().find_map(|r| {
+            let served = self.board.slot(r.pool.slot_of(pid)?).served();
+            r.pool.exited(pid, exit, now, served).map(|v| (r, v))
+        }) else {
+            if !self.upgrade_child_exited(pid, exit) {
+                log::debug!("reaped unknown child {pid}: {exit}");
+            }
+            return;
+        };
+        run.served_by_gone += self.board.slot(slot).served();
+        self.board.release(slot);
+        run.watch.forget(pid);
+        self.leaving.retired.remove(&pid);
+        let service = &run.plan.name;
+        if !serving || run.retiring.is_some() {
+            log::debug!("service {service}: worker {pid} left ({exit})");
+            return;
+        }
+        match verdict {
+            Verdict::Normal if exit == ChildExit::Exited(0) => {
+                log::debug!("service {service}: worker {pid} exited")
+            }
+            Verdict::Normal => {
+                log::warn!("W0001 service {service}: worker {pid} died ({exit}); replacing it")
+            }
+            Verdict::Failure { in_a_row, retry_in } => log::warn!(
+                "W0002 service {service}: worker {pid} died young ({exit}), {in_a_row} in a row; next fork in {} ms{}",
+                retry_in.as_millis(),
+                if retry_in >= pool::MAX_BACKOFF {
+                    " (forking at most once a second until a worker survives)"
+                } else {
+                    ""
+                }
+            ),
+            Verdict::Fatal if run.pool.len() == 0 => log::error!(
+                "W0003 service {service}: workers cannot start ({exit}); service stopped, not respawning"
+            ),
+            Verdict::Fatal => log::debug!("service {service}: worker {pid} cannot start ({exit})"),
+        }
     }
 
     /// fork(2) failed for pool `i`: the pool backs off; one line when the

@@ -17,15 +17,64 @@
 //! master says why and goes on serving as if nothing happened.
 
 use std::ffi::OsString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
 
-use super::{Master, Phase, NUDGE_EVERY};
+use super::{Ended, Master, Phase, NUDGE_EVERY};
 use crate::sys;
 use crate::sys::process::{ChildExit, Fork, Pid};
+
+/// The variables an old master sets for the new one, beside socket
+/// activation's `LISTEN_*`; spelled here only.
+const UPGRADE_FROM: &str = "PREFORKD_UPGRADE_FROM";
+const PIDFILE_FD: &str = "PREFORKD_PIDFILE_FD";
+const PIDFILE: &str = "PREFORKD_PIDFILE";
+const READY_FD: &str = "PREFORKD_READY_FD";
+const DETACHED: &str = "PREFORKD_DETACHED";
+
+/// What an old master handed to this one, which it started on USR2: read
+/// from the environment once, at startup, and taken out of it, so that no
+/// program a worker runs sees it.
+pub(crate) struct Handoff {
+    /// The pidfile, locked: it names the old master until this one is
+    /// ready.
+    pub pidfile: Option<(OwnedFd, PathBuf)>,
+    /// Where to say `ready` to the old master.
+    pub ready: Option<OwnedFd>,
+    /// The old master had detached: this one logs as a detached one does.
+    pub detached: bool,
+}
+
+impl Handoff {
+    /// The handoff, if an old master started this process.
+    pub(crate) fn take_from_env() -> Option<Handoff> {
+        let from = std::env::var_os(UPGRADE_FROM);
+        std::env::remove_var(UPGRADE_FROM);
+        let pidfile_fd = sys::daemon::inherited_fd(PIDFILE_FD);
+        let pidfile = std::env::var_os(PIDFILE).map(PathBuf::from);
+        std::env::remove_var(PIDFILE);
+        let ready = sys::daemon::inherited_fd(READY_FD);
+        let detached = std::env::var_os(DETACHED).is_some();
+        std::env::remove_var(DETACHED);
+        from.map(|_| Handoff {
+            pidfile: pidfile_fd.zip(pidfile),
+            ready,
+            detached,
+        })
+    }
+}
+
+/// How this master, started by an upgrade, tells the old one it is ready.
+#[derive(Debug)]
+pub(crate) struct ReadyReport {
+    /// The pipe to write `ready` on.
+    pub pipe: OwnedFd,
+    /// The pidfile to write our pid into first.
+    pub pidfile: Option<RawFd>,
+}
 
 /// How to start the new master.
 #[derive(Debug, Clone)]
@@ -41,7 +90,8 @@ pub(crate) struct Upgrader {
     pub detached: bool,
 }
 
-/// An upgrade under way.
+/// An upgrade under way: the new master, the pipe it says `ready` on, and
+/// when it is given up.
 #[derive(Debug)]
 pub(crate) struct InProgress {
     pub child: Pid,
@@ -56,7 +106,7 @@ impl Master<'_> {
             log::warn!("M0005 USR2: binary upgrade needs `preforkd serve`; ignored");
             return;
         };
-        if self.upgrading.is_some() || self.phase != Phase::Running {
+        if !matches!(self.phase, Phase::Running) {
             log::warn!(
                 "M0040 USR2: an upgrade is under way already, or the master is stopping; ignored"
             );
@@ -115,26 +165,20 @@ impl Master<'_> {
                                 ));
                             }
                             if upgrader.detached {
-                                env.push(("PREFORKD_DETACHED".into(), "1".into()));
+                                env.push((DETACHED.into(), "1".into()));
                             }
                             env.push(("LISTEN_FDS".into(), OsString::from(sockets.to_string())));
                             env.push(("LISTEN_FDNAMES".into(), OsString::from(names.join(":"))));
-                            env.push((
-                                "PREFORKD_UPGRADE_FROM".into(),
-                                OsString::from(self.pid.to_string()),
-                            ));
+                            env.push((UPGRADE_FROM.into(), OsString::from(self.pid.to_string())));
                             if let Some((path, _)) = &upgrader.pidfile {
                                 env.push((
-                                    "PREFORKD_PIDFILE_FD".into(),
+                                    PIDFILE_FD.into(),
                                     OsString::from(placed[sockets].to_string()),
                                 ));
-                                env.push((
-                                    "PREFORKD_PIDFILE".into(),
-                                    path.clone().into_os_string(),
-                                ));
+                                env.push((PIDFILE.into(), path.clone().into_os_string()));
                             }
                             env.push((
-                                "PREFORKD_READY_FD".into(),
+                                READY_FD.into(),
                                 OsString::from(placed[placed.len() - 1].to_string()),
                             ));
                             sys::daemon::exec(&upgrader.exe, &upgrader.args, &env)
@@ -156,7 +200,7 @@ impl Master<'_> {
                     "M0041 USR2: upgrading: new master {child} ({})",
                     upgrader.exe.display()
                 );
-                self.upgrading = Some(InProgress {
+                self.phase = Phase::Upgrading(InProgress {
                     child,
                     ready: ready_read,
                     deadline: sys::time::after(Instant::now(), self.graceful_timeout),
@@ -168,7 +212,9 @@ impl Master<'_> {
 
     /// The new master wrote on its pipe, or closed it.
     pub(super) fn upgrade_progress(&mut self) {
-        let Some(up) = &self.upgrading else { return };
+        let Phase::Upgrading(up) = &self.phase else {
+            return;
+        };
         let mut buf = [0u8; 16];
         let n = nix::unistd::read(up.ready.as_raw_fd(), &mut buf).unwrap_or(0);
         if buf[..n].starts_with(b"ready") {
@@ -181,8 +227,8 @@ impl Master<'_> {
     /// The new master, our child, exited: before it was ready, the upgrade
     /// failed. Returns whether `pid` was it.
     pub(super) fn upgrade_child_exited(&mut self, pid: Pid, exit: ChildExit) -> bool {
-        match &self.upgrading {
-            Some(up) if up.child == pid => {
+        match &self.phase {
+            Phase::Upgrading(up) if up.child == pid => {
                 self.upgrade_failed(&format!("the new master exited ({exit})"));
                 true
             }
@@ -192,22 +238,49 @@ impl Master<'_> {
 
     /// Gives up an upgrade that is not ready in time.
     pub(super) fn upgrade_timers(&mut self, now: Instant) {
-        if self.upgrading.as_ref().is_some_and(|up| now >= up.deadline) {
+        if matches!(&self.phase, Phase::Upgrading(up) if now >= up.deadline) {
             self.upgrade_failed("the new master was not ready within the graceful timeout");
         }
     }
 
+    /// Ends the upgrade under way, if there is one: back to running.
+    fn take_upgrade(&mut self) -> Option<InProgress> {
+        match std::mem::replace(&mut self.phase, Phase::Running) {
+            Phase::Upgrading(up) => Some(up),
+            other => {
+                self.phase = other;
+                None
+            }
+        }
+    }
+
+    /// A stop while a new master is getting ready: it is killed, since the
+    /// sockets it would take are being shut down.
+    pub(super) fn cancel_upgrade(&mut self) {
+        if let Some(up) = self.take_upgrade() {
+            sys::process::kill(up.child, Signal::SIGKILL);
+            log::error!(
+                "M0042 upgrade abandoned: the master is stopping; new master {} killed",
+                up.child
+            );
+        }
+    }
+
     fn upgrade_failed(&mut self, why: &str) {
-        if let Some(up) = self.upgrading.take() {
+        if let Some(up) = self.take_upgrade() {
             sys::process::kill(up.child, Signal::SIGKILL);
             // The new master may have taken over the control socket's path
             // before it failed: bind it again (before the log line, so that
             // whoever reads it can talk to us). Ours, still there, is kept.
-            let ours = self.control.as_ref().is_some_and(|l| l.owns_socket_file());
-            if let (Some(path), false) = (self.control_path.clone(), ours) {
-                self.control = None;
+            let ours = self
+                .control
+                .listener
+                .as_ref()
+                .is_some_and(|l| l.owns_socket_file());
+            if let (Some(path), false) = (self.control.path.clone(), ours) {
+                self.control.listener = None;
                 match super::control::bind(&path) {
-                    Ok(l) => self.control = Some(l),
+                    Ok(l) => self.control.listener = Some(l),
                     Err(e) => log::warn!(
                         "W0040 cannot create the control socket {} again: {}",
                         path.display(),
@@ -221,7 +294,7 @@ impl Master<'_> {
 
     /// The new master is ready: drain, leaving the sockets to it.
     fn hand_over(&mut self) {
-        let Some(up) = self.upgrading.take() else {
+        let Some(up) = self.take_upgrade() else {
             return;
         };
         log::info!(
@@ -229,12 +302,17 @@ impl Master<'_> {
             up.child
         );
         self.notify(&format!("MAINPID={}", up.child));
-        self.handed_over = true;
+        // The sockets are the new master's now: a fast stop of this one
+        // must not shut them down either.
+        for listener in self.sockets.values() {
+            listener.set_managed(true);
+        }
         self.signal_workers(|_| true, Signal::SIGTERM);
         let now = Instant::now();
-        self.next_nudge = Some(sys::time::after(now, NUDGE_EVERY));
+        self.leaving.next_nudge = Some(sys::time::after(now, NUDGE_EVERY));
         self.set_phase(Phase::Draining {
             deadline: sys::time::after(now, self.graceful_timeout),
+            then: Ended::HandedOver,
         });
     }
 }

@@ -171,3 +171,69 @@ fn five_upgrades_under_load_lose_nothing_and_a_broken_binary_changes_nothing() {
     );
     assert!(!pidfile.exists(), "the pidfile is left behind");
 }
+
+/// A stop while the new master is not ready yet: the sockets it would take
+/// are being shut down, so it is killed, and the old master stops as
+/// asked, without leaving it behind.
+#[test]
+fn a_stop_during_an_upgrade_kills_the_new_master_that_is_not_ready() {
+    let dir = TempDir::new("upgrade-stop");
+    let bin = binary_for_nobody(&dir);
+    let config = dir.path().join("preforkd.toml");
+    std::fs::write(
+        &config,
+        with_control(&dir, "[[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\n"),
+    )
+    .unwrap();
+    let mut d = Daemon::start_with(
+        std::process::Command::new(&bin).args([
+            "serve",
+            "--foreground",
+            "-c",
+            config.to_str().unwrap(),
+        ]),
+        &["serve (upgrade stop test)"],
+    );
+    // A "new binary" that never says ready.
+    replace(&bin, b"#!/bin/sh\nexec sleep 60\n");
+    kill(d.pid(), libc::SIGUSR2);
+    assert!(
+        d.wait_for_log(
+            "M0041 USR2: upgrading: new master ",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        d.report()
+    );
+    let stderr = d.stderr();
+    let new_master: u32 = stderr
+        .split("upgrading: new master ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in the M0041 line\n{stderr}"));
+    let _cleanup = KillOnDrop(new_master);
+    kill(d.pid(), libc::SIGTERM);
+    let status = d.wait_exit_within(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{}", d.report());
+    assert!(
+        d.stderr()
+            .contains("M0042 upgrade abandoned: the master is stopping"),
+        "{}",
+        d.report()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || is_gone(new_master)),
+        "the new master {new_master} outlived the old one\n{}",
+        d.report()
+    );
+}
+
+/// SIGKILL to a process the test made, whatever happens to the test.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill(self.0, libc::SIGKILL);
+    }
+}
