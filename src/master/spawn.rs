@@ -3,6 +3,7 @@
 //! started at all. How its socket is bound is the model's business
 //! (`crate::models::socket`); the rest of the master's loop is in `mod.rs`.
 
+use std::io;
 use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::time::Instant;
@@ -85,14 +86,21 @@ impl<'a> Master<'a> {
 
     /// Reaps every child that has ended.
     pub(super) fn reap(&mut self) {
-        loop {
-            match sys::process::reap_any() {
-                Ok(Some((pid, exit))) => self.worker_exited(pid, exit),
-                Ok(None) => return,
-                Err(e) => {
-                    log::error!("M0006 waitpid: {e}");
-                    return;
-                }
+        while self.reap_one(sys::process::reap_any) {}
+    }
+
+    /// Reaps one child with `wait` (which may block or not): whether one
+    /// was reaped.
+    pub(super) fn reap_one(&mut self, wait: fn() -> io::Result<Option<(Pid, ChildExit)>>) -> bool {
+        match wait() {
+            Ok(Some((pid, exit))) => {
+                self.worker_exited(pid, exit);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                log::error!("M0006 waitpid: {e}");
+                false
             }
         }
     }

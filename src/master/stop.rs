@@ -33,12 +33,18 @@ impl Master<'_> {
         for listener in self.sockets.values() {
             listener.shut_down();
         }
+        self.drain(Ended::Stopped);
+    }
+
+    /// Tells every worker to leave after its connection, and waits for
+    /// them until the graceful timeout; then the life ends as `then`.
+    pub(super) fn drain(&mut self, then: Ended) {
         self.signal_workers(|_| true, Signal::SIGTERM);
         let now = Instant::now();
         self.leaving.next_nudge = Some(sys::time::after(now, NUDGE_EVERY));
         self.set_phase(Phase::Draining {
             deadline: sys::time::after(now, self.graceful_timeout),
-            then: Ended::Stopped,
+            then,
         });
     }
 
@@ -56,16 +62,9 @@ impl Master<'_> {
             listener.shut_down();
         }
         self.kill_where(|_| true);
-        while self.pools.iter().any(|r| r.pool.len() > 0) {
-            match sys::process::reap_blocking() {
-                Ok(Some((pid, exit))) => self.worker_exited(pid, exit),
-                Ok(None) => break,
-                Err(e) => {
-                    log::error!("M0006 waitpid: {e}");
-                    break;
-                }
-            }
-        }
+        while self.pools.iter().any(|r| r.pool.len() > 0)
+            && self.reap_one(sys::process::reap_blocking)
+        {}
         self.set_phase(Phase::Stopped(then));
     }
 

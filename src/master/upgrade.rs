@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use nix::sys::signal::Signal;
 
-use super::{Ended, Master, Phase, NUDGE_EVERY};
+use super::{Ended, Master, Phase};
 use crate::sys;
 use crate::sys::process::{ChildExit, Fork, Pid};
 
@@ -307,12 +307,6 @@ impl Master<'_> {
         for listener in self.sockets.values() {
             listener.set_managed(true);
         }
-        self.signal_workers(|_| true, Signal::SIGTERM);
-        let now = Instant::now();
-        self.leaving.next_nudge = Some(sys::time::after(now, NUDGE_EVERY));
-        self.set_phase(Phase::Draining {
-            deadline: sys::time::after(now, self.graceful_timeout),
-            then: Ended::HandedOver,
-        });
+        self.drain(Ended::HandedOver);
     }
 }
