@@ -1,7 +1,7 @@
 //! Where things are when nothing says otherwise: the config file's path,
 //! the embedded default `serve` runs without one, the control socket.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where `serve` and `check` look without `-c`.
 pub const DEFAULT_PATH: &str = "/etc/preforkd/preforkd.toml";
@@ -62,9 +62,9 @@ pub fn default_control() -> PathBuf {
     #[cfg(unix)]
     if crate::sys::privs::current_ids().0 != 0 {
         if let Some(dir) =
-            std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_absolute())
+            std::env::var_os("XDG_RUNTIME_DIR").filter(|d| std::path::Path::new(d).is_absolute())
         {
-            return Path::new(&dir).join("preforkd.sock");
+            return PathBuf::from(dir).join("preforkd.sock");
         }
     }
     PathBuf::from(DEFAULT_CONTROL)

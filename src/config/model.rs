@@ -1,6 +1,6 @@
 //! The names of the server designs a service can run with (`model =`,
 //! `--model`): what the config and the command line read. The designs
-//! themselves are in `crate::models`, which sits above the config.
+//! themselves are in the `models` module, which sits above the config.
 
 use std::fmt;
 use std::str::FromStr;

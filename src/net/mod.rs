@@ -3,7 +3,7 @@
 //!
 //! This module opens and accepts; it does not fork, supervise or serve.
 //! Binding and accepting (`listen`) are Unix; on Windows the thread pool
-//! binds std's own listener (`crate::fallback`).
+//! binds std's own listener.
 
 pub mod acl;
 mod addr;
