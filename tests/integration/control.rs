@@ -1,7 +1,6 @@
 //! `preforkd status`, `reload` and `stop` through the control socket
 //! (issue #4, acceptance 5).
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::util::*;
@@ -153,12 +152,8 @@ fn an_unprivileged_user_gets_permission_denied_from_the_control_socket() {
     let config = dir.path().join("preforkd.toml");
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
     let copy = binary_for_nobody(&dir);
-    let out = run_command_to_exit(
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&copy)
-            .args(["status", "-c", config.to_str().unwrap()]),
-    );
+    let out =
+        run_command_to_exit(as_uid_65534(&copy).args(["status", "-c", config.to_str().unwrap()]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

@@ -1,27 +1,15 @@
 //! `serve` as a daemon: detaching, the pidfile, syslog (issue #5).
 
 use std::os::unix::net::UnixDatagram;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::util::*;
 
-/// Runs `preforkd ARGS` and waits (10 s at most) for it to exit.
+/// Runs `preforkd ARGS` and waits (10 s at most) for it to exit; what it
+/// starts may outlive it (unlike [`run_to_exit`]).
 fn run_detaching(args: &[&str]) -> std::process::Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let exited = wait_until(Duration::from_secs(10), || {
-        child.try_wait().ok().flatten().is_some()
-    });
-    if !exited {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().unwrap();
+    let (out, exited) = output_within(Command::new(BIN).args(args), Duration::from_secs(10), || {});
     assert!(exited, "serve did not return: {out:?}");
     out
 }
@@ -99,16 +87,10 @@ fn serve_detaches_writes_its_pidfile_and_refuses_a_second_instance() {
     drop(c);
 
     // Its log goes to syslog, RFC 3164: <PRI>Mmm dd hh:mm:ss preforkd[PID]: ...
-    let mut buf = [0u8; 2048];
     let mut lines = Vec::new();
-    while let Ok(n) = syslog.recv(&mut buf) {
-        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
-        let running = line.contains("running with");
-        lines.push(line);
-        if running {
-            break;
-        }
-    }
+    receive_until(&syslog, &mut lines, Duration::from_secs(10), |lines| {
+        lines.iter().any(|l| l.contains("running with"))
+    });
     let running = lines
         .iter()
         .find(|l| l.contains("running with"))
@@ -175,28 +157,19 @@ fn a_stale_pidfile_is_taken_over() {
 /// Reads notifications until one contains `want` (5 s at most), skipping
 /// watchdog pings; returns it.
 fn next_notification(socket: &UnixDatagram, want: &str) -> String {
-    let mut buf = [0u8; 4096];
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while std::time::Instant::now() < deadline {
-        if let Ok(n) = socket.recv(&mut buf) {
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if msg.lines().any(|l| l == want) {
-                return msg;
-            }
-        }
-    }
-    panic!("no {want} notification within 5 s");
+    let mut got = Vec::new();
+    let found = receive_until(socket, &mut got, Duration::from_secs(5), |got| {
+        got.last().is_some_and(|msg| msg.lines().any(|l| l == want))
+    });
+    assert!(found, "no {want} notification within 5 s");
+    got.pop().unwrap()
 }
 
 // Issue #5, acceptance 3.
 #[test]
 fn systemd_notifications_ready_reloading_stopping_and_watchdog() {
     let dir = TempDir::new("notify");
-    let notify_path = dir.path().join("notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    notify
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    let (notify_path, notify) = datagram_socket(&dir, "notify.sock", Duration::from_millis(200));
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,
@@ -271,33 +244,13 @@ fn socket_activation_serves_on_the_passed_socket_without_binding() {
     let dir = TempDir::new("activation");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    // Let the shell below inherit it, as systemd passes its sockets.
-    nix::fcntl::fcntl(
-        listener.as_raw_fd(),
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-    )
-    .unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,
         with_control(&dir, &format!("[[service]]\nname = \"e\"\nlisten = [\"{addr}\"]\nbuiltin = \"echo\"\nworkers = 2\n")),
     )
     .unwrap();
-    // $$ is the shell's pid, which exec keeps: LISTEN_PID names preforkd.
-    let script = format!(
-        "LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=e exec \"$0\" serve --foreground -c {} 3<&{}",
-        config.display(),
-        listener.as_raw_fd()
-    );
-    let d = Daemon::start_with(
-        Command::new("/bin/sh").args(["-c", &script, BIN]),
-        &["serve (LISTEN_FDS=1)"],
-    );
-    nix::fcntl::fcntl(
-        listener.as_raw_fd(),
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )
-    .unwrap();
+    let d = Daemon::start_activated(&listener, "e", &config, false);
     assert!(
         d.stderr().contains("passed by the service manager"),
         "{}",
@@ -329,11 +282,7 @@ fn socket_activation_serves_on_the_passed_socket_without_binding() {
 #[test]
 fn one_syslog_line_per_served_refused_and_failed_connection() {
     let dir = TempDir::new("connlog");
-    let syslog_path = dir.path().join("log.sock");
-    let syslog = UnixDatagram::bind(&syslog_path).unwrap();
-    syslog
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
+    let (syslog_path, syslog) = syslog_in(&dir, Duration::from_millis(500));
     let script = dir.script(
         "svc.sh",
         "#!/bin/sh\nread line\necho \"got $line\"\nexit 4\n",
@@ -362,16 +311,8 @@ fn one_syslog_line_per_served_refused_and_failed_connection() {
     drop(c);
     // Refused: 127.0.0.2 is not in only_from.
     let e_addr: std::net::SocketAddr = d.address_of("e", "tcp").parse().unwrap();
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(
-        &"127.0.0.2:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
-    s.connect(&e_addr.into()).unwrap();
-    let refused_client = s.local_addr().unwrap().as_socket().unwrap().to_string();
+    let s = connect_from("127.0.0.2", e_addr);
+    let refused_client = s.local_addr().unwrap().to_string();
     // An exec'd program that exits 4, then one that cannot be run.
     let mut x = d.connect_to(&d.address_of("x", "tcp"));
     std::io::Write::write_all(&mut x, b"hi\n").unwrap();
@@ -383,19 +324,13 @@ fn one_syslog_line_per_served_refused_and_failed_connection() {
     let _ = std::io::Read::read_to_string(&mut y, &mut out);
 
     let mut lines = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while std::time::Instant::now() < deadline
-        && lines
+    receive_until(&syslog, &mut lines, Duration::from_secs(5), |lines| {
+        lines
             .iter()
-            .filter(|l: &&String| l.contains("C000") || l.contains("W0030"))
+            .filter(|l| l.contains("C000") || l.contains("W0030"))
             .count()
-            < 4
-    {
-        if let Ok(n) = syslog.recv(&mut buf) {
-            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    }
+            >= 4
+    });
     let find = |what: &str| {
         lines
             .iter()

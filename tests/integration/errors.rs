@@ -2,7 +2,6 @@
 //! nothing left running.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
 use crate::util::*;
 
@@ -54,12 +53,7 @@ fn permission_denied_on_a_low_port() {
         // nobody can reach whatever the permissions of the checkout are.
         let dir = TempDir::new("lowport");
         let copy = binary_for_nobody(&dir);
-        run_command_to_exit(
-            Command::new("setpriv")
-                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-                .arg(&copy)
-                .args(args),
-        )
+        run_command_to_exit(as_uid_65534(&copy).args(args))
     } else {
         run_to_exit(&args)
     };

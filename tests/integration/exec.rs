@@ -1,66 +1,13 @@
 //! Exec services: the connection on stdin/stdout, nothing else open, and
 //! the UCSPI variables of tcpserver.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::time::Duration;
 
 use crate::util::*;
 
-/// A script that prints its UCSPI variables, then lists its descriptors
-/// with ls, which it execs (so the shell's own script descriptor is gone).
-pub(crate) const REPORT_SCRIPT: &str = "#!/bin/sh\n\
-    for v in PROTO TCPREMOTEIP TCPREMOTEPORT TCPLOCALIP TCPLOCALPORT IPCLOCALPATH; do\n\
-      eval \"printf '%s=%s\\n' $v \\\"\\${$v-unset}\\\"\"\n\
-    done\n\
-    exec ls -l /proc/self/fd\n";
-
-pub(crate) fn parse_report(out: &str) -> (BTreeMap<String, String>, Vec<(u32, String)>) {
-    let mut env = BTreeMap::new();
-    let mut fds = Vec::new();
-    for line in out.lines() {
-        if let Some((k, v)) = line.split_once('=') {
-            if !line.contains(" -> ") {
-                env.insert(k.to_string(), v.to_string());
-                continue;
-            }
-        }
-        // ls -l: "lrwx------ 1 root root 64 ... 0 -> socket:[123]"
-        if let Some((left, target)) = line.split_once(" -> ") {
-            if let Some(fd) = left.split_whitespace().last().and_then(|f| f.parse().ok()) {
-                fds.push((fd, target.to_string()));
-            }
-        }
-    }
-    (env, fds)
-}
-
-pub(crate) fn check_fds(fds: &[(u32, String)], report: &str) {
-    let numbers: Vec<u32> = fds.iter().map(|(n, _)| *n).collect();
-    assert!(numbers.starts_with(&[0, 1]), "fds {fds:?}\n{report}");
-    for (n, target) in fds {
-        match n {
-            0 | 1 => assert!(
-                target.starts_with("socket:"),
-                "fd {n} is {target}\n{report}"
-            ),
-            2 => {}
-            // ls's own descriptor for the directory it lists.
-            _ => assert!(
-                target.starts_with("/proc/") && target.ends_with("/fd"),
-                "descriptor {n} -> {target} leaked into the program\n{report}"
-            ),
-        }
-    }
-    assert!(
-        numbers.iter().filter(|&&n| n > 2).count() <= 1,
-        "fds {fds:?}\n{report}"
-    );
-}
-
 fn exchange(d: &Daemon, target: std::net::SocketAddr) -> (String, u16) {
-    let mut c = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5)).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut c = connect_within_5s(&target).unwrap();
     let port = c.local_addr().unwrap().port();
     let mut out = String::new();
     c.read_to_string(&mut out)

@@ -3,7 +3,6 @@
 
 use std::io::Read;
 use std::process::Command;
-use std::time::Duration;
 
 use crate::util::*;
 
@@ -57,11 +56,7 @@ fn an_imported_inetd_conf_checks_and_serves_the_same_services() {
         Command::new(BIN).args(["serve", "--foreground", "-c", imported.to_str().unwrap()]),
         &["serve", "-c", "imported.toml"],
     );
-    assert!(
-        d.wait_for_log("running with", Duration::from_secs(10)),
-        "{}",
-        d.report()
-    );
+    d.wait_running();
     let mut c = d.connect_to("127.0.0.1:7");
     assert_eq!(echo_once(&mut c, "imported\n").unwrap(), "imported\n");
     let mut day = String::new();

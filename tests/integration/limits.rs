@@ -4,24 +4,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use socket2::{Domain, Socket, Type};
-
 use crate::util::*;
-
-/// A connection to `to` from the local address `from` (127.0.0.2, ::1...).
-fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
-    let from: std::net::IpAddr = from.parse().unwrap();
-    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
-    socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
-    socket
-        .connect_timeout(&to.into(), Duration::from_secs(5))
-        .unwrap();
-    let stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-}
 
 /// Whether the server keeps the connection (answers an echo) or closes it
 /// at once (end of file, or a reset).

@@ -285,9 +285,7 @@ fn no_thundering_herd_one_wake_up_per_connection() {
     assert!(
         wait_until(Duration::from_secs(10), || {
             let w = d.workers();
-            w.len() == 64
-                && w.iter()
-                    .all(|&p| wchan(p).as_deref() == Some("inet_csk_accept"))
+            w.len() == 64 && w.iter().all(|&p| in_accept(p))
         }),
         "{}",
         d.report()

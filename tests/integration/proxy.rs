@@ -151,16 +151,6 @@ fn access_rules_apply_to_the_client_the_header_names() {
     );
 }
 
-/// A free TCP port on 127.0.0.1 (for HAProxy's frontend, which cannot
-/// report a port chosen by the system).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Haproxy(Child);
 
 impl Drop for Haproxy {
@@ -173,15 +163,7 @@ impl Drop for Haproxy {
 /// One connection through the balancer from 127.0.0.5: the instance that
 /// served it and the client address its program saw.
 fn through(frontend: SocketAddr) -> Result<(String, String), String> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .map_err(|e| e.to_string())?;
-    socket
-        .bind(&SocketAddr::from(([127, 0, 0, 5], 0)).into())
-        .map_err(|e| format!("bind: {e}"))?;
-    socket
-        .connect_timeout(&frontend.into(), Duration::from_secs(5))
-        .map_err(|e| format!("connect: {e}"))?;
-    let mut c: TcpStream = socket.into();
+    let mut c = try_connect_from("127.0.0.5", frontend).map_err(|e| format!("connect: {e}"))?;
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     c.write_all(b"ping\n").map_err(|e| format!("write: {e}"))?;
     c.shutdown(Shutdown::Write)

@@ -8,10 +8,6 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Socket, Type};
-
-use crate::exec::{check_fds, parse_report, REPORT_SCRIPT};
-use crate::reload::Load;
 use crate::util::*;
 
 /// A small xorshift generator: which worker to kill next.
@@ -140,14 +136,6 @@ fn a_stopped_worker_is_killed_after_the_timeout_and_its_slot_reused() {
     }
 }
 
-/// A connection from `from` (127.0.0.2 ...) to `to`, without waiting.
-fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-    socket.bind(&SocketAddr::new(from.parse().unwrap(), 0).into())?;
-    socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
-    Ok(socket.into())
-}
-
 #[test]
 fn slowloris_from_one_address_does_not_starve_the_others() {
     allow_descriptors(2500);
@@ -171,7 +159,7 @@ fn slowloris_from_one_address_does_not_starve_the_others() {
     for i in 0..400 {
         let from = format!("127.0.0.{}", 2 + i % 8);
         let began = Instant::now();
-        let result = connect_from(&from, addr).and_then(|mut c| {
+        let result = try_connect_from(&from, addr).and_then(|mut c| {
             c.set_read_timeout(Some(Duration::from_secs(10)))?;
             echo_once(&mut c, "ping\n")
         });

@@ -1,9 +1,5 @@
 //! SIGHUP under load: services that stay lose nothing.
 
-use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 use crate::util::*;
@@ -31,85 +27,6 @@ fn config(
         c += "[[service]]\nname = \"added\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\n\n";
     }
     c
-}
-
-/// Clients that loop connect / line / echo / close and count failures.
-pub(crate) struct Load {
-    stop: Arc<AtomicBool>,
-    served: Arc<AtomicUsize>,
-    failures: Arc<Mutex<Vec<String>>>,
-    threads: Vec<thread::JoinHandle<()>>,
-}
-
-impl Load {
-    pub(crate) fn start(targets: Vec<String>, clients: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let served = Arc::new(AtomicUsize::new(0));
-        let failures = Arc::new(Mutex::new(Vec::new()));
-        let threads = (0..clients)
-            .map(|i| {
-                let target: std::net::SocketAddr = targets[i % targets.len()].parse().unwrap();
-                let (stop, served, failures) = (
-                    Arc::clone(&stop),
-                    Arc::clone(&served),
-                    Arc::clone(&failures),
-                );
-                thread::spawn(move || {
-                    let mut n = 0u64;
-                    while !stop.load(Ordering::SeqCst) {
-                        n += 1;
-                        let line = format!("client {i} request {n}\n");
-                        let result = (|| -> std::io::Result<String> {
-                            let mut c = std::net::TcpStream::connect_timeout(
-                                &target,
-                                Duration::from_secs(5),
-                            )?;
-                            c.set_read_timeout(Some(Duration::from_secs(10)))?;
-                            c.write_all(line.as_bytes())?;
-                            let mut back = vec![0u8; line.len()];
-                            c.read_exact(&mut back)?;
-                            Ok(String::from_utf8_lossy(&back).into_owned())
-                        })();
-                        match result {
-                            Ok(back) if back == line => {
-                                served.fetch_add(1, Ordering::SeqCst);
-                            }
-                            Ok(back) => failures
-                                .lock()
-                                .unwrap()
-                                .push(format!("{target}: got {back:?}")),
-                            Err(e) => failures.lock().unwrap().push(format!("{target}: {e}")),
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            served,
-            failures,
-            threads,
-        }
-    }
-
-    /// Waits until `n` more connections have been served (10 s at most).
-    pub(crate) fn progress(&self, n: usize) -> bool {
-        let target = self.served.load(Ordering::SeqCst) + n;
-        wait_until(Duration::from_secs(10), || {
-            self.served.load(Ordering::SeqCst) >= target
-        })
-    }
-
-    pub(crate) fn finish(self) -> (usize, Vec<String>) {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads {
-            t.join().unwrap();
-        }
-        (
-            self.served.load(Ordering::SeqCst),
-            self.failures.lock().unwrap().clone(),
-        )
-    }
 }
 
 // Issue #3, acceptance 6.

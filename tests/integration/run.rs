@@ -13,9 +13,7 @@ fn four_workers_block_in_accept_and_the_master_never_accepts() {
     let d = Daemon::start(&["run", "127.0.0.1:0", "--workers", "4", "--builtin", "echo"]);
     let all_in_accept = wait_until(Duration::from_secs(5), || {
         let w = d.workers();
-        w.len() == 4
-            && w.iter()
-                .all(|&p| wchan(p).as_deref() == Some("inet_csk_accept"))
+        w.len() == 4 && w.iter().all(|&p| in_accept(p))
     });
     assert!(
         all_in_accept,

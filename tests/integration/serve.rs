@@ -109,11 +109,7 @@ fn serve_without_a_config_serves_the_embedded_default() {
         "/etc/preforkd/preforkd.toml exists: this test checks the embedded default"
     );
     let d = Daemon::start(&["serve", "--foreground"]);
-    assert!(
-        d.wait_for_log("running with", Duration::from_secs(10)),
-        "{}",
-        d.report()
-    );
+    d.wait_running();
     assert!(d.stderr().contains("embedded default"), "{}", d.report());
     let names: Vec<(String, String)> = d
         .listening_lines()
@@ -311,17 +307,10 @@ fn a_service_that_cannot_switch_user_is_not_started_and_the_others_serve() {
     )
     .unwrap();
     let d = Daemon::start_with(
-        std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&copy)
-            .args(["serve", "--foreground", "-c", config.to_str().unwrap()]),
+        as_uid_65534(&copy).args(["serve", "--foreground", "-c", config.to_str().unwrap()]),
         &["(as nobody) serve"],
     );
-    assert!(
-        d.wait_for_log("running with", Duration::from_secs(10)),
-        "{}",
-        d.report()
-    );
+    d.wait_running();
     let mut c = d.connect_to(&d.address_of("fine", "tcp"));
     assert_eq!(echo_once(&mut c, "fine\n").unwrap(), "fine\n");
     let lines: Vec<String> = d

@@ -9,10 +9,6 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-fn in_accept(pid: u32) -> bool {
-    wchan(pid).as_deref() == Some("inet_csk_accept")
-}
-
 /// The worker that holds the server end of `c`.
 fn holder(d: &Daemon, c: &std::net::TcpStream) -> u32 {
     let inode = server_socket_inode(d.port(), c.local_addr().unwrap().port()).unwrap();

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::reload::Load;
 use crate::util::*;
 
 /// Replaces the file at `path` by `contents`, as a package upgrade does

@@ -9,8 +9,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use socket2::{Domain, Socket, Type};
-
 use crate::util::*;
 
 /// The idle connections the attacker opens from one address.
@@ -33,12 +31,7 @@ fn hold_idle(addr: SocketAddr) -> Vec<TcpStream> {
 
 /// A client from another loopback address, 127.0.0.2.
 fn from_another_address(addr: SocketAddr) -> TcpStream {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    let local: SocketAddr = "127.0.0.2:0".parse().unwrap();
-    s.bind(&local.into()).expect("bind 127.0.0.2");
-    s.connect_timeout(&addr.into(), Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect to {addr} from 127.0.0.2: {e}"));
-    let s: TcpStream = s.into();
+    let s = connect_from("127.0.0.2", addr);
     s.set_read_timeout(Some(PATIENCE)).unwrap();
     s.set_write_timeout(Some(PATIENCE)).unwrap();
     s

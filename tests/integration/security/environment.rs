@@ -8,7 +8,6 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use crate::util::*;
 
@@ -80,16 +79,10 @@ const UCSPI: [&str; 5] = [
 /// master's environment of [`master_environment`].
 fn serve(dir: &TempDir, config: &str) -> Daemon {
     let program = reporter(dir);
-    let path = dir.path().join("preforkd.toml");
-    let config = config.replace("{p}", program.to_str().unwrap());
-    std::fs::write(&path, with_control(dir, &config)).unwrap();
+    let path = write_config(dir, &config.replace("{p}", program.to_str().unwrap()));
     let args = ["serve", "--foreground", "-c", path.to_str().unwrap()];
     let d = Daemon::start_with(master_environment(Command::new(BIN).args(args)), &args);
-    assert!(
-        d.wait_for_log("running with", Duration::from_secs(10)),
-        "{}",
-        d.report()
-    );
+    d.wait_running();
     d
 }
 

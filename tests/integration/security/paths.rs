@@ -61,16 +61,11 @@ fn under_umask_000(args: &[&str]) -> Command {
 /// Starts `serve --foreground` on `config` (with a control socket in
 /// `dir`) under umask 000, and waits until it runs.
 fn serve_under_umask_000(dir: &TempDir, config: &str) -> (Daemon, PathBuf) {
-    let path = dir.path().join("preforkd.toml");
-    std::fs::write(&path, with_control(dir, config)).unwrap();
+    let path = util::write_config(dir, config);
     let file = path.to_str().unwrap().to_string();
     let args = ["serve", "--foreground", "-c", file.as_str()];
     let d = Daemon::start_with(&mut under_umask_000(&args), &args);
-    assert!(
-        d.wait_for_log("running with", Duration::from_secs(10)),
-        "{}",
-        d.report()
-    );
+    d.wait_running();
     (d, path)
 }
 
@@ -704,11 +699,7 @@ fn only_a_link_only_root_could_have_made_is_followed() {
         pidfile.to_str().unwrap(),
     ];
     let mut d = Daemon::start_with(&mut under_umask_000(&args), &args);
-    assert!(
-        d.wait_for_log("running with", Duration::from_secs(10)),
-        "{}",
-        d.report()
-    );
+    d.wait_running();
     for name in ["control.sock", "echo.sock"] {
         assert!(
             std::fs::symlink_metadata(real.join(name)).is_ok_and(|m| m.file_type().is_socket()),
@@ -762,7 +753,6 @@ fn only_a_link_only_root_could_have_made_is_followed() {
 // service user. Now the file is not recorded (W0072) and never changed.
 #[test]
 fn a_passed_socket_hard_linked_to_another_gets_no_chown_at_reload() {
-    use std::os::fd::AsRawFd;
     if !attacker_ready() {
         return;
     }
@@ -787,30 +777,8 @@ fn a_passed_socket_hard_linked_to_another_gets_no_chown_at_reload() {
     };
     let config = dir.path().join("preforkd.toml");
     std::fs::write(&config, with_control(&dir, &service("30s"))).unwrap();
-    nix::fcntl::fcntl(
-        passed.as_raw_fd(),
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-    )
-    .unwrap();
-    let script = format!(
-        "umask 000; LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=local exec \"$0\" serve --foreground -c '{}' 3<&{}",
-        config.display(),
-        passed.as_raw_fd()
-    );
-    let mut d = Daemon::start_with(
-        Command::new("/bin/sh").args(["-c", &script, BIN]),
-        &["serve (LISTEN_FDS=1)"],
-    );
-    nix::fcntl::fcntl(
-        passed.as_raw_fd(),
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )
-    .unwrap();
-    assert!(
-        d.wait_for_log("running with", Duration::from_secs(10)),
-        "{}",
-        d.report()
-    );
+    let mut d = Daemon::start_activated(&passed, "local", &config, true);
+    d.wait_running();
     std::fs::write(&config, with_control(&dir, &service("31s"))).unwrap();
     d.signal(libc::SIGHUP);
     assert!(

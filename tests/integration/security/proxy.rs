@@ -8,7 +8,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,15 +52,6 @@ for s in conns:
         pass
     print(out.hex() or "-", flush=True)
 "#;
-
-/// A script in `dir`, where `nobody` can read it (udp.rs's too).
-pub(super) fn script_for_nobody(dir: &TempDir, name: &str, body: &str) -> PathBuf {
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = dir.path().join(name);
-    std::fs::write(&path, body).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    path
-}
 
 fn client_script(dir: &TempDir) -> PathBuf {
     script_for_nobody(dir, "client.py", CLIENT)
@@ -124,16 +114,6 @@ impl Drop for Attacker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Whether the test can run Python as `nobody` (root, python3).
-pub(super) fn can_play_nobody() -> bool {
-    needs_root()
-        && needs(
-            std::path::Path::new("/usr/bin/python3").exists(),
-            "python3",
-            "apt-get install python3",
-        )
 }
 
 fn echo_service(dir: &TempDir, extra: &str) -> (Daemon, String) {

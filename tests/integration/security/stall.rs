@@ -13,10 +13,6 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-fn in_accept(pid: u32) -> bool {
-    wchan(pid).as_deref() == Some("inet_csk_accept")
-}
-
 /// A control client that sends one byte every 90 ms, never a newline,
 /// until the master closes it or 10 s pass. Returns how long it was kept.
 fn drip(socket: &Path) -> std::thread::JoinHandle<Duration> {

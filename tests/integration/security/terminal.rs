@@ -5,13 +5,11 @@
 //! and its stderr must reach the daemon's log.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::util::*;
-
-const PYTHON: &str = "/usr/bin/python3";
 
 /// Runs its arguments on a new pseudo-terminal, as the controlling
 /// terminal of a new session with it as stdin, stdout and stderr (what a
@@ -142,22 +140,6 @@ fn attacker(dir: &TempDir) -> PathBuf {
     dir.script("attacker.py", ATTACKER)
 }
 
-fn prerequisites() -> bool {
-    needs_root()
-        && needs(
-            Path::new(PYTHON).exists(),
-            "python3",
-            "apt-get install python3",
-        )
-}
-
-/// Writes `config` (with its own control socket) to `dir`; its path.
-fn write_config(dir: &TempDir, config: &str) -> String {
-    let path = dir.path().join("preforkd.toml");
-    std::fs::write(&path, with_control(dir, config)).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
 /// Session id and controlling terminal (tty_nr) of `pid`.
 fn session_and_tty(pid: u32) -> (String, String) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -238,7 +220,7 @@ fn assert_workers_have_no_terminal(pid: u32, d: &Daemon) {
 
 #[test]
 fn a_program_run_by_run_cannot_push_input_into_the_terminal() {
-    if !prerequisites() {
+    if !can_play_nobody() {
         return;
     }
     let dir = TempDir::new("tty-run");
@@ -259,7 +241,7 @@ fn a_program_run_by_run_cannot_push_input_into_the_terminal() {
 
 #[test]
 fn a_program_run_by_serve_in_the_foreground_cannot_push_input_into_the_terminal() {
-    if !prerequisites() {
+    if !can_play_nobody() {
         return;
     }
     let dir = TempDir::new("tty-serve");
@@ -276,13 +258,11 @@ fn a_program_run_by_serve_in_the_foreground_cannot_push_input_into_the_terminal(
             p = program.display()
         ),
     );
-    let t = OnTerminal::start(&dir, &["serve", "--foreground", "-c", &config]);
-    assert!(
-        t.daemon
-            .wait_for_log("running with", Duration::from_secs(10)),
-        "{}",
-        t.daemon.report()
+    let t = OnTerminal::start(
+        &dir,
+        &["serve", "--foreground", "-c", config.to_str().unwrap()],
     );
+    t.daemon.wait_running();
     assert!(
         wait_until(Duration::from_secs(5), || children_of(t.pid).len() == 3),
         "{}",
@@ -298,7 +278,7 @@ fn a_program_run_by_serve_in_the_foreground_cannot_push_input_into_the_terminal(
 
 #[test]
 fn a_detached_daemon_logs_its_programs_stderr_to_syslog_line_by_line() {
-    if !prerequisites() {
+    if !can_play_nobody() {
         return;
     }
     let dir = TempDir::new("tty-detached");
@@ -336,7 +316,7 @@ fn a_detached_daemon_logs_its_programs_stderr_to_syslog_line_by_line() {
     let _stop = Stop(tag.clone());
     // serve returns once its child has detached (which outlives it).
     let mut serve = Command::new(BIN)
-        .args(["serve", "-c", &config, "--pidfile"])
+        .args(["serve", "-c", config.to_str().unwrap(), "--pidfile"])
         .arg(&pidfile)
         .env("PREFORKD_TEST_TAG", &tag)
         .stdin(Stdio::null())
@@ -361,15 +341,8 @@ fn a_detached_daemon_logs_its_programs_stderr_to_syslog_line_by_line() {
         "the daemon {pid} does not carry its tag"
     );
     let mut lines: Vec<String> = Vec::new();
-    let mut buf = [0u8; 4096];
-    let mut receive = |lines: &mut Vec<String>| {
-        while let Ok(n) = syslog.recv(&mut buf) {
-            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    };
     assert!(
-        wait_until(Duration::from_secs(10), || {
-            receive(&mut lines);
+        receive_until(&syslog, &mut lines, Duration::from_secs(10), |lines| {
             lines.iter().any(|l| l.contains("running with"))
         }),
         "{lines:?}"
@@ -383,8 +356,7 @@ fn a_detached_daemon_logs_its_programs_stderr_to_syslog_line_by_line() {
         format!("{tag}attacker says \\u{{1b}}[31mhello"),
         format!("{tag}and a second line"),
     ];
-    let found = wait_until(Duration::from_secs(5), || {
-        receive(&mut lines);
+    let found = receive_until(&syslog, &mut lines, Duration::from_secs(5), |lines| {
         wanted
             .iter()
             .all(|w| lines.iter().any(|l| l.trim_end().ends_with(w.as_str())))
@@ -484,7 +456,7 @@ fn start_flooder(dir: &TempDir, tag: &str, model: &str) -> OnTerminal {
 
 #[test]
 fn a_program_whose_child_floods_stderr_after_it_ended_cannot_stop_its_worker() {
-    if !prerequisites() {
+    if !can_play_nobody() {
         return;
     }
     let dir = TempDir::new("tty-flood");
@@ -512,7 +484,7 @@ fn a_program_whose_child_floods_stderr_after_it_ended_cannot_stop_its_worker() {
 
 #[test]
 fn a_program_flooding_stderr_cannot_stall_an_event_worker() {
-    if !prerequisites() {
+    if !can_play_nobody() {
         return;
     }
     let dir = TempDir::new("tty-flood-event");

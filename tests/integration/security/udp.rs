@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::proxy::{can_play_nobody, script_for_nobody};
 use crate::util::*;
 
 /// `udp.py HOST PORT SOURCES COUNT`: sends COUNT datagrams to HOST:PORT,
