@@ -224,7 +224,12 @@ fn a_hundred_thousand_connections_and_fifty_reloads_leave_no_descriptor_and_no_m
     let echo = d.address_of("echo", "tcp");
     let cat = d.address_of("cat", "tcp");
     let report = d.address_of("report", "tcp");
-    assert!(wait_until(Duration::from_secs(5), || d.workers().len() == 5));
+    // Counted once every worker is in accept: one still starting holds
+    // the descriptors it closes before its first accept.
+    assert!(wait_until(Duration::from_secs(5), || {
+        let workers = d.workers();
+        workers.len() == 5 && workers.iter().all(|&w| in_accept(w))
+    }));
     let at_start = descriptors(&d);
     let rss_at_start = resident_kib(d.pid());
 

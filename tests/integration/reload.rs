@@ -55,6 +55,14 @@ fn twenty_reloads_under_load_lose_no_connection() {
             config(workers, exec, with_added, with_leaving)
         };
         std::fs::write(&path, with_control(&dir, &text)).unwrap();
+        if broken {
+            // Workers the reload before replaced may still be finishing:
+            // wait for them to go, so that `before` is the set the broken
+            // reload must keep.
+            wait_until(Duration::from_secs(10), || {
+                d.workers().len() == expected_workers
+            });
+        }
         let before = d.workers();
         d.signal(libc::SIGHUP);
         if broken {
