@@ -116,9 +116,9 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
     let foreground = args.foreground || upgrading;
     // A master started by an upgrade of a detached one logs as that did.
     let detached = !foreground || handoff.as_ref().is_some_and(|h| h.detached);
-    let (inherited_pidfile, ready_pipe) = match handoff {
-        Some(h) => (h.pidfile, h.ready),
-        None => (None, None),
+    let (inherited_pidfile, inherited_pidfile_path, ready_pipe) = match handoff {
+        Some(h) => (h.pidfile_fd, h.pidfile, h.ready),
+        None => (None, None, None),
     };
 
     // Absolute paths: a detached daemon runs in /, and reloads later.
@@ -139,7 +139,6 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
 
     // A second instance is told at the terminal, before it tries to bind
     // the addresses the first one holds.
-    let (inherited_pidfile, inherited_pidfile_path) = inherited_pidfile.unzip();
     let pidfile_path = inherited_pidfile_path
         .or(args.pidfile.as_deref().map(absolute))
         .or(config.daemon.pidfile.clone())

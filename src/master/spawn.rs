@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::pool::{self, Pool, Verdict};
-use super::{plan, signals, watch, Master, PoolRun};
+use super::{plan, signals, watch, Master, Phase, PoolRun};
 use crate::config::Protocol;
 use crate::error::Error;
 use crate::models::accept::PoolShared;
@@ -107,7 +107,8 @@ impl<'a> Master<'a> {
 
     pub(super) fn worker_exited(&mut self, pid: Pid, exit: ChildExit) {
         let now = Instant::now();
-        let serving = self.phase.is_serving();
+        // While starting, a death is judged and logged as when running.
+        let serving = matches!(self.phase, Phase::Starting) || self.phase.is_serving();
         let Some((run, (verdict, slot))) = self.pools.iter_mut().find_map(|r| {
             let served = self.board.slot(r.pool.slot_of(pid)?).served();
             r.pool.exited(pid, exit, now, served).map(|v| (r, v))

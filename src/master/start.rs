@@ -74,8 +74,9 @@ impl<'a> Master<'a> {
     /// (`reuseport`) listens on it, so that `listening on` is true when it
     /// is printed: the master's socket of such a pool never listens, and a
     /// client before then would be refused. Workers that die meanwhile are
-    /// reaped and replaced; other signals are returned, for the loop to act
-    /// on. Bounded by the graceful timeout.
+    /// reaped, logged and replaced; a stop ends the wait at once. The
+    /// signals are returned, for the loop to act on. Bounded by the
+    /// graceful timeout (M0007).
     pub(super) fn await_own_sockets(&mut self, signals: &mut Signals) -> Result<Vec<Event>, Error> {
         let mut early = Vec::new();
         let deadline = sys::time::after(Instant::now(), self.graceful_timeout);
@@ -84,18 +85,32 @@ impl<'a> Master<'a> {
                 .iter()
                 .any(|r| bound_per_worker(r.plan.settings.model) && !m.pool_ready(r))
         };
-        while waiting(self) && Instant::now() < deadline {
+        while waiting(self) {
+            if Instant::now() >= deadline {
+                log::warn!(
+                    "M0007 reuseport workers are not all listening after {:?}; announcing the sockets anyway",
+                    self.graceful_timeout
+                );
+                break;
+            }
             let (events, _) = signals
                 .wait(Some(Duration::from_millis(5)), &[])
                 .map_err(|e| Error::Startup {
                     what: "cannot wait for signals",
                     source: e,
                 })?;
+            let mut stop = false;
             for event in events {
                 match event {
                     Event::Reap => self.reap(),
-                    other => early.push(other),
+                    other => {
+                        stop |= matches!(other, Event::StopGraceful | Event::StopFast);
+                        early.push(other);
+                    }
                 }
+            }
+            if stop {
+                break;
             }
             self.fill_pools(Instant::now())?;
             self.check_some_pool_works()?;

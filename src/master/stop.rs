@@ -56,7 +56,11 @@ impl Master<'_> {
             _ => Ended::Stopped,
         };
         self.cancel_upgrade();
-        self.notify("STOPPING=1");
+        // After a hand-over, the service manager's main process is the new
+        // master: this one's stop is not the service's.
+        if then != Ended::HandedOver {
+            self.notify("STOPPING=1");
+        }
         self.set_phase(Phase::Killing);
         for listener in self.sockets.values() {
             listener.shut_down();

@@ -39,9 +39,11 @@ const DETACHED: &str = "PREFORKD_DETACHED";
 /// from the environment once, at startup, and taken out of it, so that no
 /// program a worker runs sees it.
 pub(crate) struct Handoff {
-    /// The pidfile, locked: it names the old master until this one is
-    /// ready.
-    pub pidfile: Option<(OwnedFd, PathBuf)>,
+    /// The pidfile's descriptor, locked: the file names the old master
+    /// until this one is ready.
+    pub pidfile_fd: Option<OwnedFd>,
+    /// The pidfile's path.
+    pub pidfile: Option<PathBuf>,
     /// Where to say `ready` to the old master.
     pub ready: Option<OwnedFd>,
     /// The old master had detached: this one logs as a detached one does.
@@ -60,7 +62,8 @@ impl Handoff {
         let detached = std::env::var_os(DETACHED).is_some();
         std::env::remove_var(DETACHED);
         from.map(|_| Handoff {
-            pidfile: pidfile_fd.zip(pidfile),
+            pidfile_fd,
+            pidfile,
             ready,
             detached,
         })
@@ -259,6 +262,7 @@ impl Master<'_> {
     pub(super) fn cancel_upgrade(&mut self) {
         if let Some(up) = self.take_upgrade() {
             sys::process::kill(up.child, Signal::SIGKILL);
+            self.rebind_control();
             log::error!(
                 "M0042 upgrade abandoned: the master is stopping; new master {} killed",
                 up.child
@@ -269,26 +273,30 @@ impl Master<'_> {
     fn upgrade_failed(&mut self, why: &str) {
         if let Some(up) = self.take_upgrade() {
             sys::process::kill(up.child, Signal::SIGKILL);
-            // The new master may have taken over the control socket's path
-            // before it failed: bind it again (before the log line, so that
-            // whoever reads it can talk to us). Ours, still there, is kept.
-            let ours = self
-                .control
-                .listener
-                .as_ref()
-                .is_some_and(|l| l.owns_socket_file());
-            if let (Some(path), false) = (self.control.path.clone(), ours) {
-                self.control.listener = None;
-                match super::control::bind(&path) {
-                    Ok(l) => self.control.listener = Some(l),
-                    Err(e) => log::warn!(
-                        "W0040 cannot create the control socket {} again: {}",
-                        path.display(),
-                        sys::fd::describe(&e)
-                    ),
-                }
-            }
+            // Before the log line, so that whoever reads it can talk to us.
+            self.rebind_control();
             log::error!("M0042 upgrade failed: {why}; the old master goes on serving");
+        }
+    }
+
+    /// The new master may have taken over the control socket's path before
+    /// it was killed: bind it again. Ours, still there, is kept.
+    fn rebind_control(&mut self) {
+        let ours = self
+            .control
+            .listener
+            .as_ref()
+            .is_some_and(|l| l.owns_socket_file());
+        if let (Some(path), false) = (self.control.path.clone(), ours) {
+            self.control.listener = None;
+            match super::control::bind(&path) {
+                Ok(l) => self.control.listener = Some(l),
+                Err(e) => log::warn!(
+                    "W0040 cannot create the control socket {} again: {}",
+                    path.display(),
+                    sys::fd::describe(&e)
+                ),
+            }
         }
     }
 

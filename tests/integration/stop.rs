@@ -34,7 +34,7 @@ fn term_lets_a_busy_worker_finish_its_exchange_and_refuses_new_connections() {
         d.report()
     );
     assert!(
-        d.workers().len() == 1,
+        wait_until(Duration::from_secs(5), || d.workers().len() == 1),
         "the busy worker should be the only one left\n{}",
         d.report()
     );
