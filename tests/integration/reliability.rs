@@ -85,6 +85,12 @@ fn a_stopped_worker_is_killed_after_the_timeout_and_its_slot_reused() {
         "[[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 2\ntimeout = \"1s\"\n",
     );
     let addr = d.address_of("e", "tcp");
+    // Both in accept first: a worker still starting is not in accept
+    // either, and would be taken for the busy one below.
+    assert!(wait_until(Duration::from_secs(5), || {
+        let workers = d.workers();
+        workers.len() == 2 && workers.iter().all(|&w| in_accept(w))
+    }));
     let before = d.workers();
     // A client that is being served: its worker is busy with it.
     let mut held = d.connect_to(&addr);
