@@ -1,5 +1,5 @@
-# bench/lib.sh: what bench/run and bench/burst share, sourced by both (from
-# the repository's root, under `set -euo pipefail`). See bench/README.md.
+# bench/lib.sh: what bench/run and bench/burst share, sourced by both
+# under `set -euo pipefail`. See bench/README.md.
 #
 # Here: logging, installing packages without starting their daemons,
 # building preforkd (the server measured, and `preforkd load`, the load
@@ -8,10 +8,13 @@
 # time, the rounds, medians and ratios. Not here: the servers, their
 # configs and readiness probes, the tables: each script's own.
 #
-# A script sets LOG_TAG (its name in log lines) before sourcing this, and
-# defines `measure NAME ROUND` for `rounds`.
+# A script sources it as `. bench/lib.sh TAG PORT`: TAG names the script
+# in log lines, PORT is the first port `free_port` tries. It moves to the
+# repository's root. The script defines `measure NAME ROUND` for `rounds`.
 
-LOG_TAG=${LOG_TAG:-bench}
+LOG_TAG=$1
+NEXT_PORT=$2
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 WORK=""        # scratch directory: configs, logs
 PIDS=()        # every server started and not stopped yet
@@ -127,8 +130,6 @@ build_preforkd() {
 
 # ---------------------------------------------------------------- servers
 
-NEXT_PORT=${NEXT_PORT:-17000}
-
 # A port on 127.0.0.1 that nothing uses, from NEXT_PORT up.
 free_port() {
     local port=$NEXT_PORT
@@ -162,6 +163,26 @@ await() {
     show_logs "$name"
     stop "$SERVER_PID"
     stop_strays
+    return 1
+}
+
+declare -A SKIP # why a server is skipped, by name
+PORT=""         # the port `up` started the server on
+
+# up NAME START [WHY]: starts NAME with `START NAME PORT` on a free port,
+# PORT. Fails, with nothing started, when NAME is skipped: it was before,
+# WHY says why, or it does not start (from then on).
+up() {
+    local name=$1 start=$2 why=${3:-}
+    if [[ -n ${SKIP[$name]:-} ]]; then return 1; fi
+    if [[ -n $why ]]; then
+        SKIP[$name]=$why
+        log "skipping $name: $why"
+        return 1
+    fi
+    PORT=$(free_port)
+    "$start" "$name" "$PORT" && return 0
+    SKIP[$name]="did not start (see above)"
     return 1
 }
 
