@@ -113,9 +113,28 @@ pub struct LoadArgs {
     /// When each run stops.
     #[command(flatten)]
     pub limit: LimitArgs,
+    /// Instead, every client makes one connection, all at the same moment.
+    #[arg(long, conflicts_with_all = ["connections", "duration"])]
+    pub burst: bool,
     /// Bytes each client sends and expects back (0: only read, for daytime).
     #[arg(long, value_name = "K", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(0..=65536))]
     pub bytes: u32,
+    /// Send this text instead of K bytes (expected back, unless --expect).
+    #[arg(long, value_name = "TEXT", conflicts_with = "bytes")]
+    pub send: Option<String>,
+    /// A reply is right when it contains this text.
+    #[arg(long, value_name = "TEXT")]
+    pub expect: Option<String>,
+    /// A connection's latency ends at the reply's first byte, not its end.
+    #[arg(long)]
+    pub first_byte: bool,
+    /// How long each connect, read and write may wait.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Write every completed connection's latency in microseconds, sorted,
+    /// one a line, to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub latencies: Option<std::path::PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -64,16 +64,45 @@ impl crate::cli::LimitArgs {
 }
 
 fn load(args: crate::cli::LoadArgs) -> Result<(), Error> {
-    let result = crate::load::run(&crate::load::LoadSpec {
-        addr: args.addr,
-        clients: args.clients as usize,
-        limit: args.limit.limit(),
-        bytes: args.bytes as usize,
-    });
+    use crate::load::{LoadSpec, Reply, Schedule, Until};
+    if args.timeout.is_zero() {
+        return Err(Error::Usage("--timeout must be more than 0".into()));
+    }
+    let schedule = if args.burst {
+        Schedule::Burst
+    } else {
+        Schedule::Repeat(args.limit.limit())
+    };
+    let mut spec = LoadSpec::echo(
+        args.addr,
+        args.clients as usize,
+        schedule,
+        args.bytes as usize,
+    );
+    if let Some(text) = args.send {
+        spec.request = text.into_bytes();
+    }
+    if let Some(text) = args.expect {
+        spec.reply = Reply::Contains(text.into_bytes());
+    }
+    if args.first_byte {
+        spec.until = Until::FirstByte;
+    }
+    spec.timeout = args.timeout;
+    let result = crate::load::run(&spec);
     if args.json {
         println!("{}", serde_json::to_string(&result).unwrap_or_default());
     } else {
         println!("{result}");
+    }
+    if let Some(path) = &args.latencies {
+        let text: String = result
+            .latencies_us
+            .iter()
+            .map(|t| format!("{t}\n"))
+            .collect();
+        std::fs::write(path, text)
+            .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
     }
     if result.failed > 0 {
         return Err(Error::Failed(format!(

@@ -1,25 +1,34 @@
-//! `preforkd load`: the load generator `compare` drives each model with,
-//! in a process of its own (its threads and its CPU time stay out of the
-//! server's tree).
+//! `preforkd load`: the one load generator. `compare` drives each model
+//! with it, in a process of its own (its threads and its CPU time stay out
+//! of the server's tree), and so do the benchmarks, `bench/run` and
+//! `bench/burst`.
 //!
 //! Each of `clients` threads repeats, like the client of Stevens' chapter
-//! 30: connect, write `bytes` bytes, shut its write side down, read until
-//! end-of-file, and check the reply (the same bytes for echo or cat; any
-//! non-empty answer when `bytes` is 0, for daytime). A connection's latency
-//! runs from just before connect(2) to the end-of-file. It stops after
-//! `connections` connections in all (or 10 minutes, whichever comes
-//! first), or after a duration. Every socket operation times out after
-//! 10 s, so a stuck server cannot hang a run.
+//! 30: connect, write the request, shut its write side down, read until
+//! end-of-file, and check the reply (by default the same bytes, for echo
+//! or cat; any non-empty answer for an empty request, for daytime; or one
+//! that contains a given string). A connection's latency runs from just
+//! before connect(2) to the end-of-file, or to the first byte of the reply.
+//! It stops after `connections` connections in all (or 10 minutes,
+//! whichever comes first), or after a duration. Or, as a burst, every
+//! client makes one connection, all at the same moment: how long a server
+//! keeps a crowd waiting. Every socket operation times out (10 s by
+//! default), so a stuck server cannot hang a run.
+//!
+//! What is not here: the command line (`crate::cli::LoadArgs`), and what
+//! the server's processes spend (`crate::compare`, or the benchmarks'
+//! shell).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a socket operation may wait, unless the spec says otherwise.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The longest a run of `connections` may take: a server that accepts and
 /// never answers would otherwise hold it 10 s per connection. What was not
@@ -35,6 +44,35 @@ pub enum Limit {
     Duration(Duration),
 }
 
+/// How the clients make their connections.
+#[derive(Debug, Clone, Copy)]
+pub enum Schedule {
+    /// One after the other, each client as fast as it can, until the limit.
+    Repeat(Limit),
+    /// One connection per client, all started at the same moment.
+    Burst,
+}
+
+/// Which replies are right.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// The request's own bytes (echo, cat); anything but nothing when the
+    /// request is empty (daytime).
+    Echo,
+    /// Any reply that contains these bytes.
+    Contains(Vec<u8>),
+}
+
+/// Where a connection's latency ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// The reply's end-of-file.
+    End,
+    /// The reply's first byte (the connection is still read to its end and
+    /// checked).
+    FirstByte,
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
@@ -42,10 +80,32 @@ pub struct LoadSpec {
     pub addr: SocketAddr,
     /// Concurrent clients (threads).
     pub clients: usize,
-    /// When to stop.
-    pub limit: Limit,
-    /// Request size; the reply must be the same bytes (0: any reply).
-    pub bytes: usize,
+    /// How the clients connect, and when to stop.
+    pub schedule: Schedule,
+    /// What each connection sends.
+    pub request: Vec<u8>,
+    /// What it must get back.
+    pub reply: Reply,
+    /// Where its latency ends.
+    pub until: Until,
+    /// How long each connect, read and write may wait.
+    pub timeout: Duration,
+}
+
+impl LoadSpec {
+    /// `bytes` bytes of letters, echoed back, to the end-of-file, with the
+    /// default timeout: what `compare` sends.
+    pub fn echo(addr: SocketAddr, clients: usize, schedule: Schedule, bytes: usize) -> LoadSpec {
+        LoadSpec {
+            addr,
+            clients,
+            schedule,
+            request: (0..bytes).map(|i| b'a' + (i % 26) as u8).collect(),
+            reply: Reply::Echo,
+            until: Until::End,
+            timeout: IO_TIMEOUT,
+        }
+    }
 }
 
 /// What a run measured.
@@ -55,61 +115,84 @@ pub struct LoadResult {
     pub connections: u64,
     /// Connections that failed (refused, reset, timed out, wrong reply).
     pub failed: u64,
-    /// Wall-clock length of the run.
+    /// Wall-clock length of the run, from the moment the clients started
+    /// to the end of the last connection.
     pub seconds: f64,
     /// Completed connections per second.
     pub per_second: f64,
     /// Median latency, microseconds.
     pub p50_us: u64,
+    /// 90th percentile latency, microseconds.
+    #[serde(default)]
+    pub p90_us: u64,
     /// 99th percentile latency, microseconds.
     pub p99_us: u64,
     /// Slowest connection, microseconds.
     pub max_us: u64,
     /// The first failure, as the system described it.
     pub first_error: Option<String>,
+    /// Every completed connection's latency in microseconds, sorted; not
+    /// in the JSON.
+    #[serde(skip)]
+    pub latencies_us: Vec<u64>,
 }
 
 /// Runs the load and returns what it measured.
 pub fn run(spec: &LoadSpec) -> LoadResult {
-    let request: Vec<u8> = (0..spec.bytes).map(|i| b'a' + (i % 26) as u8).collect();
     let tickets = AtomicU64::new(0);
     let failed = AtomicU64::new(0);
     let first_error = Mutex::new(None::<String>);
-    let start = Instant::now();
-    let take_ticket = || match spec.limit {
-        Limit::Connections(n) => {
-            start.elapsed() < MAX_CONNECTIONS_RUN && tickets.fetch_add(1, Ordering::SeqCst) < n
+    let fail = |e: String| {
+        failed.fetch_add(1, Ordering::SeqCst);
+        first_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(e);
+    };
+    // Held while the clients are started: each waits for it, so that they
+    // all begin together (a burst), and from a known moment.
+    let gate = RwLock::new(());
+    let start = OnceLock::new();
+    let begun = || *start.get_or_init(Instant::now);
+    let take_ticket = |made: usize| match spec.schedule {
+        Schedule::Repeat(Limit::Connections(n)) => {
+            begun().elapsed() < MAX_CONNECTIONS_RUN && tickets.fetch_add(1, Ordering::SeqCst) < n
         }
-        Limit::Duration(d) => start.elapsed() < d,
+        Schedule::Repeat(Limit::Duration(d)) => begun().elapsed() < d,
+        Schedule::Burst => made == 0,
     };
     let mut latencies: Vec<u64> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..spec.clients.max(1))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    while take_ticket() {
-                        let began = Instant::now();
-                        match one_connection(spec.addr, &request) {
-                            Ok(()) => mine.push(began.elapsed().as_micros() as u64),
-                            Err(e) => {
-                                failed.fetch_add(1, Ordering::SeqCst);
-                                first_error
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .get_or_insert(e);
-                            }
-                        }
+        let held = gate.write().unwrap_or_else(|e| e.into_inner());
+        let mut workers = Vec::new();
+        for _ in 0..spec.clients.max(1) {
+            let spawned = std::thread::Builder::new().spawn_scoped(scope, || {
+                drop(gate.read().unwrap_or_else(|e| e.into_inner()));
+                let mut mine = Vec::new();
+                let mut made = 0;
+                while take_ticket(made) {
+                    made += 1;
+                    match one_connection(spec) {
+                        Ok(latency) => mine.push(latency.as_micros() as u64),
+                        Err(e) => fail(e),
                     }
-                    mine
-                })
-            })
-            .collect();
+                }
+                mine
+            });
+            match spawned {
+                Ok(worker) => workers.push(worker),
+                // The clients that could not start count as failed (in a
+                // burst: their connection was never made).
+                Err(e) => fail(format!("cannot start a client thread: {e}")),
+            }
+        }
+        begun();
+        drop(held);
         workers
             .into_iter()
             .flat_map(|w| w.join().unwrap_or_default())
             .collect()
     });
-    let seconds = start.elapsed().as_secs_f64();
+    let seconds = begun().elapsed().as_secs_f64();
     latencies.sort_unstable();
     let percentile = |p: f64| -> u64 {
         if latencies.is_empty() {
@@ -124,40 +207,69 @@ pub fn run(spec: &LoadSpec) -> LoadResult {
         seconds,
         per_second: latencies.len() as f64 / seconds.max(1e-9),
         p50_us: percentile(0.50),
+        p90_us: percentile(0.90),
         p99_us: percentile(0.99),
         max_us: latencies.last().copied().unwrap_or(0),
         first_error: first_error.into_inner().unwrap_or_else(|e| e.into_inner()),
+        latencies_us: latencies,
     }
 }
 
-/// One connection: request, end of request, the whole reply, checked.
-fn one_connection(addr: SocketAddr, request: &[u8]) -> Result<(), String> {
-    let mut stream =
-        TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+/// One connection: request, end of request, the whole reply, checked; its
+/// latency.
+fn one_connection(spec: &LoadSpec) -> Result<Duration, String> {
+    let began = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&spec.addr, spec.timeout)
+        .map_err(|e| format!("connect: {e}"))?;
     stream
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
+        .set_read_timeout(Some(spec.timeout))
+        .and_then(|()| stream.set_write_timeout(Some(spec.timeout)))
         .map_err(|e| format!("setsockopt: {e}"))?;
     // Without Nagle's delay: the request goes out in one segment at once.
     let _ = stream.set_nodelay(true);
     stream
-        .write_all(request)
+        .write_all(&spec.request)
         .map_err(|e| format!("write: {e}"))?;
     stream
         .shutdown(std::net::Shutdown::Write)
         .map_err(|e| format!("shutdown: {e}"))?;
-    let mut reply = Vec::with_capacity(request.len());
-    stream
-        .read_to_end(&mut reply)
-        .map_err(|e| format!("read: {e}"))?;
-    match (request.is_empty(), reply.as_slice() == request) {
-        (true, _) if !reply.is_empty() => Ok(()),
-        (false, true) => Ok(()),
-        _ => Err(format!(
-            "wrong reply: {} bytes for a request of {}",
-            reply.len(),
-            request.len()
-        )),
+    let mut reply = Vec::with_capacity(spec.request.len());
+    let mut first_byte = None;
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                first_byte.get_or_insert_with(|| began.elapsed());
+                reply.extend_from_slice(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read after {} bytes: {e}", reply.len())),
+        }
+    }
+    let end = began.elapsed();
+    let right = match &spec.reply {
+        Reply::Echo if spec.request.is_empty() => !reply.is_empty(),
+        Reply::Echo => reply == spec.request,
+        Reply::Contains(s) => {
+            !reply.is_empty() && (s.is_empty() || reply.windows(s.len()).any(|w| w == s))
+        }
+    };
+    match (right, spec.until, first_byte) {
+        (true, Until::End, _) => Ok(end),
+        (true, Until::FirstByte, Some(t)) => Ok(t),
+        _ => Err(match &spec.reply {
+            Reply::Contains(s) => format!(
+                "wrong reply: {} bytes without {:?}",
+                reply.len(),
+                String::from_utf8_lossy(s)
+            ),
+            Reply::Echo => format!(
+                "wrong reply: {} bytes for a request of {}",
+                reply.len(),
+                spec.request.len()
+            ),
+        }),
     }
 }
 

@@ -12,6 +12,7 @@ mod exec;
 mod import;
 mod library;
 mod limits;
+mod load;
 mod models;
 mod packaging;
 mod pool;
