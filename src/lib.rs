@@ -27,7 +27,7 @@
 //! | [`log`] | stderr or syslog, one line per message |
 //! | `sys` | every `unsafe` block and OS call: fork, signals, descriptors, shared memory, privileges, daemon |
 //! | [`models`] | the server designs of UNP chapter 30 (`--model`): how a worker accepts, how a pool's socket is bound, the single-process runners |
-//! | [`compare`], [`load`] | `preforkd compare`: every model against the same load, measured from outside; the load generator |
+//! | [`compare`], [`load`] | `preforkd compare`: every model against the same load, measured from outside; the one load generator (of `compare`, `preforkd load` and the benchmarks under bench/) |
 //! | `server` | the library's [`Server`]: one pool of the master's, your handler |
 //! | `fallback` | serving without fork (Windows): every TCP service on the thread pool of [`models::pool_std`] |
 //!
