@@ -104,6 +104,7 @@ pub(crate) fn serve_one(
 }
 
 /// What became of one connection.
+#[cfg(unix)]
 #[derive(Debug, Default)]
 pub(crate) struct Served {
     /// Why it failed, if it did (a client that went away or idled out did
