@@ -29,7 +29,7 @@
 //! | [`models`] | the server designs of UNP chapter 30 (`--model`): how a worker accepts, how a pool's socket is bound, the single-process runners |
 //! | [`compare`], [`load`] | `preforkd compare`: every model against the same load, measured from outside; the one load generator (of `compare`, `preforkd load` and the benchmarks under bench/) |
 //! | `server` | the library's [`Server`]: one pool of the master's, your handler |
-//! | `fallback` | serving without fork (Windows): every TCP service on the thread pool of [`models::pool_std`] |
+//! | `fallback` | serving without fork (Windows), in one folder: every TCP service on a thread pool of std's ([`models::pool_std`]), exec services through pipes ([`service::relay`]) |
 //!
 //! # The dependency rule: arrows point down
 //!
@@ -98,7 +98,6 @@ pub mod config;
 mod error;
 #[cfg(unix)]
 mod exit;
-#[cfg(any(windows, test))]
 mod fallback;
 pub mod load;
 pub mod log;

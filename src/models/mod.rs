@@ -25,7 +25,8 @@
 //!
 //! All of them are Unix. Where there is no fork(2) (Windows), every service
 //! runs `pool` built on std alone, [`pool_std`]: threads, no signals, no
-//! master.
+//! master. It lives with the rest of the Windows fallback
+//! (`crate::fallback`), and is re-exported here under its old name.
 
 #[cfg(unix)]
 pub(crate) mod accept;
@@ -39,7 +40,9 @@ pub mod iterative;
 pub mod pool;
 #[cfg(unix)]
 pub mod pool_pass;
-pub mod pool_std;
+// The fallback's pool, kept at its public path: the one name here that
+// points up, to `fallback`.
+pub use crate::fallback::pool as pool_std;
 #[cfg(unix)]
 pub mod prefork;
 #[cfg(unix)]

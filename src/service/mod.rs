@@ -9,7 +9,6 @@
 
 pub mod builtin;
 pub mod exec;
-pub mod relay;
 #[cfg(unix)]
 pub mod stderr;
 
@@ -18,6 +17,9 @@ use std::io;
 
 pub use builtin::Builtin;
 pub use exec::ExecSpec;
+// The fallback's relay, kept at its public path: the one name here that
+// points up, to `fallback`.
+pub use crate::fallback::relay;
 
 #[cfg(unix)]
 use crate::net::Connection;

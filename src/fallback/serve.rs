@@ -1,27 +1,17 @@
-//! Serving without fork(2): the Windows fallback.
+//! Serving a configuration with the thread pools: each service checked
+//! ([`threaded`]), each address bound ([`bind`]), a [`StdPool`] started
+//! on each and announced ([`start`]), and waited for.
 //!
-//! Where there is no fork, `preforkd run` and `preforkd serve --foreground`
-//! hand their configuration here, and every TCP service runs the `pool`
-//! model on std threads ([`StdPool`]): each address of a service is bound,
-//! gets its pool of `workers` threads, and is announced with the same
-//! `listening on ADDR` line as on Unix. There is no master process: no
-//! signals, no reload, no control socket, no scoreboard. The process serves
-//! until it is ended (ctrl-c, on Windows, ends it with its pools).
-//!
-//! What the pool cannot do is refused when the service is checked
-//! ([`threaded`]), in one line a user can act on, rather than ignored:
-//! other models, UDP, `unix:` addresses, privileges and limits, `argv0`,
-//! and the per-worker features of the process pool.
-//!
-//! Nothing here is Windows-specific: the tests run it on Linux.
+//! Compiled for Windows, and for the tests on every system; what the
+//! commands call is re-exported by `crate::fallback`.
 
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener};
 
 use socket2::{Domain, Socket, Type};
 
+use super::pool::StdPool;
 use crate::config::{Config, Model, PoolSettings, Protocol, ServiceConfig, Sizing};
-use crate::models::pool_std::StdPool;
 use crate::net::ListenAddr;
 use crate::privileges::Privileges;
 use crate::service::Service;

@@ -12,7 +12,7 @@
 //! connecting to the listener.
 //!
 //! Builtins are served by the same code as in a worker; exec services
-//! through [`crate::service::relay`], pipes and two threads, since a
+//! through [`relay`], pipes and two threads, since a
 //! Windows socket cannot be a program's stdin and stdout.
 //!
 //! Nothing here is Unix- or Windows-specific, so the tests run it on Linux.
@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::service::{relay, Service};
+use super::relay;
+use crate::service::Service;
 
 /// The first pause after an accept that failed for good reason (out of
 /// descriptors, say); it doubles at each failure in a row, up to the last.
@@ -153,7 +154,7 @@ impl Shared {
             }
         }
         let worker = format!("{}/{worker}", std::process::id());
-        super::report_served(&self.name, &worker, served);
+        crate::models::report_served(&self.name, &worker, served);
     }
 
     /// Serves one connection (timeout set, errors and panics logged).

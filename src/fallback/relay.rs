@@ -26,8 +26,8 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::{ChildStdin, Stdio};
 
-use super::ExecSpec;
 use crate::net::Peer;
+use crate::service::ExecSpec;
 
 /// Runs `spec`'s program for the connection `stream` and relays between
 /// them until the program has exited. A program that cannot be started is
