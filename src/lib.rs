@@ -29,7 +29,7 @@
 //! | [`models`] | the server designs of UNP chapter 30 (`--model`): how a worker accepts, how a pool's socket is bound, the single-process runners |
 //! | [`compare`], [`load`] | `preforkd compare`: every model against the same load, measured from outside; the one load generator (of `compare`, `preforkd load` and the benchmarks under bench/) |
 //! | `server` | the library's [`Server`]: one pool of the master's, your handler |
-//! | `fallback` | serving without fork (Windows), in one folder: every TCP service on a thread pool of std's ([`models::pool_std`]), exec services through pipes ([`service::relay`]) |
+//! | `fallback` | serving without fork (Windows), in one folder: every TCP service on a thread pool of std's, exec services through pipes |
 //!
 //! # The dependency rule: arrows point down
 //!
@@ -58,7 +58,7 @@
 //! except what reads the command line and the config, the builtins and the
 //! exec service's environment. On Windows, `preforkd run` and `serve
 //! --foreground` serve each TCP service with the `pool` model on std
-//! threads, and exec services through pipes ([`service::relay`]); the
+//! threads, and exec services through pipes (both in `fallback`); the
 //! library's [`Server`], which forks, is not there. `tools/cross-check`
 //! type-checks the Windows, macOS and FreeBSD builds from Linux.
 //!
@@ -98,6 +98,7 @@ pub mod config;
 mod error;
 #[cfg(unix)]
 mod exit;
+#[cfg(any(windows, test))]
 mod fallback;
 pub mod load;
 pub mod log;

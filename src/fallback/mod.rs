@@ -18,21 +18,19 @@
 //! - `serve`: a configuration served: its services checked, their
 //!   addresses bound, a pool started on each and announced (compiled for
 //!   Windows and for the tests);
-//! - [`pool`]: the `pool` model on std alone, public as
-//!   `preforkd::models::pool_std`;
-//! - [`relay`]: exec services through pipes, public as
-//!   `preforkd::service::relay`.
+//! - [`pool`]: the `pool` model on std alone;
+//! - [`relay`]: exec services through pipes.
 //!
 //! Not here: the commands' Windows side (`commands/windows.rs`: `run` and
 //! `serve --foreground` call `serve::start`, the rest is refused),
 //! since only `commands` reads the command line; and the few OS calls the
 //! portable code makes, which are `sys`'s (`sys/windows.rs`).
 //!
-//! Nothing here is Windows-specific: the tests run it on Linux.
+//! Compiled for Windows and for the tests: nothing here is
+//! Windows-specific, and the tests run it on Linux.
 
-pub mod pool;
-pub mod relay;
-#[cfg(any(windows, test))]
+pub(crate) mod pool;
+pub(crate) mod relay;
 mod serve;
 
 #[cfg(windows)]

@@ -24,9 +24,8 @@
 //! a [`WorkerExit`](crate::WorkerExit).
 //!
 //! All of them are Unix. Where there is no fork(2) (Windows), every service
-//! runs `pool` built on std alone, [`pool_std`]: threads, no signals, no
-//! master. It lives with the rest of the Windows fallback
-//! (`crate::fallback`), and is re-exported here under its old name.
+//! runs `pool` built on std alone: threads, no signals, no master. It
+//! lives with the rest of the Windows fallback, above the models.
 
 #[cfg(unix)]
 pub(crate) mod accept;
@@ -40,9 +39,6 @@ pub mod iterative;
 pub mod pool;
 #[cfg(unix)]
 pub mod pool_pass;
-// The fallback's pool, kept at its public path: the one name here that
-// points up, to `fallback`.
-pub use crate::fallback::pool as pool_std;
 #[cfg(unix)]
 pub mod prefork;
 #[cfg(unix)]

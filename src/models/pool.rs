@@ -1,6 +1,7 @@
 //! `pool`: N threads created in advance, each blocking in accept(2) on the
 //! shared socket (UNP 30.11, "each thread calls accept"). Where there is no
-//! fork(2), preforkd runs the same design on std alone: `pool_std`.
+//! fork(2), preforkd runs the same design on std alone (the Windows
+//! fallback's pool).
 //!
 //! What it teaches: pre-forking with threads. Nothing is created per
 //! connection: the kernel wakes one thread asleep in accept(2), it serves

@@ -21,7 +21,7 @@
 //! - default signal dispositions and an empty signal mask.
 //!
 //! That is Unix. On Windows a socket cannot be a program's stdin and stdout,
-//! so [`relay`](super::relay) gives the program pipes and copies between
+//! so the Windows fallback's relay gives the program pipes and copies between
 //! them and the connection; the environment is the same, except that
 //! the master's `PATH`, `SystemRoot`, `windir`, `COMSPEC`, `PATHEXT`,
 //! `TEMP` and `TMP` are passed, which Windows programs need to start.

@@ -5,7 +5,7 @@
 //! not accept, fork workers or supervise. Library users implement
 //! `Handler` (or pass a closure) to serve their own protocol. (`Handler`
 //! is Unix only, as the workers are; on Windows the thread pool serves a
-//! [`Service`] itself, an exec service through [`relay`].)
+//! [`Service`] itself, an exec service through the fallback's relay.)
 
 pub mod builtin;
 pub mod exec;
@@ -17,9 +17,6 @@ use std::io;
 
 pub use builtin::Builtin;
 pub use exec::ExecSpec;
-// The fallback's relay, kept at its public path: the one name here that
-// points up, to `fallback`.
-pub use crate::fallback::relay;
 
 #[cfg(unix)]
 use crate::net::Connection;
