@@ -15,7 +15,7 @@
 
 use std::rc::Rc;
 
-use crate::config::{PoolSettings, Protocol, ServiceConfig, Sizing};
+use crate::config::{PoolSettings, Protocol, ServiceConfig};
 use crate::net::ListenAddr;
 use crate::service::{Handler, Service};
 
@@ -103,17 +103,47 @@ impl PoolSpec<'_> {
     /// or process count of a single-process model is its runner's, so a
     /// new one replaces the runner.
     pub(crate) fn same_but_size(&self, other: &PoolSpec<'_>) -> bool {
-        let sizeless = |s: &PoolSettings| PoolSettings {
-            sizing: if s.model.is_process_pool() {
-                Sizing::Fixed(0)
-            } else {
-                s.sizing
-            },
-            ..s.clone()
-        };
         self.name == other.name
             && self.addr == other.addr
             && self.job.same_as(&other.job)
-            && sizeless(&self.settings) == sizeless(&other.settings)
+            && same_but_size(&self.settings, &other.settings)
     }
+}
+
+/// Whether two pools' settings differ at most in their process count: every
+/// field is named, so that a new setting cannot be forgotten here, and
+/// nothing is copied (a reload compares every pool it keeps).
+fn same_but_size(a: &PoolSettings, b: &PoolSettings) -> bool {
+    let PoolSettings {
+        protocol,
+        sizing,
+        max_requests,
+        max_requests_jitter,
+        timeout,
+        max_memory,
+        log_connections,
+        access,
+        backlog,
+        privileges,
+        socket_mode,
+        socket_owner,
+        model,
+        proxy_protocol,
+    } = a;
+    // A single-process model's count is its runner's threads or
+    // processes: another count is another runner.
+    (sizing == &b.sizing || model.is_process_pool())
+        && protocol == &b.protocol
+        && max_requests == &b.max_requests
+        && max_requests_jitter == &b.max_requests_jitter
+        && timeout == &b.timeout
+        && max_memory == &b.max_memory
+        && log_connections == &b.log_connections
+        && access == &b.access
+        && backlog == &b.backlog
+        && privileges == &b.privileges
+        && socket_mode == &b.socket_mode
+        && socket_owner == &b.socket_owner
+        && model == &b.model
+        && proxy_protocol == &b.proxy_protocol
 }
