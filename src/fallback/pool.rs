@@ -18,7 +18,7 @@
 //! Nothing here is Unix- or Windows-specific, so the tests run it on Linux.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -106,7 +106,9 @@ impl StdPool {
 
     /// Stops the pool: each thread finishes the connection it serves, if
     /// any, and leaves instead of accepting another. Returns once they all
-    /// have; [`StdPool::wait`] then closes the listener.
+    /// have; [`StdPool::wait`] then closes the listener. For the tests:
+    /// nothing stops a Windows server but the end of its process.
+    #[cfg(test)]
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         let wake = self.local_addr().map(reachable);
@@ -182,7 +184,9 @@ fn is_transient(e: &io::Error) -> bool {
 
 /// Where to connect to reach a listener: its own address, or loopback for
 /// one bound to every address.
+#[cfg(test)]
 fn reachable(addr: SocketAddr) -> SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     let ip = match addr.ip() {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
