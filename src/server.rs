@@ -113,8 +113,6 @@ impl Server {
         let plan = master::plan::Plan {
             pools: vec![pool],
             graceful_timeout: self.options.graceful_timeout,
-            control: None,
-            take_over_control: false,
         };
         master::Master::new(
             vec![(key, self.listener)],

@@ -17,9 +17,7 @@ use crate::sys::daemon::{Pidfile, PidfileError};
 
 /// Serves `run`'s one service: the master and its pool, no control socket.
 pub(super) fn run(config: Config) -> Result<(), Error> {
-    let mut plan = Plan::from_config(&config);
-    plan.control = None;
-    Master::new(vec![], plan, None, Announce::Address)?
+    Master::new(vec![], Plan::from_config(&config), None, Announce::Address)?
         .run()
         .map(|_| ())
 }
@@ -170,8 +168,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
         }
     };
 
-    let mut plan = Plan::from_config(&config);
-    plan.take_over_control = upgrading;
+    let plan = Plan::from_config(&config);
     let config_path = source.absolute_path();
     let reloader = Box::new(move || {
         source
@@ -182,7 +179,11 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
                 read => vec![read.to_string()],
             })
     });
-    let mut master = match Master::new(vec![], plan, Some(reloader), Announce::WithService) {
+    // The control socket, an old master's taken over after an upgrade.
+    let control = config.daemon.control.clone();
+    let made = Master::new(vec![], plan, Some(reloader), Announce::WithService)
+        .and_then(|mut m| m.open_control(control, upgrading).map(|()| m));
+    let mut master = match made {
         Ok(m) => m,
         Err(e) => {
             // Started by an upgrade and failed: the pidfile is still the

@@ -1,11 +1,11 @@
 //! What the master is asked to run: a [`Plan`] of pools, each a
-//! [`PoolSpec`], and the daemon's own settings (the graceful timeout, the
-//! control socket). `preforkd run` and the library make a plan of one
+//! [`PoolSpec`], and how long a stop waits for them. (The control socket
+//! is not the plan's: `serve` opens it, `run` and the library have none.)
+//! `preforkd run` and the library make a plan of one
 //! pool; `preforkd serve` makes one from the config file, at start and at
 //! each reload. The master keys sockets by [`SocketKey`], and a reload
 //! keeps a pool whose spec is the same but for its size.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{Config, Protocol};
@@ -31,11 +31,6 @@ pub(crate) fn socket_key(spec: &PoolSpec<'_>) -> SocketKey {
 pub(crate) struct Plan<'a> {
     pub pools: Vec<PoolSpec<'a>>,
     pub graceful_timeout: Duration,
-    /// Where the control socket goes (`serve` only).
-    pub control: Option<PathBuf>,
-    /// Started by a binary upgrade: the old master's control socket is
-    /// replaced, not a reason to stop.
-    pub take_over_control: bool,
 }
 
 /// How a socket is named when passed to a new master: `SERVICE/ADDR`, with
@@ -55,8 +50,6 @@ impl Plan<'static> {
                 .flat_map(PoolSpec::of_service)
                 .collect(),
             graceful_timeout: config.daemon.graceful_timeout,
-            control: Some(config.daemon.control.clone()),
-            take_over_control: false,
         }
     }
 }

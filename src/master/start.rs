@@ -4,6 +4,7 @@
 
 use std::collections::btree_map::Entry;
 use std::os::fd::{OwnedFd, RawFd};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -64,10 +65,14 @@ impl<'a> Master<'a> {
         for p in ready {
             master.add_pool(p);
         }
-        if let Some(path) = plan.control {
-            master.control = Control::bind(path, plan.take_over_control)?;
-        }
         Ok(master)
+    }
+
+    /// Opens the control socket at `path` (`serve` only), replacing an
+    /// old master's after a binary upgrade (`take_over`).
+    pub(crate) fn open_control(&mut self, path: PathBuf, take_over: bool) -> Result<(), Error> {
+        self.control = Control::bind(path, take_over)?;
+        Ok(())
     }
 
     /// Waits until every worker of a pool that binds a socket of its own
