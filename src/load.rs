@@ -15,9 +15,9 @@
 //! keeps a crowd waiting. Every socket operation times out (10 s by
 //! default), so a stuck server cannot hang a run.
 //!
-//! What is not here: the command line (`crate::cli::LoadArgs`), and what
-//! the server's processes spend (`crate::compare`, or the benchmarks'
-//! shell).
+//! What is not here: the command line (`preforkd load`'s flags), and what
+//! the server's processes spend (measured by `compare`, which sits above
+//! this module, or by the benchmarks' shell).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
