@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(now.checked_add(d).is_some(), "now + {what} overflows");
     };
     within(config.daemon.graceful_timeout, "graceful_timeout");
-    for s in &config.services {
+    for s in config.services.iter().map(|s| &s.pool) {
         if let Some(t) = s.timeout {
             within(t, "timeout");
         }
