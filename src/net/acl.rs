@@ -167,14 +167,37 @@ pub struct Access {
 
 /// Parses an access-list entry: a network (`10.0.0.0/8`, `fd00::/8`) or a
 /// single address (`127.0.0.1`, `::1`).
+///
+/// A client is judged by its canonical address: an IPv4 client of a
+/// dual-stack socket, `::ffff:a.b.c.d`, is `a.b.c.d`. So is an entry: one
+/// written IPv4-mapped (`::ffff:10.0.0.0/104`) is the IPv4 network it maps
+/// (`10.0.0.0/8`), else it would match no client at all, and a `no_access`
+/// written so would let through the very clients it names. A mapped
+/// network wider than the mapped range (shorter than /96) is refused.
 pub fn parse_net(s: &str) -> Result<IpNet, String> {
-    s.parse::<IpNet>()
+    let net = s
+        .parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| {
             format!(
                 "invalid network '{s}': expected an address or a network, as in 10.0.0.0/8 or ::1"
             )
-        })
+        })?;
+    let IpNet::V6(v6) = net else {
+        return Ok(net);
+    };
+    // As written: the network of a prefix under /96 is no longer mapped.
+    match v6.addr().to_ipv4_mapped() {
+        Some(_) if v6.prefix_len() < 96 => Err(format!(
+            "invalid network '{s}': an IPv4-mapped network needs a prefix of /96 or longer (::ffff:0.0.0.0/96 is every IPv4 address); write IPv4 networks as IPv4"
+        )),
+        Some(v4) => Ok(IpNet::V4(
+            ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .expect("a prefix of 0 to 32")
+                .trunc(),
+        )),
+        None => Ok(net),
+    }
 }
 
 impl Access {
@@ -203,6 +226,23 @@ impl Access {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv4_mapped_entry_is_the_ipv4_network_it_maps() {
+        assert_eq!(parse_net("::ffff:10.0.0.0/104"), parse_net("10.0.0.0/8"));
+        assert_eq!(parse_net("::ffff:10.1.2.3/104"), parse_net("10.0.0.0/8"));
+        assert_eq!(parse_net("::ffff:127.0.0.1"), parse_net("127.0.0.1/32"));
+        assert_eq!(parse_net("::ffff:0.0.0.0/96"), parse_net("0.0.0.0/0"));
+        assert!(parse_net("::ffff:0.0.0.0/95").is_err());
+        assert!(parse_net("::/0").is_ok_and(|n| matches!(n, IpNet::V6(_))));
+        let a = Access {
+            no_access: vec![parse_net("::ffff:127.0.0.1").unwrap()],
+            ..Access::default()
+        };
+        assert!(a.allows("127.0.0.1".parse().unwrap()).is_err());
+        assert!(a.allows("::ffff:127.0.0.1".parse().unwrap()).is_err());
+        assert!(a.allows("127.0.0.2".parse().unwrap()).is_ok());
+    }
 
     #[test]
     fn lists() {

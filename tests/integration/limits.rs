@@ -129,12 +129,48 @@ fn only_from_and_no_access_over_ipv6_and_dual_stack() {
     assert!(closed_at_once(connect_from("::1", addr)), "{}", d.report());
     drop(d);
     // On a dual-stack socket an IPv4 client is matched as IPv4.
-    let (d, addr) = echo_service(&dir, ":0", "only_from = [\"127.0.0.2\"]");
+    only_127_0_0_2_on_dual_stack(&dir, "127.0.0.2");
+}
+
+/// A dual-stack service with `only_from = [entry]`, an entry naming
+/// 127.0.0.2: 127.0.0.2 is served over IPv4, 127.0.0.1 refused.
+fn only_127_0_0_2_on_dual_stack(dir: &TempDir, entry: &str) {
+    let (d, addr) = echo_service(dir, ":0", &format!("only_from = [\"{entry}\"]"));
     let v4: SocketAddr = format!("127.0.0.1:{}", addr.port()).parse().unwrap();
     assert!(served(connect_from("127.0.0.2", v4)), "{}", d.report());
     assert!(
         closed_at_once(connect_from("127.0.0.1", v4)),
         "{}",
         d.report()
+    );
+}
+
+/// An access-list entry written IPv4-mapped names the IPv4 client it maps:
+/// `no_access = ["::ffff:127.0.0.1"]` refuses 127.0.0.1, on an IPv4 and on
+/// a dual-stack socket, where it would otherwise match no client and let
+/// the one it names in. One wider than the mapped range is a check error.
+#[test]
+fn an_ipv4_mapped_entry_refuses_the_ipv4_client_it_names() {
+    let dir = TempDir::new("acl-mapped");
+    let (d, addr) = echo_service(&dir, "127.0.0.1:0", "no_access = [\"::ffff:127.0.0.1\"]");
+    assert!(
+        closed_at_once(connect_from("127.0.0.1", addr)),
+        "{}",
+        d.report()
+    );
+    assert!(served(connect_from("127.0.0.2", addr)), "{}", d.report());
+    drop(d);
+    only_127_0_0_2_on_dual_stack(&dir, "::ffff:127.0.0.2/128");
+    let path = write_config(
+        &dir,
+        "[[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nno_access = [\"::ffff:0.0.0.0/64\"]\n",
+    );
+    let out = run_to_exit(&["check", "-c", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("preforkd.toml:")
+            && stderr.contains("IPv4-mapped network needs a prefix of /96"),
+        "{stderr}"
     );
 }
