@@ -180,6 +180,13 @@ fn run_config(args: &RunArgs) -> Result<Config, Error> {
     if protocol == Protocol::Udp && matches!(addr, ListenAddr::Unix(_)) {
         return Err(Error::Usage("--udp needs an IP address, not unix:".into()));
     }
+    // run has no --socket-mode: the socket file's mode would be the
+    // umask's, which may let anyone connect and name any client.
+    if args.proxy_protocol.is_some() && matches!(addr, ListenAddr::Unix(_)) {
+        return Err(Error::Usage(
+            "--proxy-protocol needs an IP address: on a unix: socket every client's header is believed; use serve, with socket_mode".into(),
+        ));
+    }
     if protocol == Protocol::Udp {
         let tcp_only = [
             ("--timeout", args.timeout.is_some()),

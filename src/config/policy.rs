@@ -1,6 +1,7 @@
-//! Which settings each model takes: the single-process models serve one
-//! way and skip the daemon's per-worker features, `reuseport` needs IP
-//! addresses.
+//! Which settings fit together: the single-process models serve one way
+//! and skip the daemon's per-worker features, `reuseport` needs IP
+//! addresses, and a PROXY protocol on a `unix:` socket needs a file only
+//! the balancer can connect to.
 
 use super::{Model, Protocol, ServiceConfig};
 use crate::net::ListenAddr;
@@ -73,5 +74,24 @@ impl ServiceConfig {
             .filter(|(_, used)| *used)
             .map(|(key, _)| *key)
             .collect()
+    }
+
+    /// A PROXY header is believed from every client of a `unix:` socket
+    /// (see `trusted_proxies`): who may connect must then be said, with a
+    /// `socket_mode` that gives others nothing, not left to the umask.
+    pub fn check_unix_proxy(&self) -> Result<(), String> {
+        let on_unix = self.listen.iter().any(|a| matches!(a, ListenAddr::Unix(_)));
+        if !on_unix || self.pool.proxy_protocol.is_none() {
+            return Ok(());
+        }
+        match self.pool.socket_mode {
+            Some(mode) if mode & 0o007 == 0 => Ok(()),
+            Some(mode) => Err(format!(
+                "proxy_protocol on a unix: address believes the header of every client of the socket, and socket_mode = \"{mode:04o}\" lets others connect: give others no bits (as \"0660\")"
+            )),
+            None => Err(
+                "proxy_protocol on a unix: address believes the header of every client of the socket: set socket_mode, with no bits for others (as \"0660\"), so that only the balancer's user or group can connect".into(),
+            ),
+        }
     }
 }

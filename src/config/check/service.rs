@@ -45,6 +45,11 @@ impl Checker<'_> {
             self.error(at, why);
             return None;
         }
+        if let Err(why) = config.check_unix_proxy() {
+            let at = raw.proxy_protocol.as_ref().map_or(span, |p| p.span());
+            self.error(at, why);
+            return None;
+        }
         Some(config)
     }
 

@@ -263,3 +263,61 @@ fn four_stalled_headers_cannot_deny_a_four_worker_pool() {
     );
     drop(attacker);
 }
+
+/// Every client of a unix: socket is believed when it sends a header: a
+/// local user who may connect could name any client (and pass only_from).
+/// So `check` wants the socket file shut to others, and `run`, which has
+/// no --socket-mode, refuses --proxy-protocol on unix: altogether.
+#[test]
+fn proxy_protocol_on_a_unix_socket_needs_a_mode_that_shuts_others_out() {
+    let dir = TempDir::new("sec-proxy-unix");
+    let socket = dir.path().join("p.sock");
+    let file = dir.path().join("p.toml");
+    let check = |mode_line: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "[[service]]\nname = \"e\"\nlisten = [\"unix:{}\"]\nbuiltin = \"echo\"\nproxy_protocol = \"v2\"\ntrusted_proxies = [\"127.0.0.1\"]\n{mode_line}",
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let out = run_to_exit(&["check", "-c", file.to_str().unwrap()]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = check("");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}:5:18: ", file.display()))
+            && err.contains("set socket_mode, with no bits for others"),
+        "{err}"
+    );
+    let (code, err) = check("socket_mode = \"0666\"\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("socket_mode = \"0666\" lets others connect"),
+        "{err}"
+    );
+    let (code, err) = check("socket_mode = \"0660\"\n");
+    assert_eq!(code, Some(0), "{err}");
+
+    let out = run_to_exit(&[
+        "run",
+        &format!("unix:{}", socket.display()),
+        "--proxy-protocol",
+        "v1",
+        "--trusted-proxy",
+        "127.0.0.1",
+        "--builtin",
+        "echo",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--proxy-protocol needs an IP address"),
+        "{err}"
+    );
+}
