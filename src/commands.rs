@@ -120,13 +120,36 @@ fn import_inetd(args: ImportArgs) -> Result<(), Error> {
             source,
         })
     })?;
-    let toml = config::inetd::import(
+    let imported = config::inetd::import(
         &args.file.display().to_string(),
         &text,
         &config::inetd::Services::system(),
     );
-    print!("{toml}");
+    print!("{}", imported.toml);
+    for line in &imported.skipped {
+        eprintln!("{line}");
+    }
+    eprintln!(
+        "import-inetd: {} imported, {} not imported",
+        services(imported.imported),
+        services(imported.skipped.len())
+    );
+    if imported.imported == 0 && !imported.skipped.is_empty() {
+        return Err(Error::Failed(format!(
+            "import-inetd: nothing in {} could be imported",
+            args.file.display()
+        )));
+    }
     Ok(())
+}
+
+/// "1 service", "3 services".
+fn services(n: usize) -> String {
+    if n == 1 {
+        "1 service".to_string()
+    } else {
+        format!("{n} services")
+    }
 }
 
 fn init_log(verbose: bool) {

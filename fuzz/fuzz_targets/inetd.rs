@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let services = Services::parse("echo 7/tcp\necho 7/udp\ndaytime 13/tcp\nftp 21/tcp\n");
-    let toml_text = import("inetd.conf", text, &services);
+    let toml_text = import("inetd.conf", text, &services).toml;
     if let Err(e) = toml_text.parse::<toml::Table>() {
         panic!("import wrote invalid TOML: {e}\n--- input\n{text}\n--- output\n{toml_text}");
     }

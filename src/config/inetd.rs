@@ -8,19 +8,25 @@
 //! ```
 //!
 //! - `service` is a name from /etc/services or a port number; a `host:`
-//!   prefix (an address, or `*` for all) binds to that host only, and a line
-//!   holding only `host:` sets the host for the lines after it (OpenBSD).
+//!   prefix (an address, `[an IPv6 address]`, or `*` for all) binds to
+//!   that host only, and a line holding only `host:` sets the host for the
+//!   lines after it (OpenBSD).
+//! - A line that starts with a blank continues the entry before it (BSD).
 //! - `socket-type` is `stream` or `dgram`; `protocol` is `tcp`, `tcp4`,
 //!   `tcp6`, `udp`, `udp4` or `udp6`.
 //! - `program` is `internal` for the builtins, or a path; the first
 //!   argument after it is the program's `argv[0]`.
 //!
-//! What preforkd cannot carry over becomes a comment saying why: wait-mode
-//! stream services (the program accepts on the listening socket itself),
-//! RPC services, raw and seqpacket sockets, unknown service names.
-//! `nowait.N` (at most N spawns a minute) becomes `rate = "N/m"`; an
-//! `argv[0]` that differs from the program's name becomes `argv0` (tcpd
-//! needs it).
+//! What preforkd cannot carry over becomes a comment saying why, and a
+//! line of [`Import::skipped`]: wait-mode stream services (the program
+//! accepts on the listening socket itself), RPC services, raw and seqpacket
+//! sockets, unknown service names. `nowait.N` (OpenBSD, netkit: at most N
+//! spawns a minute) becomes `rate = "N/m"`; FreeBSD's `nowait/N/M/K` (at
+//! most N children, M connections a minute from one address, K children
+//! for one address) becomes `workers = { max = N }`, `rate = "M/m"` (for
+//! the whole socket: preforkd has no per-address rate) and `per_source =
+//! K`, each left out when 0 (no limit). An `argv[0]` that differs from the
+//! program's name becomes `argv0` (tcpd needs it).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -85,9 +91,42 @@ fn services_file() -> std::path::PathBuf {
     std::path::Path::new(&root).join(r"System32\drivers\etc\services")
 }
 
+/// What an inetd.conf became.
+#[derive(Debug)]
+pub struct Import {
+    /// The preforkd config.
+    pub toml: String,
+    /// How many services it holds.
+    pub imported: usize,
+    /// One line per entry not imported: `FILE:LINE: not imported: WHY`.
+    pub skipped: Vec<String>,
+}
+
+/// The entries of an inetd.conf: (the number of its first line, its text),
+/// with a line that starts with a blank joined to the entry before it, as
+/// BSD inetd reads them. Comments and blank lines are left out.
+fn entries(text: &str) -> Vec<(usize, String)> {
+    let mut entries: Vec<(usize, String)> = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let continues = raw.starts_with([' ', '\t']);
+        match entries.last_mut() {
+            Some((_, entry)) if continues => {
+                entry.push(' ');
+                entry.push_str(line);
+            }
+            _ => entries.push((n + 1, line.to_string())),
+        }
+    }
+    entries
+}
+
 /// Converts the text of an inetd.conf (named `file` in comments) to a
 /// preforkd config.
-pub fn import(file: &str, text: &str, services: &Services) -> String {
+pub fn import(file: &str, text: &str, services: &Services) -> Import {
     let mut out = format!(
         "# Imported from {} by `preforkd import-inetd`.\n\
          # Check it with `preforkd check -c FILE` before you serve it.\n",
@@ -95,15 +134,13 @@ pub fn import(file: &str, text: &str, services: &Services) -> String {
     );
     let mut default_host: Option<String> = None;
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let at = format!("{file}:{}", n + 1);
+    let (mut imported, mut skipped) = (0, Vec::new());
+    for (n, line) in entries(text) {
+        let line = line.as_str();
+        let at = format!("{file}:{n}");
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.len() == 1 && fields[0].ends_with(':') {
-            let host = fields[0].trim_end_matches(':');
+            let host = unbracket(fields[0].trim_end_matches(':'));
             default_host = (host != "*").then(|| host.to_string());
             continue;
         }
@@ -123,6 +160,7 @@ pub fn import(file: &str, text: &str, services: &Services) -> String {
                     out.push_str("protocol = \"udp\"\n");
                 }
                 out.push_str(&entry.body);
+                imported += 1;
             }
             Err(why) => {
                 let _ = writeln!(
@@ -132,10 +170,26 @@ pub fn import(file: &str, text: &str, services: &Services) -> String {
                     commented(&why),
                     commented(line)
                 );
+                skipped.push(format!(
+                    "{}: not imported: {}",
+                    commented(&at),
+                    commented(&why)
+                ));
             }
         }
     }
-    out
+    Import {
+        toml: out,
+        imported,
+        skipped,
+    }
+}
+
+/// `[::1]` is `::1`: how inetd.conf writes an IPv6 host before its colon.
+fn unbracket(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 /// `text` made safe for a TOML comment: control characters (which TOML
@@ -170,7 +224,7 @@ fn convert(
         ));
     };
     let (host, service) = match service.rsplit_once(':') {
-        Some((h, s)) => ((h != "*").then_some(h), s),
+        Some((h, s)) => ((h != "*").then_some(unbracket(h)), s),
         None => (default_host, *service),
     };
     if protocol.starts_with("rpc/") {
@@ -195,20 +249,12 @@ fn convert(
             ))
         }
     }
-    // `nowait.N` (OpenBSD, netkit): at most N spawns a minute, a rate.
-    // `nowait/N/...` (FreeBSD): limits on children, which a pre-forked pool
-    // has by its size; not carried over.
-    let (mode, max) = match wait.split_once('.') {
-        Some((m, max)) => (m, Some(max)),
-        None => (wait.split('/').next().unwrap_or(wait), None),
-    };
+    let (mode, limits) = wait_limits(wait)?;
     if mode == "wait" && proto == "tcp" {
         return Err(
             "wait-mode stream services (the program accepts itself) are not supported".into(),
         );
     }
-    // nowait.N: at most N spawns a minute, which preforkd's rate limits.
-    let rate = max.and_then(|m| m.parse::<u32>().ok()).filter(|&m| m > 0);
     let port = services
         .port(service, proto)
         .ok_or_else(|| format!("unknown service '{service}/{proto}' (not in /etc/services)"))?;
@@ -247,9 +293,14 @@ fn convert(
     }
     if mode == "wait" {
         body.push_str("workers = 1\n");
+    } else if let Some(n) = limits.children {
+        let _ = writeln!(body, "workers = {{ max = {n} }}");
     }
-    if let Some(n) = rate {
+    if let Some(n) = limits.per_minute {
         let _ = writeln!(body, "rate = \"{n}/m\"");
+    }
+    if let Some(n) = limits.per_source {
+        let _ = writeln!(body, "per_source = {n}");
     }
     Ok(Entry {
         name: service.to_string(),
@@ -257,6 +308,58 @@ fn convert(
         udp: proto == "udp",
         body,
     })
+}
+
+/// The limits a `wait` field carries, each `None` when absent or 0 (no
+/// limit).
+#[derive(Debug, Default, PartialEq)]
+struct Limits {
+    /// Children at once (FreeBSD's N): `workers.max`.
+    children: Option<u32>,
+    /// Connections a minute (OpenBSD's `.N`, FreeBSD's M): `rate`.
+    per_minute: Option<u32>,
+    /// Children for one address (FreeBSD's K): `per_source`.
+    per_source: Option<u32>,
+}
+
+/// Splits `wait|nowait[.N]` (OpenBSD, netkit) or `wait|nowait[/N[/M[/K]]]`
+/// (FreeBSD) into the mode and its limits.
+fn wait_limits(field: &str) -> Result<(&str, Limits), String> {
+    let number = |text: &str| {
+        text.parse::<u32>()
+            .map(|n| (n > 0).then_some(n))
+            .map_err(|_| format!("'{field}': '{text}' is not a count"))
+    };
+    let (mode, limits) = match field.split_once('.') {
+        Some((mode, n)) => (
+            mode,
+            Limits {
+                per_minute: number(n)?.map(|n| n.min(crate::config::maxima::MAX_RATE)),
+                ..Limits::default()
+            },
+        ),
+        None => {
+            let mut parts = field.split('/');
+            let mode = parts.next().unwrap_or(field);
+            let counts: Vec<&str> = parts.collect();
+            if counts.len() > 3 {
+                return Err(format!("'{field}': at most nowait/N/M/K"));
+            }
+            let at = |i: usize| counts.get(i).map_or(Ok(None), |n| number(n));
+            (
+                mode,
+                Limits {
+                    children: at(0)?.map(|n| n.min(crate::config::maxima::MAX_WORKERS as u32)),
+                    per_minute: at(1)?.map(|n| n.min(crate::config::maxima::MAX_RATE)),
+                    per_source: at(2)?.map(|n| n.min(crate::config::maxima::MAX_PER_SOURCE as u32)),
+                },
+            )
+        }
+    };
+    if mode != "wait" && mode != "nowait" {
+        return Err(format!("'{field}' is neither wait nor nowait"));
+    }
+    Ok((mode, limits))
 }
 
 /// A TOML basic string.
@@ -291,7 +394,7 @@ mod tests {
     fn a_control_character_in_a_line_stays_an_escape_in_its_comment() {
         let conf = "ftp stream tcp nowait \"user wit\0\0\x03h space\" /bin/x\n\
                     echo stream tcp nowait root internal extra\x07words\r\n";
-        let out = import("inetd\u{1b}.conf", conf, &services());
+        let out = import("inetd\u{1b}.conf", conf, &services()).toml;
         out.parse::<toml::Table>()
             .unwrap_or_else(|e| panic!("{e}\n{out}"));
         assert!(out.contains("wit\\u{0}\\u{0}\\u{3}h"), "{out}");
@@ -309,7 +412,17 @@ finger stream tcp  wait   nobody /usr/sbin/in.fingerd
 rstatd/1-3 dgram rpc/udp wait root /usr/sbin/rpc.rstatd
 nosuch stream tcp nowait root internal
 ";
-        let out = import("inetd.conf", conf, &services());
+        let imported = import("inetd.conf", conf, &services());
+        assert_eq!(imported.imported, 4);
+        assert_eq!(
+            imported.skipped,
+            [
+                "inetd.conf:6: not imported: wait-mode stream services (the program accepts itself) are not supported",
+                "inetd.conf:7: not imported: RPC services are not supported",
+                "inetd.conf:8: not imported: unknown service 'nosuch/tcp' (not in /etc/services)",
+            ]
+        );
+        let out = imported.toml;
         assert!(
             out.contains(
                 "name = \"echo\"\nlisten = [\"0.0.0.0:7\"]\nbuiltin = \"echo\"\nuser = \"root\""
@@ -338,5 +451,46 @@ nosuch stream tcp nowait root internal
             out.contains("inetd.conf:8: not imported: unknown service 'nosuch/tcp'"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn bracketed_ipv6_hosts_continued_lines_and_freebsd_limits() {
+        let conf = "\
+[::1]:echo stream tcp6 nowait root internal
+[::1]:
+chargen stream tcp6 nowait/40/600/4 nobody internal
+finger stream tcp nowait/0/0/2
+    nobody /usr/sbin/tcpd in.fingerd
+echo stream tcp nowait/1/2/3/4 root internal
+echo stream tcp nowait.x root internal
+";
+        let imported = import("inetd.conf", conf, &services());
+        let out = &imported.toml;
+        assert!(
+            out.contains("listen = [\"[::1]:7\"]\nbuiltin = \"echo\""),
+            "{out}"
+        );
+        assert!(
+            out.contains("listen = [\"[::1]:19\"]\nbuiltin = \"chargen\"\nuser = \"nobody\"\nworkers = { max = 40 }\nrate = \"600/m\"\nper_source = 4\n"),
+            "{out}"
+        );
+        // Continued on its next line; 0 is no limit.
+        assert!(
+            out.contains(
+                "# inetd.conf:4: finger stream tcp nowait/0/0/2 nobody /usr/sbin/tcpd in.fingerd\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("user = \"nobody\"\nper_source = 2\n"), "{out}");
+        assert_eq!(imported.imported, 3, "{out}");
+        assert_eq!(
+            imported.skipped,
+            [
+                "inetd.conf:6: not imported: 'nowait/1/2/3/4': at most nowait/N/M/K",
+                "inetd.conf:7: not imported: 'nowait.x': 'x' is not a count",
+            ]
+        );
+        out.parse::<toml::Table>()
+            .unwrap_or_else(|e| panic!("{e}\n{out}"));
     }
 }
