@@ -37,14 +37,15 @@
 //! modules may use each other):
 //!
 //! ```text
-//! commands, server, compare, fallback    what a user calls
+//! cli, commands, server, compare,        what a user calls
+//!   fallback
 //! master                                 forks workers, supervises them
 //! worker                                 one forked process
 //! models, backoff                        how a worker accepts and serves
-//! spec                                   one pool, built once
+//! spec, error                            one pool, built once; the crate's Error
 //! config                                 the file and its types
 //! net, service, scoreboard, privileges,  the parts
-//!   log, exit, load, error
+//!   log, exit, load
 //! sys                                    a leaf: the OS, and every unsafe block
 //! ```
 //!
