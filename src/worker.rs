@@ -213,14 +213,10 @@ impl Worker<'_> {
     /// default [`UDP_PER_SOURCE`], so that every builtin's replies to one
     /// address are limited), and `rate` for the whole socket.
     fn admit_datagram(&self, ip: std::net::IpAddr) -> Result<(), &'static str> {
-        self.spec.settings.access.allows(ip)?;
+        let access = &self.spec.settings.access;
+        access.allows(ip)?;
         let per_second = Rate {
-            count: self
-                .spec
-                .settings
-                .access
-                .per_source
-                .unwrap_or(UDP_PER_SOURCE),
+            count: access.per_source.unwrap_or(UDP_PER_SOURCE),
             per_secs: 1,
         };
         let now = sys::shm::monotonic_us();
@@ -232,7 +228,7 @@ impl Worker<'_> {
         {
             return Err("per_source limit reached");
         }
-        if let Some(rate) = self.spec.settings.access.rate {
+        if let Some(rate) = access.rate {
             if !rate.admit(self.seat.board.slot(self.seat.pool).rate_state(), now) {
                 return Err("rate limit reached");
             }
@@ -244,18 +240,15 @@ impl Worker<'_> {
     /// its own address, or to the one a trusted balancer's header named
     /// (whose `rate` was applied before its header: `with_rate` false).
     fn admit(&self, conn: &crate::net::Connection, with_rate: bool) -> Result<(), String> {
-        if self.spec.settings.access.is_open() {
+        let access = &self.spec.settings.access;
+        if access.is_open() {
             return Ok(());
         }
         let Some(ip) = conn.remote_addr().map(|a| a.ip()) else {
             return Ok(()); // Unix sockets: the file's mode is the access list.
         };
-        self.spec
-            .settings
-            .access
-            .allows(ip)
-            .map_err(str::to_string)?;
-        if let Some(limit) = self.spec.settings.access.per_source {
+        access.allows(ip).map_err(str::to_string)?;
+        if let Some(limit) = access.per_source {
             // Our own slot is busy with this client already.
             if self.seat.board.busy_from(self.seat.pool, ip) > limit as usize {
                 return Err(format!("per_source limit of {limit} reached"));

@@ -312,7 +312,7 @@ fn convert(
 
 /// The limits a `wait` field carries, each `None` when absent or 0 (no
 /// limit).
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 struct Limits {
     /// Children at once (FreeBSD's N): `workers.max`.
     children: Option<u32>,

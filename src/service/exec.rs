@@ -297,10 +297,9 @@ impl ExecSpec {
     /// wants it ([`stderr::wanted`](super::stderr::wanted)), is a pipe of
     /// its own, read until it exits.
     pub fn run(&self, conn: Connection) -> io::Result<std::process::ExitStatus> {
-        let mut relay = match super::stderr::wanted() {
-            true => Some(super::stderr::Relay::new()?),
-            false => None,
-        };
+        let mut relay = super::stderr::wanted()
+            .then(super::stderr::Relay::new)
+            .transpose()?;
         let (mut child, peer) = self.spawn(conn, relay.as_ref())?;
         let status = match &mut relay {
             Some(relay) => relay.wait(&mut child, &self.name())?,
