@@ -287,9 +287,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub log_connections: bool,
 
-    /// Serve the builtin over UDP instead of TCP.
-    #[arg(long, requires = "builtin")]
+    /// Serve over UDP instead of TCP: a builtin answers each datagram; a
+    /// program gets the socket itself and reads the datagrams (inetd's
+    /// `dgram udp wait`).
+    #[arg(long)]
     pub udp: bool,
+
+    /// Give the program the listening socket itself, one program at a
+    /// time, which accepts connections on its stdin (inetd's `stream tcp
+    /// wait`); implied by --udp with a program.
+    #[arg(long, requires = "program")]
+    pub wait: bool,
 
     /// Workers drop to this user after the master binds (needs root).
     #[arg(long, value_name = "USER")]

@@ -176,7 +176,9 @@ fn run_config(args: &RunArgs) -> Result<Config, Error> {
                     .map_err(|e| Error::Usage(e.replace("pass_env", "--pass-env")))?;
             }
             let spec = ExecSpec::new(program.as_ref(), rest.to_vec()).map_err(Error::Program)?;
-            Service::Exec(spec.with_pass_env(args.pass_env.iter().map(String::as_str)))
+            let spec = spec.with_pass_env(args.pass_env.iter().map(String::as_str));
+            spec.check().map_err(Error::Program)?;
+            Service::Exec(spec)
         }
         (None, None) => {
             return Err(Error::Usage(
@@ -189,11 +191,8 @@ fn run_config(args: &RunArgs) -> Result<Config, Error> {
     } else {
         Protocol::Tcp
     };
-    if args.udp && matches!(service, Service::Exec(_)) {
-        return Err(Error::Usage(
-            "--udp serves builtins only, not programs".into(),
-        ));
-    }
+    // A program on UDP reads its datagrams itself: a wait service.
+    let wait = args.wait || (args.udp && matches!(service, Service::Exec(_)));
     if args.timeout.is_some_and(|t| t.is_zero()) {
         return Err(Error::Usage("--timeout must be longer than 0s".into()));
     }
@@ -210,7 +209,7 @@ fn run_config(args: &RunArgs) -> Result<Config, Error> {
             "--proxy-protocol needs an IP address: on a unix: socket every client's header is believed; use serve, with socket_mode".into(),
         ));
     }
-    if protocol == Protocol::Udp {
+    if protocol == Protocol::Udp && !wait {
         let tcp_only = [
             ("--timeout", args.timeout.is_some()),
             ("--max-memory", args.max_memory.is_some()),
@@ -218,7 +217,7 @@ fn run_config(args: &RunArgs) -> Result<Config, Error> {
         ];
         if let Some((flag, _)) = tcp_only.iter().find(|(_, given)| *given) {
             return Err(Error::Usage(format!(
-                "{flag} applies to tcp services, not --udp"
+                "{flag} applies to tcp services and programs, not a builtin on --udp"
             )));
         }
     }
@@ -254,7 +253,7 @@ fn run_config(args: &RunArgs) -> Result<Config, Error> {
         service,
         pool: PoolSettings {
             protocol,
-            sizing: run_sizing(args)?,
+            sizing: run_sizing(args, wait)?,
             max_requests: args.max_requests,
             max_requests_jitter: args
                 .max_requests_jitter
@@ -277,11 +276,15 @@ fn run_config(args: &RunArgs) -> Result<Config, Error> {
             socket_owner: None,
             model: args.model,
             proxy_protocol,
+            wait,
         },
     };
     service_config
         .check_model()
         .map_err(|why| Error::Usage(why.replace("model = ", "--model ")))?;
+    service_config
+        .check_wait()
+        .map_err(|why| Error::Usage(run_words(&why)))?;
     Ok(Config {
         file: "(command line)".into(),
         daemon: DaemonConfig {
@@ -301,11 +304,12 @@ fn run_config(args: &RunArgs) -> Result<Config, Error> {
 /// without any of them the adaptive default of a config service without
 /// `workers` (a single-process model gets a fixed count, as there): a
 /// fixed pool of one worker per CPU is locked by as many idle clients.
-fn run_sizing(args: &RunArgs) -> Result<Sizing, Error> {
+fn run_sizing(args: &RunArgs, wait: bool) -> Result<Sizing, Error> {
     let workers = args.workers.map(|n| n as usize);
     if args.min_spare.is_none() && args.max_spare.is_none() && args.max_workers.is_none() {
         return Ok(match workers {
             Some(n) => Sizing::Fixed(n),
+            None if wait => Sizing::Fixed(1),
             None if args.model.is_process_pool() => Sizing::default_adaptive(),
             None => Sizing::Fixed(default_workers()),
         });
@@ -320,6 +324,25 @@ fn run_sizing(args: &RunArgs) -> Result<Sizing, Error> {
         max,
     )
     .map_err(|e| Error::Usage(format!("invalid pool: {e}")))
+}
+
+/// A config check's words as `run`'s flags say them: `model = "x"` is
+/// `--model "x"`, `max_requests` is `--max-requests`.
+fn run_words(why: &str) -> String {
+    let mut words = why.replace("model = ", "--model ");
+    for key in [
+        "max_requests",
+        "max_memory",
+        "per_source",
+        "rate",
+        "only_from",
+        "no_access",
+        "proxy_protocol",
+        "workers",
+    ] {
+        words = words.replace(key, &format!("--{}", key.replace('_', "-")));
+    }
+    words
 }
 
 /// Where the configuration comes from.

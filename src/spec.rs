@@ -23,8 +23,8 @@ use crate::service::{Handler, Service};
 #[derive(Clone)]
 pub(crate) enum Job<'h> {
     /// A builtin or a program (the daemon's services): on a TCP or Unix
-    /// socket, each connection; on a UDP socket, each datagram (builtins
-    /// only).
+    /// socket, each connection; on a UDP socket, a builtin each datagram,
+    /// and a program (a wait service) the socket itself.
     Service(Service),
     /// The library's handler, for each connection.
     Handler(Rc<dyn Handler + 'h>),
@@ -129,6 +129,7 @@ fn same_but_size(a: &PoolSettings, b: &PoolSettings) -> bool {
         socket_owner,
         model,
         proxy_protocol,
+        wait,
     } = a;
     // A single-process model's count is its runner's threads or
     // processes: another count is another runner.
@@ -146,4 +147,5 @@ fn same_but_size(a: &PoolSettings, b: &PoolSettings) -> bool {
         && socket_owner == &b.socket_owner
         && model == &b.model
         && proxy_protocol == &b.proxy_protocol
+        && wait == &b.wait
 }

@@ -17,15 +17,17 @@
 //! - `program` is `internal` for the builtins, or a path; the first
 //!   argument after it is the program's `argv[0]`.
 //!
-//! What preforkd cannot carry over becomes a comment saying why, and a
-//! line of [`Import::skipped`]: wait-mode stream services (the program
-//! accepts on the listening socket itself), RPC services, raw and seqpacket
-//! sockets, unknown service names. `nowait.N` (OpenBSD, netkit: at most N
-//! spawns a minute) becomes `rate = "N/m"`; FreeBSD's `nowait/N/M/K` (at
-//! most N children, M connections a minute from one address, K children
-//! for one address) becomes `workers = { max = N }`, `rate = "M/m"` (for
-//! the whole socket: preforkd has no per-address rate) and `per_source =
-//! K`, each left out when 0 (no limit). An `argv[0]` that differs from the
+//! `wait` programs (`dgram udp wait`, `stream tcp wait`: the program
+//! reads or accepts on the socket itself) become wait services (`wait =
+//! true`). What preforkd cannot carry over becomes a comment saying why,
+//! and a line of [`Import::skipped`]: RPC services, raw and seqpacket
+//! sockets, unknown service names, programs over udp under `nowait`.
+//! `nowait.N` (OpenBSD, netkit: at most N spawns a minute) becomes `rate
+//! = "N/m"`; FreeBSD's `nowait/N/M/K` (at most N children, M connections
+//! a minute from one address, K children for one address) becomes
+//! `workers = { max = N }`, `rate = "M/m"` (for the whole socket:
+//! preforkd has no per-address rate) and `per_source = K`, each left out
+//! when 0 (no limit). An `argv[0]` that differs from the
 //! program's name becomes `argv0` (tcpd needs it).
 
 use std::collections::BTreeMap;
@@ -250,11 +252,6 @@ fn convert(
         }
     }
     let (mode, limits) = wait_limits(wait)?;
-    if mode == "wait" && proto == "tcp" {
-        return Err(
-            "wait-mode stream services (the program accepts itself) are not supported".into(),
-        );
-    }
     let port = services
         .port(service, proto)
         .ok_or_else(|| format!("unknown service '{service}/{proto}' (not in /etc/services)"))?;
@@ -274,8 +271,10 @@ fn convert(
             .ok_or_else(|| format!("'{service}' is not a builtin preforkd has"))?;
         let _ = writeln!(body, "builtin = {}", quote(&builtin.to_string()));
     } else {
-        if proto == "udp" {
-            return Err("external programs over udp are not supported".into());
+        if proto == "udp" && mode == "nowait" {
+            return Err(
+                "a program over udp under nowait: preforkd runs it as a wait service (it reads the datagrams itself); write wait".into(),
+            );
         }
         let name = program.rsplit('/').next().unwrap_or(program);
         let argv: Vec<String> = std::iter::once(*program)
@@ -291,10 +290,30 @@ fn convert(
     if let Some(g) = group {
         let _ = writeln!(body, "group = {}", quote(g));
     }
-    if mode == "wait" {
-        body.push_str("workers = 1\n");
-    } else if let Some(n) = limits.children {
-        let _ = writeln!(body, "workers = {{ max = {n} }}");
+    match (mode, *program == "internal") {
+        ("wait", true) => body.push_str("workers = 1\n"),
+        // The program gets the socket itself, one at a time: the worker
+        // sees no client to count (see preforkd.toml(5), Wait services).
+        ("wait", false) => {
+            body.push_str("wait = true\n");
+            if limits.per_minute.is_some() {
+                let _ = writeln!(
+                    body,
+                    "# {wait}: a wait service has no rate; preforkd pauses a program that leaves the socket unread"
+                );
+            }
+            return Ok(Entry {
+                name: service.to_string(),
+                listen,
+                udp: proto == "udp",
+                body,
+            });
+        }
+        _ => {
+            if let Some(n) = limits.children {
+                let _ = writeln!(body, "workers = {{ max = {n} }}");
+            }
+        }
     }
     if let Some(n) = limits.per_minute {
         let _ = writeln!(body, "rate = \"{n}/m\"");
@@ -384,7 +403,9 @@ mod tests {
     use super::*;
 
     fn services() -> Services {
-        Services::parse("echo 7/tcp\necho 7/udp\nchargen 19/tcp ttytst source\nfinger 79/tcp\n")
+        Services::parse(
+            "echo 7/tcp\necho 7/udp\nchargen 19/tcp ttytst source\nfinger 79/tcp\ntftp 69/udp\n",
+        )
     }
 
     /// Found by the `inetd` fuzz target: a NUL byte in a line that was not
@@ -411,15 +432,17 @@ finger stream tcp  nowait nobody /usr/sbin/tcpd in.fingerd -w
 finger stream tcp  wait   nobody /usr/sbin/in.fingerd
 rstatd/1-3 dgram rpc/udp wait root /usr/sbin/rpc.rstatd
 nosuch stream tcp nowait root internal
+tftp dgram udp wait.20 root /usr/sbin/in.tftpd in.tftpd -s /srv/tftp
+tftp dgram udp nowait root /usr/sbin/in.tftpd in.tftpd -s /srv/tftp
 ";
         let imported = import("inetd.conf", conf, &services());
-        assert_eq!(imported.imported, 4);
+        assert_eq!(imported.imported, 6);
         assert_eq!(
             imported.skipped,
             [
-                "inetd.conf:6: not imported: wait-mode stream services (the program accepts itself) are not supported",
                 "inetd.conf:7: not imported: RPC services are not supported",
                 "inetd.conf:8: not imported: unknown service 'nosuch/tcp' (not in /etc/services)",
+                "inetd.conf:10: not imported: a program over udp under nowait: preforkd runs it as a wait service (it reads the datagrams itself); write wait",
             ]
         );
         let out = imported.toml;
@@ -427,6 +450,14 @@ nosuch stream tcp nowait root internal
             out.contains(
                 "name = \"echo\"\nlisten = [\"0.0.0.0:7\"]\nbuiltin = \"echo\"\nuser = \"root\""
             ),
+            "{out}"
+        );
+        assert!(
+            out.contains("exec = [\"/usr/sbin/in.fingerd\"]\nuser = \"nobody\"\nwait = true\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("name = \"tftp\"\nlisten = [\"0.0.0.0:69\"]\nprotocol = \"udp\"\nexec = [\"/usr/sbin/in.tftpd\", \"-s\", \"/srv/tftp\"]\nuser = \"root\"\nwait = true\n# wait.20: a wait service has no rate"),
             "{out}"
         );
         assert!(out.contains("name = \"echo-2\"\nlisten = [\"0.0.0.0:7\"]\nprotocol = \"udp\"\nbuiltin = \"echo\""), "{out}");
@@ -437,10 +468,6 @@ nosuch stream tcp nowait root internal
         );
         assert!(
             out.contains("exec = [\"/usr/sbin/tcpd\", \"-w\"]\nargv0 = \"in.fingerd\""),
-            "{out}"
-        );
-        assert!(
-            out.contains("inetd.conf:6: not imported: wait-mode stream services"),
             "{out}"
         );
         assert!(

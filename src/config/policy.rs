@@ -1,10 +1,12 @@
 //! Which settings fit together: the single-process models serve one way
 //! and skip the daemon's per-worker features, `reuseport` needs IP
-//! addresses, and a PROXY protocol on a `unix:` socket needs a file only
-//! the balancer can connect to.
+//! addresses, a wait service's program reads the socket itself, and a
+//! PROXY protocol on a `unix:` socket needs a file only the balancer can
+//! connect to.
 
-use super::{Model, Protocol, ServiceConfig};
+use super::{Model, Protocol, ServiceConfig, Sizing};
 use crate::net::ListenAddr;
+use crate::service::Service;
 
 impl ServiceConfig {
     /// Whether the service's settings fit its model: the single-process
@@ -74,6 +76,57 @@ impl ServiceConfig {
             .filter(|(_, used)| *used)
             .map(|(key, _)| *key)
             .collect()
+    }
+
+    /// Whether a wait service (`wait = true`, and every program on UDP)
+    /// can be one: a program, under the prefork model, with one worker,
+    /// and none of the settings a worker applies to each client, since
+    /// the program reads or accepts for itself and the worker sees no
+    /// client. Returns what does not fit, in the user's words.
+    pub fn check_wait(&self) -> Result<(), String> {
+        let program = matches!(self.service, Service::Exec(_));
+        if !self.pool.wait {
+            if program && self.pool.protocol == Protocol::Udp {
+                return Err("a program on udp reads its datagrams itself: it is a wait service (leave out wait = false)".into());
+            }
+            return Ok(());
+        }
+        if !program {
+            return Err(
+                "wait = true is for programs (exec): a builtin answers each client itself".into(),
+            );
+        }
+        if self.pool.model != Model::Prefork {
+            return Err(format!(
+                "a wait service runs under the prefork model, not model = \"{}\"",
+                self.pool.model
+            ));
+        }
+        if self.pool.sizing != Sizing::Fixed(1) {
+            return Err(
+                "a wait service runs one program at a time: workers must be 1 (or left out)".into(),
+            );
+        }
+        let per_client: Vec<_> = [
+            ("max_requests", self.pool.max_requests.is_some()),
+            ("max_memory", self.pool.max_memory.is_some()),
+            ("per_source", self.pool.access.per_source.is_some()),
+            ("rate", self.pool.access.rate.is_some()),
+            ("only_from", !self.pool.access.only_from.is_empty()),
+            ("no_access", !self.pool.access.no_access.is_empty()),
+            ("proxy_protocol", self.pool.proxy_protocol.is_some()),
+        ]
+        .iter()
+        .filter(|(_, used)| *used)
+        .map(|(key, _)| *key)
+        .collect();
+        if !per_client.is_empty() {
+            return Err(format!(
+                "a wait service's program reads the socket itself, so preforkd sees no client and cannot apply {} (use the program's own, or a firewall)",
+                per_client.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     /// A PROXY header is believed from every client of a `unix:` socket

@@ -29,6 +29,7 @@ pub(super) struct RawService {
     pub protocol: Option<Spanned<String>>,
     pub builtin: Option<Spanned<String>>,
     pub exec: Option<Spanned<Vec<String>>>,
+    pub wait: Option<Spanned<bool>>,
     pub workers: Option<Spanned<RawWorkers>>,
     pub max_requests: Option<Spanned<i64>>,
     pub max_requests_jitter: Option<Spanned<i64>>,

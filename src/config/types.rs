@@ -198,6 +198,9 @@ pub struct PoolSettings {
     /// Read a PROXY protocol header before serving, from the balancers
     /// named.
     pub proxy_protocol: Option<Proxy>,
+    /// inetd's `wait`: the program gets the socket itself and reads or
+    /// accepts for itself, one program at a time (UDP programs always).
+    pub wait: bool,
 }
 
 impl Default for PoolSettings {
@@ -219,6 +222,7 @@ impl Default for PoolSettings {
             socket_owner: None,
             model: Model::Prefork,
             proxy_protocol: None,
+            wait: false,
         }
     }
 }

@@ -46,6 +46,9 @@ pub(crate) fn threaded(service: &ServiceConfig) -> Result<ServiceConfig, String>
     if matches!(&service.service, Service::Exec(spec) if spec.argv0().is_some()) {
         return unavailable("argv0".into());
     }
+    if service.pool.wait {
+        return unavailable("wait = true".into());
+    }
     let keys = service.process_pool_keys();
     if !keys.is_empty() {
         return unavailable(keys.join(", "));

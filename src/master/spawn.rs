@@ -29,7 +29,7 @@ impl<'a> Master<'a> {
             .collect();
         for i in 0..self.pools.len() {
             let run = &self.pools[i];
-            if run.retiring.is_some() {
+            if run.retiring.is_some() || self.waits_for_socket(i) {
                 continue;
             }
             for _ in 0..run.pool.forks_due(now) {
@@ -82,6 +82,23 @@ impl<'a> Master<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Whether pool `i` must wait before it forks: it shares its socket
+    /// with another pool that still has workers (a reload's old
+    /// generation), and one of the two is a wait service, whose program
+    /// reads the socket itself. So a changed wait service's new program
+    /// starts only once the old one has exited, and no worker accepts
+    /// beside it meanwhile. (Reaping the old one wakes the loop, which
+    /// forks then.)
+    fn waits_for_socket(&self, i: usize) -> bool {
+        let run = &self.pools[i];
+        self.pools.iter().enumerate().any(|(j, other)| {
+            j != i
+                && Rc::ptr_eq(&other.listener, &run.listener)
+                && other.pool.len() > 0
+                && (other.plan.settings.wait || run.plan.settings.wait)
+        })
     }
 
     /// Reaps every child that has ended.

@@ -25,9 +25,9 @@
 //! System calls per connection: accept4, fcntl (non-blocking), and for each
 //! readiness a poll over every connection, a read and a write; close.
 
+use crate::service::exec::Child;
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::AsFd;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};

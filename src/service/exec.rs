@@ -29,16 +29,18 @@
 use std::ffi::OsString;
 use std::io;
 #[cfg(unix)]
-use std::os::fd::OwnedFd;
+use std::net::SocketAddr;
+#[cfg(unix)]
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-#[cfg(unix)]
-use std::process::Stdio;
 
 #[cfg(unix)]
 use crate::net::Connection;
 use crate::net::Peer;
 use crate::sys;
+#[cfg(unix)]
+pub use crate::sys::spawn::Child;
 
 /// A program's `PATH`, unless the service sets one (`env`, `pass_env`).
 #[cfg(unix)]
@@ -60,7 +62,7 @@ const WINDOWS_VARIABLES: [&str; 7] = [
 /// The variables preforkd sets for each connection (UCSPI), and those of
 /// the service manager, meant for the daemon only: `pass_env` may not
 /// name them.
-const UCSPI_VARIABLES: [&str; 18] = [
+const UCSPI_VARIABLES: [&str; 22] = [
     // And the service manager's, meant for the daemon only.
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
@@ -80,6 +82,10 @@ const UCSPI_VARIABLES: [&str; 18] = [
     "IPCREMOTEEUID",
     "IPCREMOTEEGID",
     "IPCREMOTEPATH",
+    "UDPLOCALIP",
+    "UDPLOCALPORT",
+    "UDPREMOTEIP",
+    "UDPREMOTEPORT",
 ];
 
 /// A program to run for each connection.
@@ -92,6 +98,11 @@ pub struct ExecSpec {
     passed: Vec<(String, OsString)>,
     directory: Option<PathBuf>,
     argv0: Option<OsString>,
+    /// All of the above as execve(2) takes it, made again by each
+    /// builder method, so that a connection only adds its own variables;
+    /// or why it cannot be (a NUL byte).
+    #[cfg(unix)]
+    prepared: Result<Box<sys::spawn::Program>, String>,
 }
 
 /// Why a program cannot be run.
@@ -138,14 +149,7 @@ impl ExecSpec {
             let outside = root.join(program.strip_prefix("/").unwrap_or(program));
             ExecSpec::new_in(&outside, vec![], None)
                 .map_err(|e| err(format!("{} (looked for {})", e.reason, outside.display())))?;
-            return Ok(ExecSpec {
-                program: program.to_path_buf(),
-                args,
-                env: vec![],
-                passed: vec![],
-                directory: None,
-                argv0: None,
-            });
+            return Ok(ExecSpec::prepared(program.to_path_buf(), args));
         }
         let resolved = if program.as_os_str().is_empty() {
             return Err(err("the program name is empty".into()));
@@ -164,21 +168,65 @@ impl ExecSpec {
             Ok(_) => {}
         }
         sys::process::is_executable(&resolved).map_err(|e| err(sys::fd::describe(&e)))?;
-        Ok(ExecSpec {
-            program: resolved,
+        Ok(ExecSpec::prepared(resolved, args))
+    }
+
+    /// The spec of `program` with `args` and nothing else, prepared.
+    fn prepared(program: PathBuf, args: Vec<OsString>) -> ExecSpec {
+        ExecSpec {
+            program,
             args,
             env: vec![],
             passed: vec![],
             directory: None,
             argv0: None,
-        })
+            #[cfg(unix)]
+            prepared: Err(String::new()),
+        }
+        .prepare()
+    }
+
+    /// Makes [`ExecSpec::prepared`] again from the fields.
+    #[cfg(unix)]
+    fn prepare(mut self) -> ExecSpec {
+        let mut env: Vec<(OsString, OsString)> = vec![("PATH".into(), DEFAULT_PATH.into())];
+        env.extend(self.passed.iter().map(|(k, v)| (k.into(), v.clone())));
+        env.extend(self.env.iter().map(|(k, v)| (k.into(), v.into())));
+        let argv0 = self.argv0.as_deref().unwrap_or(self.program.as_os_str());
+        self.prepared = sys::spawn::Program::new(
+            &self.program,
+            argv0,
+            &self.args,
+            &env,
+            self.directory.as_deref(),
+        )
+        .map(Box::new);
+        self
+    }
+
+    #[cfg(windows)]
+    fn prepare(self) -> ExecSpec {
+        self
+    }
+
+    /// Whether the program can be given what the spec says: no NUL byte
+    /// in an argument, a variable or the directory, no `=` in a name.
+    pub fn check(&self) -> Result<(), ProgramError> {
+        #[cfg(unix)]
+        if let Err(reason) = &self.prepared {
+            return Err(ProgramError {
+                program: self.program.display().to_string(),
+                reason: reason.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Adds variables to the program's environment (before the UCSPI ones,
     /// which win).
     pub fn with_env(mut self, env: impl IntoIterator<Item = (String, String)>) -> ExecSpec {
         self.env.extend(env);
-        self
+        self.prepare()
     }
 
     /// Passes the master's variables `names` (those it has) to the
@@ -189,7 +237,7 @@ impl ExecSpec {
                 self.passed.push((name.to_string(), value));
             }
         }
-        self
+        self.prepare()
     }
 
     /// Why `pass_env` may not name `name`, if it may not.
@@ -209,13 +257,13 @@ impl ExecSpec {
     /// first argument; tcpd finds the daemon to run by it).
     pub fn with_argv0(mut self, argv0: Option<String>) -> ExecSpec {
         self.argv0 = argv0.map(OsString::from);
-        self
+        self.prepare()
     }
 
     /// Runs the program in `dir` instead of the worker's directory.
     pub fn with_directory(mut self, dir: Option<PathBuf>) -> ExecSpec {
         self.directory = dir;
-        self
+        self.prepare()
     }
 
     /// The program's file name, for logs.
@@ -237,10 +285,12 @@ impl ExecSpec {
         self.argv0.as_deref()
     }
 
-    /// The program's command for the connection of `peer`: its arguments,
-    /// its clean environment (`PATH`, `pass_env`, `env`, then the UCSPI
-    /// variables, which win), its directory.
-    /// Its standard streams are for the caller to set.
+    /// The program's command for the connection of `peer`, for the
+    /// thread-pool fallback, which relays through pipes (a Unix worker
+    /// starts the prepared program itself): its arguments, its clean
+    /// environment (`PATH`, `pass_env`, `env`, then the UCSPI variables,
+    /// which win), its directory. Its standard streams are for the caller
+    /// to set.
     pub fn command(&self, peer: &Peer) -> Command {
         let mut command = Command::new(&self.program);
         command.args(&self.args);
@@ -317,27 +367,109 @@ impl ExecSpec {
         &self,
         conn: Connection,
         stderr: Option<&super::stderr::Relay>,
-    ) -> io::Result<(std::process::Child, Peer)> {
+    ) -> io::Result<(Child, Peer)> {
         let peer = conn.peer()?;
-        let stdin = conn.try_clone_fd()?;
-        let stdout = OwnedFd::from(conn);
-        let mut command = self.command(&peer);
-        command
-            .stdin(Stdio::from(stdin))
-            .stdout(Stdio::from(stdout));
-        if let Some(relay) = stderr {
-            command.stderr(relay.program_end()?);
-        }
-        if let Some(argv0) = &self.argv0 {
-            std::os::unix::process::CommandExt::arg0(&mut command, argv0);
-        }
-        let spawned = command.spawn();
-        // The Command holds our copies of the connection: close them now, so
+        let child = self.start(&ucspi_environment(&peer), conn.as_fd(), stderr)?;
+        // Our copy of the connection is closed now (`conn` is dropped), so
         // the client sees end-of-file as soon as the program closes its own.
-        drop(command);
-        let child = spawned.map_err(|e| self.cannot_run(e))?;
         Ok((child, peer))
     }
+
+    /// Starts the prepared program with `socket` as its stdin and stdout,
+    /// told `ucspi` of it.
+    fn start(
+        &self,
+        ucspi: &[(&'static str, String)],
+        socket: BorrowedFd<'_>,
+        stderr: Option<&super::stderr::Relay>,
+    ) -> io::Result<Child> {
+        let program = self.prepared.as_ref().map_err(|why| {
+            io::Error::other(format!("cannot run {}: {why}", self.program.display()))
+        })?;
+        let stdio = sys::spawn::Stdio {
+            stdin: socket,
+            stdout: socket,
+            stderr: stderr.map(super::stderr::Relay::program_fd),
+        };
+        sys::spawn::spawn(program, ucspi, stdio).map_err(|e| self.cannot_run(e))
+    }
+
+    /// Starts the program of a wait service with `socket` itself, the
+    /// pool's, as its stdin and stdout (inetd's `wait`): it reads the
+    /// datagrams or accepts the connections. Told of it as `waiting` says.
+    pub fn spawn_waiting(
+        &self,
+        socket: BorrowedFd<'_>,
+        waiting: &Waiting<'_>,
+        stderr: Option<&super::stderr::Relay>,
+    ) -> io::Result<Child> {
+        self.start(&waiting.environment(), socket, stderr)
+    }
+}
+
+/// The socket a wait service's program is given, as its UCSPI-style
+/// variables describe it.
+#[cfg(unix)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting<'a> {
+    /// A UDP socket.
+    Udp {
+        /// The address it is bound to.
+        local: SocketAddr,
+        /// Who sent the datagram that started the program (the first it
+        /// will read).
+        sender: Option<SocketAddr>,
+    },
+    /// A TCP listener.
+    Tcp {
+        /// The address it listens on.
+        local: SocketAddr,
+    },
+    /// A Unix stream listener.
+    Unix {
+        /// The socket file.
+        local: &'a Path,
+    },
+}
+
+#[cfg(unix)]
+impl Waiting<'_> {
+    /// `PROTO=UDP`, `UDPLOCALIP`, `UDPLOCALPORT`, and `UDPREMOTEIP`,
+    /// `UDPREMOTEPORT` of the first datagram's sender; `PROTO=TCP`,
+    /// `TCPLOCALIP`, `TCPLOCALPORT` for a TCP listener (no remote: the
+    /// program accepts); `PROTO=IPC`, `IPCLOCALPATH` for a Unix one.
+    fn environment(&self) -> Vec<(&'static str, String)> {
+        match *self {
+            Waiting::Udp { local, sender } => {
+                let mut env = vec![
+                    ("PROTO", "UDP".into()),
+                    ("UDPLOCALIP", local.ip().to_string()),
+                    ("UDPLOCALPORT", local.port().to_string()),
+                ];
+                if let Some(sender) = sender {
+                    env.push(("UDPREMOTEIP", canonical(sender).ip().to_string()));
+                    env.push(("UDPREMOTEPORT", sender.port().to_string()));
+                }
+                env
+            }
+            Waiting::Tcp { local } => vec![
+                ("PROTO", "TCP".into()),
+                ("TCPLOCALIP", local.ip().to_string()),
+                ("TCPLOCALPORT", local.port().to_string()),
+            ],
+            Waiting::Unix { local } => vec![
+                ("PROTO", "IPC".into()),
+                ("IPCLOCALPATH", local.display().to_string()),
+            ],
+        }
+    }
+}
+
+/// An IPv4 client of a dual-stack socket as IPv4, as the TCP variables
+/// write it.
+#[cfg(unix)]
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// The UCSPI variables for one connection.

@@ -27,12 +27,13 @@
 
 use std::io::{self, IsTerminal};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::OnceLock;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::sys;
+use crate::sys::spawn::Child;
 
 /// A line longer than this is logged in pieces.
 const LONGEST_LINE: usize = 2048;
@@ -98,9 +99,9 @@ impl Relay {
         })
     }
 
-    /// The program's end, for one program.
-    pub fn program_end(&self) -> io::Result<Stdio> {
-        Ok(Stdio::from(self.write.try_clone()?))
+    /// The program's end, which it gets as its stderr.
+    pub fn program_fd(&self) -> BorrowedFd<'_> {
+        self.write.as_fd()
     }
 
     /// The end to poll for lines.
@@ -250,9 +251,15 @@ impl Relay {
             }
         }
         let status = child.wait();
-        self.relay(program, Some(pid), true);
-        self.report_dropped(program, Some(pid));
+        self.finish(program, Some(pid));
         status
+    }
+
+    /// Once `program` has ended: logs what is left in the pipe (one
+    /// budget), its unfinished line, and how much was dropped.
+    pub fn finish(&mut self, program: &str, pid: Option<u32>) {
+        self.relay(program, pid, true);
+        self.report_dropped(program, pid);
     }
 }
 

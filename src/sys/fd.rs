@@ -37,11 +37,14 @@ pub fn accept(listener: BorrowedFd<'_>) -> Result<(OwnedFd, Option<SocketAddr>),
         fd.as_raw_fd(),
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )?;
-    Ok((fd, socket_addr(&storage)))
+    Ok((fd, socket_addr(&storage, true)))
 }
 
-/// The IP address in a sockaddr_storage the kernel filled in.
-fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+/// The IP address in a sockaddr_storage the kernel filled in; an
+/// IPv4-mapped IPv6 address as the IPv4 address it maps when `canonical`
+/// (a client's address to log and match), as it is otherwise (an address
+/// to send to on the same socket).
+pub(super) fn socket_addr(storage: &libc::sockaddr_storage, canonical: bool) -> Option<SocketAddr> {
     let ptr = std::ptr::addr_of!(*storage);
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
@@ -55,10 +58,12 @@ fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
             // SAFETY: as above, for sockaddr_in6.
             let sin6 = unsafe { &*ptr.cast::<libc::sockaddr_in6>() };
             let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::new(
-                ip.to_canonical(),
-                u16::from_be(sin6.sin6_port),
-            ))
+            let ip = if canonical {
+                ip.to_canonical()
+            } else {
+                ip.into()
+            };
+            Some(SocketAddr::new(ip, u16::from_be(sin6.sin6_port)))
         }
         _ => None,
     }
@@ -220,6 +225,35 @@ pub fn tcp_bytes(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
     let peer_closed = matches!(buf[0], 6 | 8 | 9 | 11);
     let received = word(BYTES_RECEIVED).saturating_sub(u64::from(peer_closed));
     Some((received, word(BYTES_ACKED)))
+}
+
+/// How many connections wait in the accept queue of the TCP listener `fd`
+/// (TCP_INFO's `tcpi_unacked`, which for a listener is its backlog);
+/// `None` elsewhere or for other sockets.
+#[cfg(target_os = "linux")]
+pub fn accept_queue(fd: BorrowedFd<'_>) -> Option<u32> {
+    // SAFETY: tcp_info is plain old data; all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is valid for `len` bytes, and the kernel writes at
+    // most `len` bytes and updates `len` to what it wrote.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            std::ptr::addr_of_mut!(info).cast(),
+            &mut len,
+        )
+    };
+    // TCP_LISTEN is 10 in the kernel's states.
+    (rc == 0 && info.tcpi_state == 10).then_some(info.tcpi_unacked)
+}
+
+/// Not known on this system.
+#[cfg(not(target_os = "linux"))]
+pub fn accept_queue(_fd: BorrowedFd<'_>) -> Option<u32> {
+    None
 }
 
 /// Not known on this system.

@@ -14,6 +14,11 @@
 //!   `O_NOFOLLOW`, a umask around bind).
 //! - [`fd`]: `accept4` without a hidden EINTR retry, closing every inherited
 //!   descriptor, `shutdown` of a listening socket.
+//! - [`ready`]: poll(2) for a socket a worker watches but does not read,
+//!   and recvfrom(2) that says plainly when a datagram socket was shut
+//!   down.
+//! - [`spawn`]: starting a program on given descriptors with a prepared
+//!   argv and environment (`clone(CLONE_VM | CLONE_VFORK)` on Linux).
 //! - [`privs`]: account lookups, setrlimit, chroot, setgroups/setgid/setuid.
 //! - [`stdio`]: the pipe for programs' stderr, and pidfd_open(2) to wait
 //!   for a program while reading it.
@@ -37,9 +42,13 @@ pub mod privs;
 #[cfg(unix)]
 pub mod process;
 #[cfg(unix)]
+pub mod ready;
+#[cfg(unix)]
 pub mod shm;
 #[cfg(unix)]
 pub mod signal;
+#[cfg(unix)]
+pub mod spawn;
 #[cfg(unix)]
 pub mod stdio;
 pub mod time;

@@ -232,6 +232,22 @@ pub fn die_with_parent(parent: Pid) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes the caller the reaper of its descendants' orphans
+/// (PR_SET_CHILD_SUBREAPER): the children a program leaves when it exits
+/// become the caller's, to wait for. Not inherited by a fork. Where the
+/// kernel has no such thing (not Linux), nothing: orphans go to init.
+#[cfg(target_os = "linux")]
+pub fn adopt_orphans() -> io::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true)?;
+    Ok(())
+}
+
+/// See the Linux version: elsewhere orphans go to init.
+#[cfg(not(target_os = "linux"))]
+pub fn adopt_orphans() -> io::Result<()> {
+    Ok(())
+}
+
 /// Waits for one child to end and reaps it; `None` when there are no
 /// children left. Blocks: the caller must have made sure they are ending.
 pub fn reap_blocking() -> io::Result<Option<(Pid, ChildExit)>> {

@@ -5,10 +5,28 @@
 //! socket pair, so a signal sent to a worker would be reported to the
 //! *master*. [`set_default`] is what [`super::process::fork`] runs in the
 //! child to undo that; [`install_stop_flag`] is the worker's own handler.
+//! The signals given a handler here are recorded ([`handled`]), so that a
+//! program started by [`super::spawn`] gets them back at their default
+//! before it can receive one.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+/// Bit `n`: this process installed a handler for signal `n` here.
+static HANDLED: AtomicU64 = AtomicU64::new(0);
+
+/// The signals this process gave a handler through this module, bit `n`
+/// for signal `n` (read by `spawn` on Linux; std's `Command` elsewhere
+/// resets them itself).
+#[cfg(target_os = "linux")]
+pub fn handled() -> u64 {
+    HANDLED.load(Ordering::SeqCst)
+}
+
+fn record_handler(signal: Signal) {
+    HANDLED.fetch_or(1 << (signal as i32), Ordering::SeqCst);
+}
 
 /// Sets the disposition of `signal` back to the default action.
 pub fn set_default(signal: Signal) {
@@ -42,6 +60,7 @@ pub fn install_stop_flag(signal: Signal) -> nix::Result<&'static AtomicBool> {
     // SAFETY: the handler performs a single atomic store, which is
     // async-signal-safe, and touches no other state.
     unsafe { nix::sys::signal::sigaction(signal, &action) }?;
+    record_handler(signal);
     Ok(&STOP)
 }
 
@@ -58,5 +77,6 @@ pub fn interrupt_on(signal: Signal) -> nix::Result<()> {
     );
     // SAFETY: the handler does nothing at all, which is async-signal-safe.
     unsafe { nix::sys::signal::sigaction(signal, &action) }?;
+    record_handler(signal);
     Ok(())
 }

@@ -64,10 +64,40 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
         "either `builtin` or `exec`",
     ),
     (
-        "exec over udp",
-        "[[service]]\nname = \"x\"\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:1\"]\nexec = [\"/bin/cat\"]\n",
+        "a program on udp that does not wait",
+        "[[service]]\nname = \"x\"\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:1\"]\nexec = [\"/bin/cat\"]\nwait = false\n",
+        "6:8",
+        "a program on udp reads its datagrams itself",
+    ),
+    (
+        "a wait service with more workers",
+        "[[service]]\nname = \"x\"\nlisten = [\"127.0.0.1:1\"]\nexec = [\"/bin/cat\"]\nwait = true\nworkers = 4\n",
         "5:8",
-        "exec services are tcp only",
+        "a wait service runs one program at a time: workers must be 1",
+    ),
+    (
+        "a wait service with an access list",
+        "[[service]]\nname = \"x\"\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:1\"]\nexec = [\"/bin/cat\"]\nonly_from = [\"10.0.0.0/8\"]\n",
+        "1:1",
+        "cannot apply only_from",
+    ),
+    (
+        "a builtin that waits",
+        "[[service]]\nname = \"x\"\nlisten = [\"127.0.0.1:1\"]\nbuiltin = \"echo\"\nwait = true\n",
+        "5:8",
+        "wait = true is for programs",
+    ),
+    (
+        "a NUL byte in a program's argument",
+        "[[service]]\nname = \"x\"\nlisten = [\"127.0.0.1:1\"]\nexec = [\"/bin/echo\", \"a\\u0000b\"]\n",
+        "4:8",
+        "an argument holds a NUL byte",
+    ),
+    (
+        "a NUL byte in a program's variable",
+        "[[service]]\nname = \"x\"\nlisten = [\"127.0.0.1:1\"]\nexec = [\"/bin/echo\"]\nenv = { A = \"\\u0000\" }\n",
+        "4:8",
+        "a variable holds a NUL byte",
     ),
     (
         "unknown protocol",

@@ -45,8 +45,16 @@ fn every_builtin_and_ucspi_variable_is_in_the_man_page() {
         "TCPLOCALIP",
         "TCPLOCALPORT",
         "IPCLOCALPATH",
+        "UDPLOCALIP",
+        "UDPLOCALPORT",
+        "UDPREMOTEIP",
+        "UDPREMOTEPORT",
     ] {
         assert!(MAN.contains(var), "{var} is not in man/preforkd.8");
+        assert!(
+            MAN_TOML.contains(&format!("Ev {var}")),
+            "{var} is not in man/preforkd.toml.5"
+        );
     }
 }
 

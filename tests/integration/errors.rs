@@ -153,9 +153,17 @@ fn bad_flags() {
     );
     fails_with(&["serve-all"], 2, "serve-all");
     fails_with(
-        &["run", "127.0.0.1:0", "--udp", "--", "/bin/cat"],
+        &[
+            "run",
+            "127.0.0.1:0",
+            "--udp",
+            "--workers",
+            "2",
+            "--",
+            "/bin/cat",
+        ],
         2,
-        "--udp serves builtins only",
+        "--workers must be 1",
     );
     fails_with(
         &["run", "127.0.0.1:0", "--timeout", "0s", "--builtin", "echo"],

@@ -84,6 +84,54 @@ fn an_exec_service_on_a_unix_socket_gets_the_ipc_variables() {
 
 // Issue #2: "A program that fails to exec for one connection closes that
 // connection and is logged; the pool keeps serving."
+/// The signal masks of /proc/self/status, by name.
+fn signal_masks(out: &str) -> std::collections::BTreeMap<String, u64> {
+    out.lines()
+        .filter(|l| l.starts_with("Sig"))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                u64::from_str_radix(v.trim(), 16).unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
+// A worker ignores SIGPIPE (std does), has a handler for SIGTERM and,
+// in some models, SIGCHLD, and blocks signals while it starts a program:
+// the program gets none of that, whichever model starts it.
+#[test]
+fn a_program_starts_with_default_signals_and_an_empty_mask() {
+    for model in ["prefork", "fork", "event"] {
+        let d = Daemon::start(&[
+            "run",
+            "127.0.0.1:0",
+            "--model",
+            model,
+            "--workers",
+            "1",
+            "--",
+            "/bin/cat",
+            "/proc/self/status",
+        ]);
+        let (out, _) = exchange(&d, d.addr());
+        let masks = signal_masks(&out);
+        for mask in ["SigBlk", "SigIgn", "SigCgt"] {
+            // But glibc's own signals 32 and 33, which its posix_spawn
+            // ignores in the children it starts (this daemon, here), and
+            // which its sigaction() will not touch.
+            let glibc = 1 << 31 | 1 << 32;
+            assert_eq!(
+                masks.get(mask).map(|m| m & !glibc),
+                Some(0),
+                "--model {model}: {mask} of the program\n{out}\n{}",
+                d.report()
+            );
+        }
+    }
+}
+
 #[test]
 fn a_program_that_cannot_be_run_closes_that_connection_and_the_pool_keeps_serving() {
     let dir = TempDir::new("vanish");

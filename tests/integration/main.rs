@@ -26,3 +26,4 @@ mod stop;
 mod supervise;
 mod upgrade;
 mod util;
+mod wait;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use crate::config::raw::{RawLimits, RawService, SizeOrNumber};
-use crate::config::{duration, maxima, size, Protocol};
+use crate::config::{duration, maxima, size};
 use std::path::Path;
 
 use super::Checker;
@@ -19,7 +19,6 @@ impl Checker<'_> {
         &mut self,
         raw: &RawService,
         span: &Range<usize>,
-        protocol: Protocol,
         chroot: Option<&Path>,
     ) -> Option<Service> {
         if raw.builtin.is_some() {
@@ -43,13 +42,6 @@ impl Checker<'_> {
                 }
             },
             (None, Some(exec)) => {
-                if protocol == Protocol::Udp {
-                    self.error(
-                        exec.span(),
-                        "exec services are tcp only (udp serves builtins)",
-                    );
-                    return None;
-                }
                 let Some((program, args)) = exec.get_ref().split_first() else {
                     self.error(
                         exec.span(),
@@ -88,13 +80,16 @@ impl Checker<'_> {
                     }
                 }
                 let argv0 = raw.argv0.as_ref().map(|a| a.get_ref().clone());
-                match ExecSpec::new_in(Path::new(program), args, chroot) {
-                    Ok(spec) => Some(Service::Exec(
-                        spec.with_env(env)
-                            .with_pass_env(pass_env)
-                            .with_directory(directory)
-                            .with_argv0(argv0),
-                    )),
+                let spec = ExecSpec::new_in(Path::new(program), args, chroot).and_then(|spec| {
+                    let spec = spec
+                        .with_env(env)
+                        .with_pass_env(pass_env)
+                        .with_directory(directory)
+                        .with_argv0(argv0);
+                    spec.check().map(|()| spec)
+                });
+                match spec {
+                    Ok(spec) => Some(Service::Exec(spec)),
                     Err(e) => {
                         self.error(exec.span(), e.to_string());
                         None

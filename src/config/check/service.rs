@@ -25,12 +25,13 @@ impl Checker<'_> {
         let errors_before = self.diags.len();
         let name = self.service_name(raw);
         let protocol = self.protocol(raw, &span);
-        if protocol == Protocol::Udp {
+        // A UDP program is a wait service, and has a program's settings.
+        if protocol == Protocol::Udp && raw.exec.is_none() {
             self.not_for_udp(raw);
         }
         let listen = self.listen(raw, protocol);
         let pool = self.pool_settings(raw, protocol, default_account);
-        let service = self.handler(raw, &span, protocol, pool.privileges.chroot.as_deref());
+        let service = self.handler(raw, &span, pool.privileges.chroot.as_deref());
         if self.diags.len() > errors_before {
             return None;
         }
@@ -42,6 +43,11 @@ impl Checker<'_> {
         };
         if let Err(why) = config.check_model() {
             let at = raw.model.as_ref().map_or(span, |m| m.span());
+            self.error(at, why);
+            return None;
+        }
+        if let Err(why) = config.check_wait() {
+            let at = raw.wait.as_ref().map_or(span, |w| w.span());
             self.error(at, why);
             return None;
         }
@@ -141,8 +147,18 @@ impl Checker<'_> {
             }),
         };
         let proxy_protocol = self.proxy(raw);
-        // A single-process model without `workers` gets a fixed count.
+        // inetd's `wait`: the default for a program on UDP, which reads
+        // the datagrams itself.
+        let wait = raw
+            .wait
+            .as_ref()
+            .map_or(protocol == Protocol::Udp && raw.exec.is_some(), |w| {
+                *w.get_ref()
+            });
+        // A single-process model without `workers` gets a fixed count, and
+        // a wait service its one worker.
         let sizing = match (&raw.workers, model.is_process_pool()) {
+            (None, _) if wait => Sizing::Fixed(1),
             (None, false) => Sizing::Fixed(crate::default_workers()),
             _ => sizing,
         };
@@ -161,6 +177,7 @@ impl Checker<'_> {
             socket_owner,
             model,
             proxy_protocol,
+            wait,
         }
     }
 
@@ -281,11 +298,12 @@ impl Checker<'_> {
         }
     }
 
-    /// The keys a UDP service cannot honour, refused rather than ignored: a
+    /// The keys a UDP builtin cannot honour, refused rather than ignored: a
     /// worker answers each datagram at once (`timeout`), in the memory it
     /// had when it started (`max_memory`), and logs no line per datagram
     /// (`log_connections`), which a flood of forged ones would turn into a
-    /// flood of lines.
+    /// flood of lines. (A UDP program is a wait service: see
+    /// `ServiceConfig::check_wait`.)
     pub(super) fn not_for_udp(&mut self, raw: &RawService) {
         for (key, span) in [
             ("timeout", raw.timeout.as_ref().map(|t| t.span())),
@@ -298,7 +316,7 @@ impl Checker<'_> {
             if let Some(span) = span {
                 self.error(
                     span,
-                    format!("`{key}` applies to tcp services, not udp (see preforkd(8), Over UDP)"),
+                    format!("`{key}` applies to tcp services and programs, not a udp builtin (see preforkd(8), Over UDP)"),
                 );
             }
         }

@@ -11,3 +11,4 @@ mod proxy;
 mod stall;
 mod terminal;
 mod udp;
+mod wait;

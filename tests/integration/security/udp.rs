@@ -216,7 +216,7 @@ fn what_a_udp_service_cannot_honour_is_refused_not_ignored() {
     let at = |line: u32| format!("{}:{line}:", file.display());
     assert!(
         err.contains(&format!(
-            "{}11: `timeout` applies to tcp services, not udp",
+            "{}11: `timeout` applies to tcp services and programs, not a udp builtin",
             at(6)
         )) && err.contains(&format!(
             "{}19: `log_connections` applies to tcp services",
@@ -238,7 +238,7 @@ fn what_a_udp_service_cannot_honour_is_refused_not_ignored() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("--timeout applies to tcp services, not --udp"),
+        err.contains("--timeout applies to tcp services and programs, not a builtin on --udp"),
         "{err}"
     );
 }

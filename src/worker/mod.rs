@@ -10,8 +10,10 @@
 //!
 //! Before the first accept it drops to its service's privileges (user,
 //! group, chroot, limits); if that fails it exits with
-//! [`WorkerExit::Fatal`] and never serves. A datagram worker blocks in
-//! recvfrom(2) instead of accept(2) and answers each datagram it may.
+//! [`WorkerExit::Fatal`] and never serves. A UDP builtin's worker blocks
+//! in recvfrom(2) instead of accept(2) and answers each datagram it may
+//! (`datagram.rs`); a wait service's worker watches the socket and starts
+//! the program that reads or accepts on it (`wait.rs`).
 //!
 //! Stopping: SIGTERM only sets a flag. A worker blocked in accept sees EINTR
 //! and leaves; a busy worker finishes its connection first. When the master
@@ -29,15 +31,16 @@ use crate::config::Protocol;
 use crate::exit::WorkerExit;
 use crate::models::accept::{AcceptError, Acceptor, PoolShared};
 use crate::models::{report_served, Runner};
-use crate::net::acl::{Rate, UDP_PER_SOURCE};
 use crate::net::proxy::{self, Proxy};
 use crate::net::{Connection, Listener};
 use crate::scoreboard::{Scoreboard, Slot, State};
-use crate::service::builtin::answerable;
-use crate::service::{serve_one, Builtin, Served, Service};
+use crate::service::{serve_one, Served, Service};
 use crate::spec::{Job, PoolSpec};
 use crate::sys;
 use crate::sys::process::Pid;
+
+mod datagram;
+mod wait;
 
 /// What a worker is given besides its pool's spec: nothing else crosses
 /// the fork.
@@ -134,11 +137,17 @@ impl Worker<'_> {
             return crate::models::run_single(spec.settings.model, &runner);
         }
         match (&spec.job, spec.protocol()) {
+            (Job::Service(Service::Exec(program)), _) if spec.settings.wait => {
+                self.serve_waiting(program, stop)
+            }
             (Job::Service(Service::Builtin(builtin)), Protocol::Udp) => {
                 self.serve_datagrams(*builtin, stop)
             }
             (_, Protocol::Udp) => {
-                log::error!("W0012 service {}: udp serves builtins only", self.name());
+                log::error!(
+                    "W0012 service {}: udp serves builtins and wait services only",
+                    self.name()
+                );
                 WorkerExit::Fatal
             }
             (_, Protocol::Tcp) => {
@@ -148,92 +157,6 @@ impl Worker<'_> {
                 exit
             }
         }
-    }
-
-    /// Receives datagrams and answers them, one at a time.
-    fn serve_datagrams(&self, builtin: Builtin, stop: &AtomicBool) -> WorkerExit {
-        let Some(socket) = self.listener.as_udp() else {
-            log::error!("W0012 service {}: not a datagram socket", self.name());
-            return WorkerExit::Fatal;
-        };
-        let mut buf = vec![0u8; 65536];
-        let mut answered = 0usize;
-        // Datagrams admitted (answered or not: discard), for max_requests.
-        let mut taken = 0u64;
-        let max_requests = self.max_requests();
-        self.seat.slot.set(State::Idle);
-        loop {
-            if stop.load(Ordering::SeqCst) {
-                return WorkerExit::Done;
-            }
-            if max_requests.is_some_and(|max| taken >= max) {
-                log::debug!("service {}: took {taken} datagrams: retiring", self.name());
-                self.seat.slot.set(State::Exiting);
-                return WorkerExit::Done;
-            }
-            let (len, source) = match socket.recv_from(&mut buf) {
-                Ok(got) => got,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // The socket was shut down (recvfrom gives 0 bytes and no
-                // address, which std reports as invalid input): stop.
-                Err(e) if e.kind() == io::ErrorKind::InvalidInput => return WorkerExit::Done,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EBADF | libc::ENOTSOCK)) => {
-                    log::error!("W0012 service {}: recvfrom: {e}", self.name());
-                    return WorkerExit::Fatal;
-                }
-                Err(e) => {
-                    // ICMP errors of earlier answers (ECONNREFUSED) and the like.
-                    log::debug!("service {}: recvfrom: {e}", self.name());
-                    continue;
-                }
-            };
-            if let Err(why) =
-                answerable(source, self.udp_ports).and_then(|()| self.admit_datagram(source.ip()))
-            {
-                log::debug!(
-                    "service {}: dropped a datagram from {source}: {why}",
-                    self.name()
-                );
-                continue;
-            }
-            self.seat.slot.begin(Some(source));
-            taken += 1;
-            if let Some(reply) = builtin.datagram_reply(&buf[..len], answered) {
-                match socket.send_to(&reply, source) {
-                    Ok(_) => answered += 1,
-                    Err(e) => log::debug!("service {}: sendto {source}: {e}", self.name()),
-                }
-            }
-            self.seat.slot.end();
-        }
-    }
-
-    /// Applies the service's access rules to a datagram from `ip`: the
-    /// lists, `per_source` as datagrams per second from one address (by
-    /// default [`UDP_PER_SOURCE`], so that every builtin's replies to one
-    /// address are limited), and `rate` for the whole socket.
-    fn admit_datagram(&self, ip: std::net::IpAddr) -> Result<(), &'static str> {
-        let access = &self.spec.settings.access;
-        access.allows(ip)?;
-        let per_second = Rate {
-            count: access.per_source.unwrap_or(UDP_PER_SOURCE),
-            per_secs: 1,
-        };
-        let now = sys::shm::monotonic_us();
-        if !self
-            .seat
-            .board
-            .sources()
-            .admit(self.seat.pool, ip, per_second, now)
-        {
-            return Err("per_source limit reached");
-        }
-        if let Some(rate) = access.rate {
-            if !rate.admit(self.seat.board.slot(self.seat.pool).rate_state(), now) {
-                return Err("rate limit reached");
-            }
-        }
-        Ok(())
     }
 
     /// Applies the service's access rules to a client just accepted: to

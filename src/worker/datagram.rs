@@ -1,0 +1,107 @@
+//! A UDP builtin's worker: it receives datagrams and answers each one it
+//! may, under the service's access rules (`per_source` counts datagrams
+//! per second here, by default [`UDP_PER_SOURCE`]).
+//!
+//! A program on UDP is a wait service instead (`wait.rs`): its worker
+//! never reads the socket.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::Worker;
+use crate::exit::WorkerExit;
+use crate::net::acl::{Rate, UDP_PER_SOURCE};
+use crate::scoreboard::State;
+use crate::service::builtin::answerable;
+use crate::service::Builtin;
+use crate::sys;
+
+impl Worker<'_> {
+    /// Receives datagrams and answers them, one at a time.
+    pub(super) fn serve_datagrams(&self, builtin: Builtin, stop: &AtomicBool) -> WorkerExit {
+        let Some(socket) = self.listener.as_udp() else {
+            log::error!("W0012 service {}: not a datagram socket", self.name());
+            return WorkerExit::Fatal;
+        };
+        let fd = socket.as_fd();
+        let mut buf = vec![0u8; 65536];
+        let mut answered = 0usize;
+        // Datagrams admitted (answered or not: discard), for max_requests.
+        let mut taken = 0u64;
+        let max_requests = self.max_requests();
+        self.seat.slot.set(State::Idle);
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return WorkerExit::Done;
+            }
+            if max_requests.is_some_and(|max| taken >= max) {
+                log::debug!("service {}: took {taken} datagrams: retiring", self.name());
+                self.seat.slot.set(State::Exiting);
+                return WorkerExit::Done;
+            }
+            let (len, source) = match sys::ready::recv_from(fd, &mut buf, false) {
+                Ok(Some(got)) => got,
+                // Shut down (a stop, or a reload that removed the service):
+                // no sender, and nothing more will come.
+                Ok(None) => return WorkerExit::Done,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBADF | libc::ENOTSOCK)) => {
+                    log::error!("W0012 service {}: recvfrom: {e}", self.name());
+                    return WorkerExit::Fatal;
+                }
+                Err(e) => {
+                    // ICMP errors of earlier answers (ECONNREFUSED) and the like.
+                    log::debug!("service {}: recvfrom: {e}", self.name());
+                    continue;
+                }
+            };
+            if let Err(why) =
+                answerable(source, self.udp_ports).and_then(|()| self.admit_datagram(source.ip()))
+            {
+                log::debug!(
+                    "service {}: dropped a datagram from {source}: {why}",
+                    self.name()
+                );
+                continue;
+            }
+            self.seat.slot.begin(Some(source));
+            taken += 1;
+            if let Some(reply) = builtin.datagram_reply(&buf[..len], answered) {
+                match socket.send_to(&reply, source) {
+                    Ok(_) => answered += 1,
+                    Err(e) => log::debug!("service {}: sendto {source}: {e}", self.name()),
+                }
+            }
+            self.seat.slot.end();
+        }
+    }
+
+    /// Applies the service's access rules to a datagram from `ip`: the
+    /// lists, `per_source` as datagrams per second from one address (by
+    /// default [`UDP_PER_SOURCE`], so that every builtin's replies to one
+    /// address are limited), and `rate` for the whole socket.
+    fn admit_datagram(&self, ip: std::net::IpAddr) -> Result<(), &'static str> {
+        let access = &self.spec.settings.access;
+        access.allows(ip)?;
+        let per_second = Rate {
+            count: access.per_source.unwrap_or(UDP_PER_SOURCE),
+            per_secs: 1,
+        };
+        let now = sys::shm::monotonic_us();
+        if !self
+            .seat
+            .board
+            .sources()
+            .admit(self.seat.pool, ip, per_second, now)
+        {
+            return Err("per_source limit reached");
+        }
+        if let Some(rate) = access.rate {
+            if !rate.admit(self.seat.board.slot(self.seat.pool).rate_state(), now) {
+                return Err("rate limit reached");
+            }
+        }
+        Ok(())
+    }
+}
