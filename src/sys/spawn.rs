@@ -5,8 +5,13 @@
 //! argv and the fixed part of its environment as C strings. [`spawn`]
 //! then adds the variables of one connection and starts it with the
 //! descriptors given as 0, 1 and 2, every signal at its default action
-//! (of those this process ever gave a handler, and `SIGPIPE`, which std
-//! ignores) and an empty signal mask.
+//! (of those this process ever gave a handler through `signal`, std's
+//! own SIGSEGV and SIGBUS handlers, and `SIGPIPE`, which std ignores) and
+//! an empty signal mask. A handler installed some other way is reset by
+//! execve(2) itself, but a signal that arrived just before it would run
+//! that handler on the parent's memory: install handlers through
+//! `signal`. With no stderr given, the program gets the caller's fd 2 as
+//! it is (daemon mode puts /dev/null there).
 //!
 //! On Linux it is `clone(CLONE_VM | CLONE_VFORK)`, as glibc's
 //! posix_spawn(3) is, without what posix_spawn does on each call and a
@@ -265,7 +270,12 @@ mod linux {
                 stdio.stdout.as_raw_fd(),
                 stdio.stderr.map_or(-1, |fd| fd.as_raw_fd()),
             ],
-            reset: crate::sys::signal::handled() | 1 << libc::SIGPIPE,
+            // And std's own handlers, installed in every Rust program for
+            // stack overflows.
+            reset: crate::sys::signal::handled()
+                | 1 << libc::SIGPIPE
+                | 1 << libc::SIGSEGV
+                | 1 << libc::SIGBUS,
             error: 0,
         };
         // u128 keeps the stack 16-byte aligned, as the ABI wants.
@@ -273,8 +283,10 @@ mod linux {
         // SAFETY: a zeroed sigset_t is a valid (empty) set to write into.
         let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: every signal is blocked across clone(2), so none runs a
-        // handler in the child before it has set them to their default;
-        // the mask is restored below in the parent.
+        // handler in the child before it has set them to their default
+        // (but glibc's internal 32 and 33, which its sigfillset leaves out
+        // and nothing sends to the child); the mask is restored below in
+        // the parent.
         unsafe {
             let mut all: libc::sigset_t = std::mem::zeroed();
             libc::sigfillset(&mut all);

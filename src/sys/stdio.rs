@@ -5,13 +5,23 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+#[cfg(not(target_os = "linux"))]
+use nix::fcntl::FdFlag;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 /// A pipe for programs' stderr: (read, write), both close-on-exec; only
 /// the read end is non-blocking (a program's writes to its stderr block
 /// as they would on a terminal or a file, never fail with EAGAIN).
+///
+/// On Linux both ends are close-on-exec from the start (pipe2), so a
+/// program another thread of the worker starts meanwhile (the `pool`
+/// model) never inherits them; elsewhere the flag is set just after.
 pub fn relay_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    #[cfg(target_os = "linux")]
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    #[cfg(not(target_os = "linux"))]
     let (read, write) = nix::unistd::pipe()?;
+    #[cfg(not(target_os = "linux"))]
     for fd in [&read, &write] {
         fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
     }
