@@ -133,6 +133,14 @@ struct PoolRun<'a> {
     shared: PoolShared,
 }
 
+impl PoolRun<'_> {
+    /// Whether TTIN and TTOU change the pool's size: not a single-process
+    /// model's one runner, nor a wait service's one worker.
+    fn scales_by_signal(&self) -> bool {
+        self.plan.settings.model.is_process_pool() && !self.plan.settings.wait
+    }
+}
+
 /// The supervisor's state: each concern in a struct of its own, the
 /// lifecycle in [`Phase`].
 pub(crate) struct Master<'a> {
@@ -330,12 +338,28 @@ impl<'a> Master<'a> {
     /// TTIN / TTOU: one worker more or less in every live pool.
     fn scale(&mut self, up: bool) {
         let mut retire = Vec::new();
-        // A single-process model keeps its one runner.
-        for run in self
-            .pools
-            .iter_mut()
-            .filter(|r| r.retiring.is_none() && r.plan.settings.model.is_process_pool())
-        {
+        // A single-process model keeps its one runner, and a wait service
+        // its one worker: a second would start a second program on the
+        // socket, and none would leave the service without a program.
+        for run in self.pools.iter_mut().filter(|r| r.retiring.is_none()) {
+            let (id, sig) = if up {
+                ("M0002", "TTIN")
+            } else {
+                ("M0003", "TTOU")
+            };
+            if !run.scales_by_signal() {
+                log::info!(
+                    "{id} service {} on {}: {sig}: keeps its one {}",
+                    run.plan.name,
+                    run.listener.local_display(),
+                    if run.plan.settings.wait {
+                        "worker (a wait service)"
+                    } else {
+                        "runner"
+                    }
+                );
+                continue;
+            }
             let at_max = matches!(run.plan.settings.sizing, crate::config::Sizing::Adaptive { max, .. } if run.pool.target() >= max);
             if up {
                 if !at_max {
@@ -344,11 +368,6 @@ impl<'a> Master<'a> {
             } else if let Some(pid) = run.pool.shrink() {
                 retire.push(pid);
             }
-            let (id, sig) = if up {
-                ("M0002", "TTIN")
-            } else {
-                ("M0003", "TTOU")
-            };
             log::info!(
                 "{id} service {} on {}: {sig}: now {}",
                 run.plan.name,

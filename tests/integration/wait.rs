@@ -388,6 +388,21 @@ fn a_stream_wait_program_accepts_two_clients_in_turn() {
 
     let d = Daemon::start(&["run", "127.0.0.1:0", "--wait", "--", PYTHON, script]);
     two_clients_in_turn(&d, &d.addr().to_string());
+    // TTIN does not give it a second worker, which would start a second
+    // program on the socket; TTOU does not take its only one.
+    for (sig, name) in [(libc::SIGTTIN, "TTIN"), (libc::SIGTTOU, "TTOU")] {
+        d.signal(sig);
+        assert!(
+            d.wait_for_log(
+                &format!("{name}: keeps its one worker"),
+                Duration::from_secs(5)
+            ),
+            "{}",
+            d.report()
+        );
+        assert_eq!(d.workers().len(), 1, "after {name}\n{}", d.report());
+    }
+    two_clients_in_turn(&d, &d.addr().to_string());
 
     let d = Daemon::serve(
         &dir,
