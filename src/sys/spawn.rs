@@ -25,7 +25,8 @@
 //! What does not live here: which environment a program gets, and what
 //! its descriptors are (`service::exec`).
 
-use std::ffi::{CString, OsStr, OsString};
+use std::borrow::Cow;
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -92,20 +93,20 @@ impl Program {
         })
     }
 
-    /// The environment of one start: the fixed variables but those `extra`
-    /// names, then `extra`, which wins.
-    fn environment(&self, extra: &[(&str, String)]) -> io::Result<Vec<CString>> {
+    /// The environment of one start: the fixed variables (borrowed, not
+    /// copied) but those `extra` names, then `extra`, which wins.
+    fn environment(&self, extra: &[(&str, String)]) -> io::Result<Vec<Cow<'_, CStr>>> {
         let mut env = Vec::with_capacity(self.env.len() + extra.len());
         for (entry, len) in &self.env {
             let name = &entry.as_bytes()[..*len];
             if !extra.iter().any(|(n, _)| n.as_bytes() == name) {
-                env.push(entry.clone());
+                env.push(Cow::Borrowed(entry.as_c_str()));
             }
         }
         for (name, value) in extra {
             let entry = CString::new([name.as_bytes(), b"=", value.as_bytes()].concat())
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte"))?;
-            env.push(entry);
+            env.push(Cow::Owned(entry));
         }
         Ok(env)
     }
@@ -123,8 +124,9 @@ pub struct Stdio<'a> {
     pub stderr: Option<BorrowedFd<'a>>,
 }
 
-/// A program started by `sys::spawn::spawn`, to wait for. Dropping it does not wait
-/// (the program is reaped by whoever reaps every child), as std's `Child`.
+/// A program started by `sys::spawn::spawn`, to wait for. Dropping it
+/// does not wait (the program is reaped by whoever reaps every child), as
+/// std's `Child`.
 #[derive(Debug)]
 pub struct Child {
     #[cfg(target_os = "linux")]
@@ -146,7 +148,8 @@ pub fn spawn(program: &Program, extra: &[(&str, String)], stdio: Stdio<'_>) -> i
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use std::ffi::CString;
+    use std::borrow::Cow;
+    use std::ffi::CStr;
     use std::io;
     use std::os::fd::AsRawFd;
 
@@ -177,10 +180,10 @@ mod linux {
     }
 
     /// A null-terminated array of pointers into `strings`.
-    fn pointers(strings: &[CString]) -> Vec<*const c_char> {
+    fn pointers<S: AsRef<CStr>>(strings: &[S]) -> Vec<*const c_char> {
         strings
             .iter()
-            .map(|s| s.as_ptr())
+            .map(|s| s.as_ref().as_ptr())
             .chain(std::iter::once(std::ptr::null()))
             .collect()
     }
@@ -254,7 +257,11 @@ mod linux {
 
     /// clone(2)s a child that runs [`child`]; its pid, or the errno of
     /// what failed.
-    pub(super) fn start(program: &Program, env: &[CString], stdio: Stdio<'_>) -> io::Result<u32> {
+    pub(super) fn start(
+        program: &Program,
+        env: &[Cow<'_, CStr>],
+        stdio: Stdio<'_>,
+    ) -> io::Result<u32> {
         let argv = pointers(&program.argv);
         let envp = pointers(env);
         let mut plan = Plan {
@@ -348,7 +355,7 @@ mod linux {
 }
 
 #[cfg(target_os = "linux")]
-fn start(program: &Program, env: &[CString], stdio: Stdio<'_>) -> io::Result<Child> {
+fn start(program: &Program, env: &[Cow<'_, CStr>], stdio: Stdio<'_>) -> io::Result<Child> {
     let pid = linux::start(program, env, stdio)?;
     Ok(Child { pid, status: None })
 }
@@ -383,7 +390,7 @@ impl Child {
 
 /// Elsewhere: std's `Command` (posix_spawn or fork and exec).
 #[cfg(not(target_os = "linux"))]
-fn start(program: &Program, env: &[CString], stdio: Stdio<'_>) -> io::Result<Child> {
+fn start(program: &Program, env: &[Cow<'_, CStr>], stdio: Stdio<'_>) -> io::Result<Child> {
     use std::os::unix::process::CommandExt;
     let owned = |fd: BorrowedFd<'_>| fd.try_clone_to_owned().map(std::process::Stdio::from);
     let mut command = std::process::Command::new(OsStr::from_bytes(program.path.as_bytes()));
@@ -395,7 +402,7 @@ fn start(program: &Program, env: &[CString], stdio: Stdio<'_>) -> io::Result<Chi
     );
     command.env_clear();
     for entry in env {
-        let bytes = entry.as_bytes();
+        let bytes = entry.to_bytes();
         let at = bytes.iter().position(|&b| b == b'=').unwrap_or(bytes.len());
         let value = bytes.get(at + 1..).unwrap_or_default();
         command.env(OsStr::from_bytes(&bytes[..at]), OsStr::from_bytes(value));
