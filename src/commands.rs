@@ -85,10 +85,14 @@ fn load(args: crate::cli::LoadArgs) -> Result<(), Error> {
     if let Some(text) = args.expect {
         spec.reply = Reply::Contains(text.into_bytes());
     }
+    if let Some(n) = args.expect_bytes {
+        spec.reply = Reply::Length(n as usize);
+    }
     if args.first_byte {
         spec.until = Until::FirstByte;
     }
     spec.timeout = args.timeout;
+    spec.hold = args.hold as usize;
     let result = crate::load::run(&spec);
     if args.json {
         println!("{}", serde_json::to_string(&result).unwrap_or_default());

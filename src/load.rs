@@ -61,6 +61,8 @@ pub enum Reply {
     Echo,
     /// Any reply that contains these bytes.
     Contains(Vec<u8>),
+    /// A reply of exactly this many bytes (the `work` builtin's).
+    Length(usize),
 }
 
 /// Where a connection's latency ends.
@@ -90,6 +92,9 @@ pub struct LoadSpec {
     pub until: Until,
     /// How long each connect, read and write may wait.
     pub timeout: Duration,
+    /// Idle connections opened before the clients start and held, sending
+    /// nothing, until they end (the C10K benchmark's).
+    pub hold: usize,
 }
 
 impl LoadSpec {
@@ -104,6 +109,7 @@ impl LoadSpec {
             reply: Reply::Echo,
             until: Until::End,
             timeout: IO_TIMEOUT,
+            hold: 0,
         }
     }
 }
@@ -131,6 +137,9 @@ pub struct LoadResult {
     pub max_us: u64,
     /// The first failure, as the system described it.
     pub first_error: Option<String>,
+    /// Idle connections held open while the clients ran.
+    #[serde(default)]
+    pub held: u64,
     /// Every completed connection's latency in microseconds, sorted; not
     /// in the JSON.
     #[serde(skip)]
@@ -139,6 +148,7 @@ pub struct LoadResult {
 
 /// Runs the load and returns what it measured.
 pub fn run(spec: &LoadSpec) -> LoadResult {
+    let held = hold(spec);
     let tickets = AtomicU64::new(0);
     let failed = AtomicU64::new(0);
     let first_error = Mutex::new(None::<String>);
@@ -211,8 +221,28 @@ pub fn run(spec: &LoadSpec) -> LoadResult {
         p99_us: percentile(0.99),
         max_us: latencies.last().copied().unwrap_or(0),
         first_error: first_error.into_inner().unwrap_or_else(|e| e.into_inner()),
+        held: held.len() as u64,
         latencies_us: latencies,
     }
+}
+
+/// Opens `spec.hold` idle connections, one after the other, and returns
+/// them. Stops at the first that is not accepted within the timeout: a
+/// server that holds no more leaves the rest in its listen queue, and
+/// then refuses or ignores what comes after.
+fn hold(spec: &LoadSpec) -> Vec<TcpStream> {
+    #[cfg(unix)]
+    if spec.hold > 0 {
+        crate::sys::process::raise_descriptor_limit();
+    }
+    let mut held = Vec::with_capacity(spec.hold);
+    while held.len() < spec.hold {
+        match TcpStream::connect_timeout(&spec.addr, spec.timeout) {
+            Ok(stream) => held.push(stream),
+            Err(_) => break,
+        }
+    }
+    held
 }
 
 /// One connection: request, end of request, the whole reply, checked; its
@@ -254,6 +284,7 @@ fn one_connection(spec: &LoadSpec) -> Result<Duration, String> {
         Reply::Contains(s) => {
             !reply.is_empty() && (s.is_empty() || reply.windows(s.len()).any(|w| w == s))
         }
+        Reply::Length(n) => reply.len() == *n,
     };
     match (right, spec.until, first_byte) {
         (true, Until::End, _) => Ok(end),
@@ -269,6 +300,7 @@ fn one_connection(spec: &LoadSpec) -> Result<Duration, String> {
                 reply.len(),
                 spec.request.len()
             ),
+            Reply::Length(n) => format!("wrong reply: {} bytes, not {n}", reply.len()),
         }),
     }
 }
@@ -288,6 +320,9 @@ impl std::fmt::Display for LoadResult {
             self.p99_us as f64 / 1000.0,
             self.max_us as f64 / 1000.0
         )?;
+        if self.held > 0 {
+            write!(f, "\nheld {} idle connections meanwhile", self.held)?;
+        }
         if let Some(e) = &self.first_error {
             write!(f, "\nfirst failure: {e}")?;
         }

@@ -1,0 +1,58 @@
+//! What `preforkd compare` teaches, checked as a teacher would: figures
+//! that hold from one run to the next, the herd made visible, and the
+//! book's order of chapter 30.
+
+use crate::compare;
+
+/// One model's row in a compare report.
+fn row<'a>(rows: &'a [serde_json::Value], model: &str) -> &'a serde_json::Value {
+    rows.iter()
+        .find(|r| r["model"] == model)
+        .unwrap_or_else(|| panic!("no row for {model} in {rows:?}"))
+}
+
+/// The median and half-range of a figure.
+fn figure(v: &serde_json::Value) -> (f64, f64) {
+    let median = v["median"].as_f64().unwrap_or_else(|| panic!("{v}"));
+    let half = (v["max"].as_f64().unwrap() - v["min"].as_f64().unwrap()) / 2.0;
+    (median, half)
+}
+
+#[test]
+fn two_runs_back_to_back_agree_within_their_printed_spread() {
+    let args = [
+        "--models",
+        "iterative,fork,prefork,pool",
+        "--clients",
+        "1",
+        "--connections",
+        "400",
+        "--repeat",
+        "5",
+    ];
+    let (first, second) = (compare(&args), compare(&args));
+    for model in ["fork", "prefork", "pool"] {
+        let (a, b) = (row(&first, model), row(&second, model));
+        for r in [a, b] {
+            let (median, half) = figure(&r["above_iterative_us"]);
+            // Never a negative cost: a range that reaches zero is ≈0.
+            assert_eq!(
+                r["within_noise"].as_bool().unwrap(),
+                median - half <= 0.0,
+                "{model}: {r}"
+            );
+        }
+        if a["within_noise"] == true || b["within_noise"] == true {
+            continue;
+        }
+        let ((ma, ha), (mb, hb)) = (
+            figure(&a["above_iterative_us"]),
+            figure(&b["above_iterative_us"]),
+        );
+        eprintln!("{model}: {ma:.1} ±{ha:.1} then {mb:.1} ±{hb:.1} µs above iterative");
+        assert!(
+            (ma - mb).abs() <= ha.max(hb),
+            "{model}: {ma:.1} ±{ha:.1} and {mb:.1} ±{hb:.1}: the medians lie outside each other's spread"
+        );
+    }
+}
