@@ -158,10 +158,15 @@ model_tests! {
     iterative_serves_64_clients, iterative_stops_gracefully: "iterative",
     fork_serves_64_clients, fork_stops_gracefully: "fork",
     prefork_serves_64_clients, prefork_stops_gracefully: "prefork",
+    prefork_poll_serves_64_clients, prefork_poll_stops_gracefully: "prefork-poll",
+    prefork_epoll_serves_64_clients, prefork_epoll_stops_gracefully: "prefork-epoll",
+    prefork_epoll_exclusive_serves_64_clients, prefork_epoll_exclusive_stops_gracefully: "prefork-epoll-exclusive",
     prefork_lock_serves_64_clients, prefork_lock_stops_gracefully: "prefork-lock",
+    prefork_mutex_serves_64_clients, prefork_mutex_stops_gracefully: "prefork-mutex",
     prefork_pass_serves_64_clients, prefork_pass_stops_gracefully: "prefork-pass",
     threads_serves_64_clients, threads_stops_gracefully: "threads",
     pool_serves_64_clients, pool_stops_gracefully: "pool",
+    pool_lock_serves_64_clients, pool_lock_stops_gracefully: "pool-lock",
     pool_pass_serves_64_clients, pool_pass_stops_gracefully: "pool-pass",
     event_serves_64_clients, event_stops_gracefully: "event",
     reuseport_serves_64_clients, reuseport_stops_gracefully: "reuseport",
@@ -234,7 +239,7 @@ fn compare(args: &[&str]) -> Vec<serde_json::Value> {
     let mut all = vec!["compare"];
     all.extend_from_slice(args);
     all.push("--json");
-    // Ten servers started and stopped, on a machine that runs the other
+    // Fifteen servers started and stopped, on a machine that runs the other
     // tests meanwhile: minutes, not seconds, before calling it stuck.
     let out = run_command_within(
         std::process::Command::new(BIN).args(&all),
@@ -249,14 +254,19 @@ fn compare(args: &[&str]) -> Vec<serde_json::Value> {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-const MODELS: [&str; 10] = [
+const MODELS: [&str; 15] = [
     "iterative",
     "fork",
     "prefork",
+    "prefork-poll",
+    "prefork-epoll",
+    "prefork-epoll-exclusive",
     "prefork-lock",
+    "prefork-mutex",
     "prefork-pass",
     "threads",
     "pool",
+    "pool-lock",
     "pool-pass",
     "event",
     "reuseport",
@@ -360,4 +370,59 @@ fn fork_spends_more_server_cpu_per_connection_than_prefork() {
     for r in &rows {
         assert_eq!(r["spread"]["total"], r["connections"], "{r}");
     }
+}
+
+/// `prefork-mutex`: SIGKILL the worker that holds the mutex (the one
+/// blocked in accept(2); the others wait for the mutex in a futex). The
+/// robust mutex passes to the next worker with EOWNERDEAD, which makes it
+/// consistent and logs W0016, and the pool goes on serving. A plain
+/// process-shared mutex would stay locked by the dead worker, and no
+/// connection would be accepted again.
+#[test]
+fn prefork_mutex_serves_on_after_its_holder_is_killed() {
+    let mut d = Daemon::start(&[
+        "run",
+        "127.0.0.1:0",
+        "--model",
+        "prefork-mutex",
+        "--workers",
+        "3",
+        "--builtin",
+        "echo",
+    ]);
+    let mut first = d.connect();
+    assert_eq!(echo_once(&mut first, "before\n").unwrap(), "before\n");
+    drop(first);
+    let mut holder = None;
+    let found = wait_until(Duration::from_secs(10), || {
+        let waiting: Vec<u32> = d.workers().into_iter().filter(|&w| in_accept(w)).collect();
+        // One worker at a time in accept: that is what the mutex is for.
+        assert!(waiting.len() <= 1, "{waiting:?} in accept\n{}", d.report());
+        holder = waiting.first().copied();
+        holder.is_some()
+    });
+    assert!(found, "no worker in accept\n{}", d.report());
+    let holder = holder.unwrap();
+    kill(holder, libc::SIGKILL);
+    assert!(
+        wait_until(Duration::from_secs(10), || is_gone(holder)),
+        "{}",
+        d.report()
+    );
+    for i in 0..20 {
+        let mut c = d.connect();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let line = format!("after {i}\n");
+        assert_eq!(
+            echo_once(&mut c, &line)
+                .unwrap_or_else(|e| panic!("connection {i} after the kill: {e}\n{}", d.report())),
+            line
+        );
+    }
+    assert!(
+        d.wait_for_log("W0016", Duration::from_secs(10)),
+        "no worker took the mutex over\n{}",
+        d.report()
+    );
+    d.stop_gracefully();
 }
