@@ -426,3 +426,67 @@ fn prefork_mutex_serves_on_after_its_holder_is_killed() {
     );
     d.stop_gracefully();
 }
+
+/// A service reloaded from model to model under load, between the ones
+/// that want the shared socket non-blocking and the ones that want it
+/// blocking: each generation serves, nothing fails, and once the load is
+/// over the idle workers sleep (a worker accepting in a loop on a socket
+/// left non-blocking would burn a core).
+#[test]
+fn reloads_between_blocking_and_readiness_models_keep_serving() {
+    let dir = TempDir::new("models-reload");
+    let path = dir.path().join("preforkd.toml");
+    let config = |model: &str| {
+        format!(
+            "[daemon]\ngraceful_timeout = \"5s\"\n\n[[service]]\nname = \"echo\"\n\
+             listen = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nmodel = \"{model}\"\nworkers = 2\n"
+        )
+    };
+    let d = Daemon::serve(&dir, &config("prefork"));
+    let addr = d.address_of("echo", "tcp");
+    let load = Load::start(vec![addr], 8);
+    let models = [
+        "prefork-poll",
+        "prefork",
+        "prefork-epoll",
+        "prefork-mutex",
+        "prefork-epoll-exclusive",
+        "pool",
+        "prefork-poll",
+        "prefork-lock",
+    ];
+    for (i, model) in models.iter().enumerate() {
+        std::fs::write(&path, with_control(&dir, &config(model))).unwrap();
+        d.signal(libc::SIGHUP);
+        let done = format!("reloaded: generation {}:", i + 2);
+        assert!(
+            d.wait_for_log(&done, Duration::from_secs(10)),
+            "reload to {model} did not finish\n{}",
+            d.report()
+        );
+        assert!(
+            load.progress(50),
+            "no progress after the reload to {model}\n{}",
+            d.report()
+        );
+    }
+    let served = load.finish_without_failures(|| d.report());
+    assert!(served > 100, "only {served} connections served");
+    assert!(
+        wait_until(Duration::from_secs(10), || d.workers().len() == 2),
+        "old generations still running: {:?}\n{}",
+        d.workers(),
+        d.report()
+    );
+    let workers = d.workers();
+    let before: u64 = workers.iter().map(|&w| cpu_ticks(w)).sum();
+    std::thread::sleep(Duration::from_secs(1));
+    let after: u64 = workers.iter().map(|&w| cpu_ticks(w)).sum();
+    // 100 ticks a second: an idle pool spends none of them.
+    assert!(
+        after - before < 20,
+        "idle workers used {} ticks in a second\n{}",
+        after - before,
+        d.report()
+    );
+}
