@@ -222,8 +222,10 @@ pub struct RunArgs {
     #[arg(value_name = "ADDR")]
     pub addr: String,
 
-    /// Serving model: iterative, fork, prefork, prefork-lock, prefork-pass,
-    /// threads, pool, pool-pass, event or reuseport (see preforkd-models(7)).
+    /// Serving model: iterative, fork, prefork, prefork-poll, prefork-epoll,
+    /// prefork-epoll-exclusive, prefork-lock, prefork-mutex, prefork-pass,
+    /// threads, pool, pool-lock, pool-pass, event or reuseport (see
+    /// preforkd-models(7)).
     #[arg(long, value_name = "MODEL", default_value = "prefork")]
     pub model: crate::models::Model,
 

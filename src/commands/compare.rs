@@ -13,16 +13,17 @@ use crate::load::Limit;
 use crate::models::Model;
 use crate::service::{Builtin, ExecSpec};
 
-/// The designs of UNP chapter 30 in the book's order (30.3 to 30.12), as
-/// `--stevens` runs them.
-const STEVENS_MODELS: [Model; 8] = [
+/// The designs of UNP chapter 30 in the book's order (Figure 30.1's rows
+/// 0 to 8: 30.4 to 30.12), as `--stevens` runs them.
+const STEVENS_MODELS: [Model; 9] = [
     Model::Iterative,
     Model::Fork,
     Model::Prefork,
     Model::PreforkLock,
+    Model::PreforkMutex,
     Model::PreforkPass,
     Model::Threads,
-    Model::Pool,
+    Model::PoolLock,
     Model::PoolPass,
 ];
 

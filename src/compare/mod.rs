@@ -392,13 +392,19 @@ fn created(model: Model, served: &[u64]) -> (u64, u64) {
     let workers = served.len() as u64;
     match model {
         // The master's workers, each a single-threaded process.
-        Model::Prefork | Model::PreforkLock | Model::Reuseport => (1 + workers, 1 + workers),
+        Model::Prefork
+        | Model::PreforkPoll
+        | Model::PreforkEpoll
+        | Model::PreforkEpollExclusive
+        | Model::PreforkLock
+        | Model::PreforkMutex
+        | Model::Reuseport => (1 + workers, 1 + workers),
         // The runner serves for itself: it is the one worker.
         Model::Iterative | Model::Event => (1 + workers, 1 + workers),
         // A runner and the processes it forked.
         Model::Fork | Model::PreforkPass => (2 + workers, 2 + workers),
         // A runner and its threads.
-        Model::Threads | Model::Pool | Model::PoolPass => (2, 2 + workers),
+        Model::Threads | Model::Pool | Model::PoolLock | Model::PoolPass => (2, 2 + workers),
     }
 }
 

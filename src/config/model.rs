@@ -15,14 +15,24 @@ pub enum Model {
     /// N processes, each blocking in accept(2) on the shared socket.
     #[default]
     Prefork,
+    /// `prefork` whose workers poll(2) the shared socket before accept.
+    PreforkPoll,
+    /// `prefork` whose workers each wait in their own epoll instance.
+    PreforkEpoll,
+    /// `prefork-epoll` with EPOLLEXCLUSIVE.
+    PreforkEpollExclusive,
     /// `prefork` with a file lock around accept(2).
     PreforkLock,
+    /// `prefork` with a process-shared pthread mutex around accept(2).
+    PreforkMutex,
     /// The parent accepts and passes each descriptor to an idle child.
     PreforkPass,
     /// A thread per connection.
     Threads,
     /// N threads, each blocking in accept(2).
     Pool,
+    /// N threads taking turns in accept(2) under a mutex.
+    PoolLock,
     /// The main thread accepts and hands each connection to a pool thread.
     PoolPass,
     /// One thread, non-blocking sockets, poll(2).
@@ -32,14 +42,19 @@ pub enum Model {
 }
 
 /// Every model with its name, in the order of the chapter.
-pub const MODELS: [(Model, &str); 10] = [
+pub const MODELS: [(Model, &str); 15] = [
     (Model::Iterative, "iterative"),
     (Model::Fork, "fork"),
     (Model::Prefork, "prefork"),
+    (Model::PreforkPoll, "prefork-poll"),
+    (Model::PreforkEpoll, "prefork-epoll"),
+    (Model::PreforkEpollExclusive, "prefork-epoll-exclusive"),
     (Model::PreforkLock, "prefork-lock"),
+    (Model::PreforkMutex, "prefork-mutex"),
     (Model::PreforkPass, "prefork-pass"),
     (Model::Threads, "threads"),
     (Model::Pool, "pool"),
+    (Model::PoolLock, "pool-lock"),
     (Model::PoolPass, "pool-pass"),
     (Model::Event, "event"),
     (Model::Reuseport, "reuseport"),
@@ -56,7 +71,16 @@ impl Model {
 
     /// Run by the master's own workers, N processes that each accept.
     pub fn is_process_pool(self) -> bool {
-        matches!(self, Model::Prefork | Model::PreforkLock | Model::Reuseport)
+        matches!(
+            self,
+            Model::Prefork
+                | Model::PreforkPoll
+                | Model::PreforkEpoll
+                | Model::PreforkEpollExclusive
+                | Model::PreforkLock
+                | Model::PreforkMutex
+                | Model::Reuseport
+        )
     }
 
     /// Serves a builtin or an exec service only, not a library handler:
@@ -64,7 +88,7 @@ impl Model {
     pub fn needs_service(self) -> bool {
         matches!(
             self,
-            Model::Threads | Model::Pool | Model::PoolPass | Model::Event
+            Model::Threads | Model::Pool | Model::PoolLock | Model::PoolPass | Model::Event
         )
     }
 

@@ -39,6 +39,10 @@ impl ServiceConfig {
         if matches!(model, Model::Fork | Model::PreforkPass) {
             return Err(format!("model = \"{model}\" is available on Linux only"));
         }
+        #[cfg(not(target_os = "linux"))]
+        if matches!(model, Model::PreforkEpoll | Model::PreforkEpollExclusive) {
+            return Err(format!("model = \"{model}\" needs Linux (epoll)"));
+        }
         if model.is_process_pool() {
             return Ok(());
         }

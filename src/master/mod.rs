@@ -128,8 +128,8 @@ struct PoolRun<'a> {
     shared_slot: usize,
     /// Connections served by workers that are gone.
     served_by_gone: u64,
-    /// What its workers share (the `prefork-lock` model's lock file),
-    /// inherited by each.
+    /// What its workers share (`prefork-lock`'s lock file, `prefork-mutex`'s
+    /// mutex), inherited by each.
     shared: PoolShared,
 }
 

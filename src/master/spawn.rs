@@ -180,11 +180,11 @@ impl<'a> Master<'a> {
     pub(super) fn add_pool(&mut self, spec: PoolSpec<'a>) {
         let listener = Rc::clone(&self.sockets[&plan::socket_key(&spec)]);
         let pool = Pool::new(spec.processes());
-        let shared = match PoolShared::new(spec.settings.model) {
+        let shared = match PoolShared::new(spec.settings.model, &listener) {
             Ok(shared) => shared,
             Err(e) => {
                 log::error!(
-                    "W0006 service {} on {}: cannot create the accept lock file: {}; not started",
+                    "W0006 service {} on {}: cannot prepare the socket or the accept lock: {}; not started",
                     spec.name,
                     spec.addr,
                     sys::fd::describe(&e)

@@ -17,10 +17,12 @@
 //! most, and poll(2) costs time in proportion to the number of connections
 //! on every call (epoll(7) and kqueue(2) remove that cost).
 //!
-//! The listening socket itself stays blocking (it is shared with the
-//! master and, during a reload, with the next generation's runner), so
-//! accept(2) follows poll(2); if another process took the connection in
-//! between, the loop waits in accept until the next one arrives.
+//! The listening socket itself is left as the master set it, blocking for
+//! this model (it is shared with the master and, during a reload, with the
+//! next generation's pool, which may make it non-blocking), so accept(2)
+//! follows poll(2): if another process took the connection in between, a
+//! blocking accept waits until the next one arrives, and a non-blocking
+//! one fails with EAGAIN and the loop goes back to poll.
 //!
 //! System calls per connection: accept4, fcntl (non-blocking), and for each
 //! readiness a poll over every connection, a read and a write; close.

@@ -4,16 +4,18 @@
 //! with the same handler.
 //!
 //! Two families:
-//! - *process pools* (`prefork`, `prefork-lock`, `reuseport`): N worker
-//!   processes forked and supervised by the master, each accepting for
-//!   itself. Their files here hold only what differs between them: how a
-//!   worker gets its next connection (`accept`: the lock the workers
-//!   share, the acceptor each makes) and how their socket is bound
-//!   (`socket`). The loop around it is the worker's.
+//! - *process pools* (`prefork`, `prefork-poll`, `prefork-epoll`,
+//!   `prefork-epoll-exclusive`, `prefork-lock`, `prefork-mutex`,
+//!   `reuseport`): N worker processes forked and supervised by the master,
+//!   each accepting for itself. Their files here hold only what differs
+//!   between them: how a worker gets its next connection (`accept`: what
+//!   the workers share, the acceptor each makes) and how their socket is
+//!   bound (`socket`). The loop around it is the worker's.
 //! - *single-process runners* (`iterative`, `fork`, `prefork-pass`,
-//!   `threads`, `pool`, `pool-pass`, `event`): the master forks one process,
-//!   the runner, and supervises it like a worker; the runner serves the
-//!   socket its own way, with its own threads or children.
+//!   `threads`, `pool`, `pool-lock`, `pool-pass`, `event`): the master
+//!   forks one process, the runner, and supervises it like a worker; the
+//!   runner serves the socket its own way, with its own threads or
+//!   children. The thread pools share their machinery (`thread_pool`).
 //!
 //! Each design lives in its own file with a module doc saying what it
 //! teaches and what it costs. What is common to the runners (accepting with
@@ -38,19 +40,31 @@ pub mod iterative;
 #[cfg(unix)]
 pub mod pool;
 #[cfg(unix)]
+pub mod pool_lock;
+#[cfg(unix)]
 pub mod pool_pass;
 #[cfg(unix)]
 pub mod prefork;
 #[cfg(unix)]
+pub mod prefork_epoll;
+#[cfg(unix)]
+pub mod prefork_epoll_exclusive;
+#[cfg(unix)]
 pub mod prefork_lock;
 #[cfg(unix)]
+pub mod prefork_mutex;
+#[cfg(unix)]
 pub mod prefork_pass;
+#[cfg(unix)]
+pub mod prefork_poll;
 #[cfg(unix)]
 pub mod reuseport;
 #[cfg(unix)]
 mod runner;
 #[cfg(unix)]
 pub(crate) mod socket;
+#[cfg(unix)]
+mod thread_pool;
 #[cfg(unix)]
 pub mod threads;
 

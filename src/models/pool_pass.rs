@@ -9,12 +9,19 @@
 //!
 //! What it costs: every connection goes through the main thread and a
 //! wake-up of a pool thread (a futex call), which Stevens found a little
-//! slower than letting each thread accept; the queue, unlike the listen
-//! queue, grows without bound if the pool falls behind. On stop, the
-//! connections already queued are served before the threads leave.
+//! slower than letting each thread accept. On stop, the connections
+//! already queued are served before the threads leave.
+//!
+//! The queue is bounded, as Stevens' `clifd` is a fixed array: twice as
+//! many slots as threads (a fixed choice, no setting). When every slot is
+//! taken, the main thread waits for one before it accepts again, so
+//! further clients wait in the listen queue, where the kernel bounds them
+//! by the backlog, rather than in memory here. (Stevens' server quits when
+//! its array overflows.) A main thread waiting for a slot sees SIGTERM
+//! once a thread frees one, as the pool keeps serving meanwhile.
 //!
 //! System calls per connection: accept4, futex (wake a pool thread), the
-//! handler's, close.
+//! handler's, close; a futex wait and wake more when the queue is full.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
@@ -23,15 +30,26 @@ use super::{Accepted, Model, Runner};
 use crate::exit::WorkerExit;
 use crate::net::Connection;
 
+/// Slots in the queue per pool thread.
+const SLOTS_PER_THREAD: usize = 2;
+
 /// The queue between the acceptor and the pool.
 struct Queue {
     state: Mutex<(VecDeque<Connection>, bool)>,
+    /// A connection was queued, or the queue closed.
     ready: Condvar,
+    /// A slot was freed.
+    room: Condvar,
+    slots: usize,
 }
 
 impl Queue {
+    /// Queues `conn`, waiting while every slot is taken.
     fn push(&self, conn: Connection) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.0.len() >= self.slots {
+            state = self.room.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
         state.0.push_back(conn);
         self.ready.notify_one();
     }
@@ -47,6 +65,7 @@ impl Queue {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(conn) = state.0.pop_front() {
+                self.room.notify_one();
                 return Some(conn);
             }
             if state.1 {
@@ -62,16 +81,20 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
         Ok(s) => s,
         Err(exit) => return exit,
     };
+    let threads = runner.workers().max(1);
     let queue = Queue {
         state: Mutex::new((VecDeque::new(), false)),
         ready: Condvar::new(),
+        room: Condvar::new(),
+        slots: SLOTS_PER_THREAD * threads,
     };
     let (name, timeout, slot) = (runner.name(), runner.timeout(), runner.slot);
     std::thread::scope(|scope| {
         // The pool threads never see SIGTERM: it interrupts the main
         // thread's accept(2).
-        super::with_stop_blocked(|| {
-            for i in 0..runner.workers().max(1) {
+        let started = super::with_stop_blocked(|| {
+            let mut started = 0;
+            for i in 0..threads {
                 let queue = &queue;
                 let spawned = std::thread::Builder::new()
                     .name(format!("pool-{i}"))
@@ -83,11 +106,17 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
                         }
                         super::report_served(name, &format!("{}/{i}", std::process::id()), served);
                     });
-                if let Err(e) = spawned {
-                    log::error!("W0005 service {name}: cannot start thread {i}: {e}");
+                match spawned {
+                    Ok(_) => started += 1,
+                    Err(e) => log::error!("W0005 service {name}: cannot start thread {i}: {e}"),
                 }
             }
+            started
         });
+        // Nobody would empty the queue.
+        if started == 0 {
+            return WorkerExit::Fatal;
+        }
         super::runner_ready(slot);
         let exit = loop {
             match runner.accept() {

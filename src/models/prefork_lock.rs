@@ -54,7 +54,7 @@ impl AcceptLock {
     /// from either wait is returned, for the caller to look at its flags.
     pub(crate) fn accept(&self, listener: &Listener) -> Result<Connection, Errno> {
         sys::fd::lock_wait(self.file.as_fd())?;
-        let accepted = listener.accept();
+        let accepted = super::prefork::accept(listener);
         sys::fd::unlock(self.file.as_fd());
         accepted
     }

@@ -14,10 +14,12 @@
 //! and read back. Stevens measured it as the slowest of the pre-forked
 //! designs, and so does `compare`; the parent is a bottleneck on one core.
 //!
-//! As in `event`, the listening socket stays blocking (it is shared): if,
-//! during a reload, the next generation's runner takes a connection between
-//! this one's poll(2) and accept(2), this parent waits in accept for the
-//! next connection, its children's "done" unread meanwhile.
+//! As in `event`, the listening socket is blocking for this model (it is
+//! shared): if, during a reload, the next generation's pool takes a
+//! connection between this one's poll(2) and accept(2), this parent waits
+//! in accept for the next connection, its children's "done" unread
+//! meanwhile; unless that pool made the socket non-blocking, and accept
+//! fails with EAGAIN, back to poll.
 //!
 //! System calls per connection: poll, accept4, sendmsg, close in the parent;
 //! recvmsg, the handler's, close, write in the child; read in the parent.

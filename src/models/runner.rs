@@ -6,8 +6,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use nix::errno::Errno;
+
 use super::accept::AcceptError;
-use super::{event, fork, iterative, pool, pool_pass, prefork_pass, threads, Model};
+use super::{
+    event, fork, iterative, pool, pool_lock, pool_pass, prefork, prefork_pass, threads, Model,
+};
 use crate::exit::WorkerExit;
 use crate::net::{Connection, Listener};
 use crate::scoreboard::{Slot, State};
@@ -85,24 +89,32 @@ impl<'a> Runner<'a> {
 }
 
 /// Accepts on `listener` until a connection comes, `stop` is set, or
-/// accept(2) fails for good.
+/// accept(2) fails for good. A socket another pool left non-blocking is
+/// waited for in poll(2) (`prefork::accept`), not spun on.
 pub(crate) fn accept_until_stopped(listener: &Listener, stop: &AtomicBool, name: &str) -> Accepted {
     loop {
         if stop.load(Ordering::SeqCst) {
             return Accepted::Stop;
         }
-        if let Some(accepted) = accept_once(listener, name) {
+        if let Some(accepted) = accepted(prefork::accept(listener), name) {
             return accepted;
         }
     }
 }
 
-/// One accept(2): `None` when it should simply be tried again (a signal,
-/// a connection that failed before we took it, or descriptors running out,
-/// after a short pause: a runner's other connections are still being
-/// served, and will free some).
+/// One accept(2), for a loop that has polled the socket already (`event`,
+/// `prefork-pass`): `None` when it should simply be tried again (a signal,
+/// EAGAIN from a non-blocking socket whose connection another process
+/// took, a connection that failed before we took it, or descriptors
+/// running out, after a short pause: a runner's other connections are
+/// still being served, and will free some).
 pub(crate) fn accept_once(listener: &Listener, name: &str) -> Option<Accepted> {
-    match listener.accept() {
+    accepted(listener.accept(), name)
+}
+
+/// What an accept(2)'s result means for a runner (see [`accept_once`]).
+fn accepted(result: Result<Connection, Errno>, name: &str) -> Option<Accepted> {
+    match result {
         Ok(conn) => Some(Accepted::Connection(conn)),
         Err(e) => match AcceptError::classify(e) {
             AcceptError::Retry => None,
@@ -178,9 +190,11 @@ pub(crate) fn run_single(model: Model, runner: &Runner<'_>) -> WorkerExit {
         Model::PreforkPass => prefork_pass::run(runner),
         Model::Threads => threads::run(runner),
         Model::Pool => pool::run(runner),
+        Model::PoolLock => pool_lock::run(runner),
         Model::PoolPass => pool_pass::run(runner),
         Model::Event => event::run(runner),
-        Model::Prefork | Model::PreforkLock | Model::Reuseport => {
+        // The process pools (`Model::is_process_pool`).
+        _ => {
             log::error!(
                 "W0012 service {}: {model} is not a single-process model",
                 runner.name()

@@ -32,11 +32,21 @@ pub fn accept(listener: BorrowedFd<'_>) -> Result<(OwnedFd, Option<SocketAddr>),
     }
     // SAFETY: accept just returned this descriptor; nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // The BSD accept(2) of macOS also gives the new socket the listener's
+    // O_NONBLOCK, which the readiness models set: cleared, so that every
+    // connection starts blocking, as accept4 makes it elsewhere.
     #[cfg(target_vendor = "apple")]
-    nix::fcntl::fcntl(
-        fd.as_raw_fd(),
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )?;
+    {
+        use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+        fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+        let status = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
+        if status.contains(OFlag::O_NONBLOCK) {
+            fcntl(
+                fd.as_raw_fd(),
+                FcntlArg::F_SETFL(status - OFlag::O_NONBLOCK),
+            )?;
+        }
+    }
     Ok((fd, socket_addr(&storage, true)))
 }
 

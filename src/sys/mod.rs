@@ -23,6 +23,10 @@
 //! - [`stdio`]: the pipe for programs' stderr, and pidfd_open(2) to wait
 //!   for a program while reading it.
 //! - [`shm`]: the shared mapping under the scoreboard, and the monotonic clock.
+//! - [`mutex`]: a robust, process-shared pthread mutex in a shared mapping
+//!   (`prefork-mutex`'s lock around accept).
+//! - [`epoll`]: an epoll instance watching one socket, with or without
+//!   EPOLLEXCLUSIVE (`prefork-epoll`, `prefork-epoll-exclusive`; Linux).
 //! - [`time`]: local broken-down time for the daytime service.
 //!
 //! Nothing here knows about services, pools or configuration.
@@ -33,8 +37,12 @@
 
 #[cfg(unix)]
 pub mod daemon;
+#[cfg(target_os = "linux")]
+pub mod epoll;
 #[cfg(unix)]
 pub mod fd;
+#[cfg(unix)]
+pub mod mutex;
 #[cfg(unix)]
 pub mod path;
 #[cfg(unix)]

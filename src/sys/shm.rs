@@ -26,16 +26,7 @@ impl SharedWords {
             .checked_mul(std::mem::size_of::<AtomicU64>())
             .and_then(NonZeroUsize::new)
             .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: an anonymous mapping at an address of the kernel's choice
-        // aliases no existing Rust object; its size is the one we use below.
-        let ptr = unsafe {
-            nix::sys::mman::mmap_anonymous(
-                None,
-                bytes,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_SHARED,
-            )
-        }?;
+        let ptr = map_shared(bytes)?;
         Ok(SharedWords {
             ptr: ptr.cast(),
             len,
@@ -60,6 +51,22 @@ impl Drop for SharedWords {
         // away, so no reference from `words` outlives it.
         let _ = unsafe { nix::sys::mman::munmap(self.ptr.cast(), bytes) };
     }
+}
+
+/// A new anonymous MAP_SHARED mapping of `bytes`, readable and writable,
+/// zero-filled, page-aligned: shared with every process forked after it.
+pub(super) fn map_shared(bytes: NonZeroUsize) -> io::Result<NonNull<std::ffi::c_void>> {
+    // SAFETY: an anonymous mapping at an address of the kernel's choice
+    // aliases no existing Rust object.
+    let ptr = unsafe {
+        nix::sys::mman::mmap_anonymous(
+            None,
+            bytes,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+        )
+    }?;
+    Ok(ptr)
 }
 
 /// Microseconds on CLOCK_MONOTONIC (see [`monotonic_ms`]).

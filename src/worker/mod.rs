@@ -49,7 +49,8 @@ pub(crate) struct Worker<'a> {
     pub spec: &'a PoolSpec<'a>,
     /// The pool's socket, inherited.
     pub listener: &'a Listener,
-    /// What the pool's workers share (`prefork-lock`'s lock).
+    /// What the pool's workers share (`prefork-lock`'s lock, `prefork-mutex`'s
+    /// mutex).
     pub shared: &'a PoolShared,
     /// Its place on the scoreboard.
     pub seat: Seat<'a>,
@@ -105,7 +106,13 @@ impl Worker<'_> {
         sys::fd::close_all_except(&keep)?;
         // Bound while the worker may still bind a privileged port.
         let settings = &self.spec.settings;
-        let acceptor = Acceptor::new(settings.model, self.listener, self.shared, settings.backlog)?;
+        let acceptor = Acceptor::new(
+            settings.model,
+            self.listener,
+            self.shared,
+            settings.backlog,
+            &self.spec.name,
+        )?;
         // Our own connection to syslog (the inherited one was just closed),
         // made before a chroot could hide /dev/log.
         crate::log::reopen_after_fork();
@@ -301,7 +308,7 @@ impl Worker<'_> {
                 self.seat.slot.set(State::Exiting);
                 return WorkerExit::Done;
             }
-            let mut conn = match acceptor.accept() {
+            let mut conn = match acceptor.accept(stop) {
                 Ok(conn) => conn,
                 Err(e) => match AcceptError::classify(e) {
                     AcceptError::Retry => continue,

@@ -4,14 +4,19 @@
 use crate::compare;
 use crate::util::TempDir;
 
-const MODELS: [&str; 10] = [
+const MODELS: [&str; 15] = [
     "iterative",
     "fork",
     "prefork",
+    "prefork-poll",
+    "prefork-epoll",
+    "prefork-epoll-exclusive",
     "prefork-lock",
+    "prefork-mutex",
     "prefork-pass",
     "threads",
     "pool",
+    "pool-lock",
     "pool-pass",
     "event",
     "reuseport",

@@ -114,15 +114,8 @@ fn twenty_reloads_under_load_lose_no_connection() {
         }
     }
     assert!(load.progress(200), "{}", d.report());
-    let (served, failures) = load.finish();
+    let served = load.finish_without_failures(|| d.report());
     eprintln!("served {served} connections during 20 reloads");
-    assert!(
-        failures.is_empty(),
-        "{} failed connections: {:?}\n{}",
-        failures.len(),
-        &failures[..failures.len().min(10)],
-        d.report()
-    );
     assert!(served > 100, "only {served} connections served");
     // No worker of a replaced generation is left: the count is what the
     // final configuration asks for.

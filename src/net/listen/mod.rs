@@ -189,6 +189,18 @@ impl Listener {
         &self.shown
     }
 
+    /// Sets or clears O_NONBLOCK on a stream listener. The flag belongs to
+    /// the open file description, so it changes the socket for every
+    /// process that shares it (the master, its workers, the workers of
+    /// another generation). A datagram socket is left as it is.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match &self.socket {
+            ListenSocket::Tcp(l) => l.set_nonblocking(nonblocking),
+            ListenSocket::Unix { listener, .. } => listener.set_nonblocking(nonblocking),
+            ListenSocket::Udp(_) => Ok(()),
+        }
+    }
+
     /// Whether this is a TCP listener (whose shutdown wakes every process
     /// blocked in accept on it).
     pub fn is_tcp(&self) -> bool {

@@ -88,6 +88,21 @@ impl Load {
             self.failures.lock().unwrap().clone(),
         )
     }
+
+    /// Stops the clients and returns how many connections they made; fails
+    /// the test, with the first failures and `report` (the daemon's), if
+    /// any connection failed.
+    pub fn finish_without_failures(self, report: impl FnOnce() -> String) -> usize {
+        let (served, failures) = self.finish();
+        assert!(
+            failures.is_empty(),
+            "{} failed connections: {:?}\n{}",
+            failures.len(),
+            &failures[..failures.len().min(10)],
+            report()
+        );
+        served
+    }
 }
 
 /// Runs `preforkd load ADDR ARGS... --json` to the end and returns its

@@ -31,6 +31,18 @@ pub fn is_gone(pid: u32) -> bool {
     matches!(proc_state(pid), None | Some('Z') | Some('X'))
 }
 
+/// CPU time (user and system, in clock ticks) that `pid` has used so far;
+/// 0 once it is gone.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let fields = stat_fields(pid).unwrap_or_default();
+    // utime and stime, fields 14 and 15 of proc_pid_stat(5), 12 and 13
+    // after the name.
+    [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum()
+}
+
 pub fn wchan(pid: u32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/wchan")).ok()
 }
