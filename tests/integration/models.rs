@@ -233,3 +233,122 @@ fn event_holds_1000_idle_connections_in_one_thread_and_still_serves() {
     );
     drop(idle);
 }
+
+/// `prefork-mutex`: SIGKILL the worker that holds the mutex (the one
+/// blocked in accept(2); the others wait for the mutex in a futex). The
+/// robust mutex passes to the next worker with EOWNERDEAD, which makes it
+/// consistent and logs W0016, and the pool goes on serving. A plain
+/// process-shared mutex would stay locked by the dead worker, and no
+/// connection would be accepted again.
+#[test]
+fn prefork_mutex_serves_on_after_its_holder_is_killed() {
+    let mut d = Daemon::start(&[
+        "run",
+        "127.0.0.1:0",
+        "--model",
+        "prefork-mutex",
+        "--workers",
+        "3",
+        "--builtin",
+        "echo",
+    ]);
+    let mut first = d.connect();
+    assert_eq!(echo_once(&mut first, "before\n").unwrap(), "before\n");
+    drop(first);
+    let mut holder = None;
+    let found = wait_until(Duration::from_secs(10), || {
+        let waiting: Vec<u32> = d.workers().into_iter().filter(|&w| in_accept(w)).collect();
+        // One worker at a time in accept: that is what the mutex is for.
+        assert!(waiting.len() <= 1, "{waiting:?} in accept\n{}", d.report());
+        holder = waiting.first().copied();
+        holder.is_some()
+    });
+    assert!(found, "no worker in accept\n{}", d.report());
+    let holder = holder.unwrap();
+    kill(holder, libc::SIGKILL);
+    assert!(
+        wait_until(Duration::from_secs(10), || is_gone(holder)),
+        "{}",
+        d.report()
+    );
+    for i in 0..20 {
+        let mut c = d.connect();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let line = format!("after {i}\n");
+        assert_eq!(
+            echo_once(&mut c, &line)
+                .unwrap_or_else(|e| panic!("connection {i} after the kill: {e}\n{}", d.report())),
+            line
+        );
+    }
+    assert!(
+        d.wait_for_log("W0016", Duration::from_secs(10)),
+        "no worker took the mutex over\n{}",
+        d.report()
+    );
+    d.stop_gracefully();
+}
+
+/// A service reloaded from model to model under load, between the ones
+/// that want the shared socket non-blocking and the ones that want it
+/// blocking: each generation serves, nothing fails, and once the load is
+/// over the idle workers sleep (a worker accepting in a loop on a socket
+/// left non-blocking would burn a core).
+#[test]
+fn reloads_between_blocking_and_readiness_models_keep_serving() {
+    let dir = TempDir::new("models-reload");
+    let path = dir.path().join("preforkd.toml");
+    let config = |model: &str| {
+        format!(
+            "[daemon]\ngraceful_timeout = \"5s\"\n\n[[service]]\nname = \"echo\"\n\
+             listen = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nmodel = \"{model}\"\nworkers = 2\n"
+        )
+    };
+    let d = Daemon::serve(&dir, &config("prefork"));
+    let addr = d.address_of("echo", "tcp");
+    let load = Load::start(vec![addr], 8);
+    let models = [
+        "prefork-poll",
+        "prefork",
+        "prefork-epoll",
+        "prefork-mutex",
+        "prefork-epoll-exclusive",
+        "pool",
+        "prefork-poll",
+        "prefork-lock",
+    ];
+    for (i, model) in models.iter().enumerate() {
+        std::fs::write(&path, with_control(&dir, &config(model))).unwrap();
+        d.signal(libc::SIGHUP);
+        let done = format!("reloaded: generation {}:", i + 2);
+        assert!(
+            d.wait_for_log(&done, Duration::from_secs(10)),
+            "reload to {model} did not finish\n{}",
+            d.report()
+        );
+        assert!(
+            load.progress(50),
+            "no progress after the reload to {model}\n{}",
+            d.report()
+        );
+    }
+    let served = load.finish_without_failures(|| d.report());
+    assert!(served > 100, "only {served} connections served");
+    assert!(
+        wait_until(Duration::from_secs(10), || d.workers().len() == 2),
+        "old generations still running: {:?}\n{}",
+        d.workers(),
+        d.report()
+    );
+    let workers = d.workers();
+    let before: u64 = workers.iter().map(|&w| cpu_ticks(w)).sum();
+    std::thread::sleep(Duration::from_secs(1));
+    let after: u64 = workers.iter().map(|&w| cpu_ticks(w)).sum();
+    // 100 ticks a second: an idle pool spends none of them.
+    assert!(
+        after - before < 20,
+        "idle workers used {} ticks in a second\n{}",
+        after - before,
+        d.report()
+    );
+}
