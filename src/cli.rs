@@ -67,7 +67,7 @@ pub struct CompareArgs {
     /// When each measurement stops.
     #[command(flatten)]
     pub limit: LimitArgs,
-    /// Rounds to measure each cell in, after a warm-up round; its figures are their median [default: 3].
+    /// Rounds to measure each cell in, after a warm-up round; its figures are their median [default: 5].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=50))]
     pub repeat: Option<u32>,
     /// What every model serves: echo, daytime, time, work[:bytes=N,cpu=D,sleep=D], or exec:"PROGRAM ARGS" [default: echo].

@@ -130,7 +130,7 @@ fn spec_of(args: &CompareArgs) -> Result<CompareSpec, Error> {
         models,
         clients,
         limit,
-        repeat: args.repeat.unwrap_or(3) as usize,
+        repeat: args.repeat.unwrap_or(DEFAULT_REPEAT) as usize,
         target,
         request,
         workers,
@@ -140,9 +140,10 @@ fn spec_of(args: &CompareArgs) -> Result<CompareSpec, Error> {
 }
 
 /// Connections per measurement when neither --connections nor --duration
-/// is given: a default run of every model at three client counts, three
-/// rounds, stays under two minutes on two cores.
-const DEFAULT_CONNECTIONS: u64 = 1000;
+/// is given, and rounds when --repeat is not: a default run of every model
+/// at three client counts stays under two minutes on two cores.
+const DEFAULT_CONNECTIONS: u64 = 2000;
+const DEFAULT_REPEAT: u32 = 5;
 
 /// What the server runs, and what each client sends, for `--service`.
 fn target_of(service: &str, args: &CompareArgs) -> Result<(Target, Request), Error> {

@@ -307,16 +307,10 @@ fn report(spec: &CompareSpec, cells: &[(Model, usize)], samples: &[Vec<Option<Sa
             first_error: ok.iter().find_map(|s| s.load.first_error.clone()),
         });
     }
-    let load_bound: Vec<String> = rows
-        .iter()
-        .filter(|r| r.load_bound)
-        .map(|r| format!("{}/{}", r.model, r.clients))
-        .collect();
     let mut warnings = Vec::new();
-    if !load_bound.is_empty() {
+    if let Some(cells) = load_bound_cells(&rows) {
         warnings.push(format!(
-            "the load generator, not the server, limited conn/s at {} (model/clients): it used more CPU than the server, with the {cores} cores nearly full",
-            load_bound.join(", ")
+            "the load generator, not the server, limited conn/s {cells}: it used more CPU than the server, with the {cores} cores nearly full"
         ));
     }
     let median_of = |f: &dyn Fn(&Row) -> f64| Stat::of(rows.iter().map(f)).median;
@@ -361,6 +355,43 @@ fn report(spec: &CompareSpec, cells: &[(Model, usize)], samples: &[Vec<Option<Sa
         rows,
         warnings,
     }
+}
+
+/// Where the load generator was the bottleneck, grouped by client count:
+/// "at 8 clients for every model but fork, threads; at 64 clients for
+/// pool"; None where it never was.
+fn load_bound_cells(rows: &[Row]) -> Option<String> {
+    let mut clients: Vec<usize> = rows.iter().map(|r| r.clients).collect();
+    clients.sort_unstable();
+    clients.dedup();
+    let parts: Vec<String> = clients
+        .into_iter()
+        .filter_map(|c| {
+            let at: Vec<&Row> = rows.iter().filter(|r| r.clients == c).collect();
+            let names = |bound: bool| -> Vec<&str> {
+                at.iter()
+                    .filter(|r| r.load_bound == bound)
+                    .map(|r| r.model.as_str())
+                    .collect()
+            };
+            let (bound, free) = (names(true), names(false));
+            let clients = if c == 1 {
+                "1 client".to_string()
+            } else {
+                format!("{c} clients")
+            };
+            match (bound.len(), free.len()) {
+                (0, _) => None,
+                (_, 0) => Some(format!("at {clients} for every model")),
+                (b, f) if b > f => Some(format!(
+                    "at {clients} for every model but {}",
+                    free.join(", ")
+                )),
+                _ => Some(format!("at {clients} for {}", bound.join(", "))),
+            }
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// What `cell` costs above `baseline` at the same client count, per

@@ -11,6 +11,9 @@ fn with_noise(s: &Stat, decimals: usize) -> String {
 
 /// The cost above `iterative`: "≈0" where its range reaches zero.
 fn above(r: &Row) -> String {
+    if r.model == "iterative" {
+        return "0".to_string();
+    }
     match (&r.above_iterative_us, r.within_noise) {
         (None, _) => "-".to_string(),
         (Some(_), true) => "≈0".to_string(),
@@ -22,6 +25,7 @@ fn above(r: &Row) -> String {
 fn fork_times(r: &Row) -> String {
     match r.fork_times {
         _ if r.model == "fork" => "1".to_string(),
+        _ if r.model == "iterative" => "-".to_string(),
         None => "-".to_string(),
         Some(t) if t >= 10.0 => format!("≥{t:.0}"),
         Some(t) if t > 0.0 => format!("≥{t:.1}"),

@@ -56,3 +56,38 @@ fn two_runs_back_to_back_agree_within_their_printed_spread() {
         );
     }
 }
+
+#[test]
+fn the_herd_shows_in_wakeups_per_connection() {
+    // Eight idle workers and one client: a blocking accept(2) wakes the one
+    // worker that gets the connection; poll(2) on the shared socket wakes
+    // them all, and all but one find nothing. daytime reads nothing, so no
+    // worker also sleeps in read(2) waiting for a request.
+    let rows = compare(&[
+        "--models",
+        "prefork,prefork-poll,prefork-epoll-exclusive",
+        "--clients",
+        "1",
+        "--workers",
+        "8",
+        "--service",
+        "daytime",
+        "--connections",
+        "500",
+        "--repeat",
+        "3",
+    ]);
+    let wakeups = |model: &str| figure(&row(&rows, model)["wakeups_per_connection"]).0;
+    let (blocking, poll, exclusive) = (
+        wakeups("prefork"),
+        wakeups("prefork-poll"),
+        wakeups("prefork-epoll-exclusive"),
+    );
+    eprintln!("wake-ups per connection: prefork {blocking:.1}, prefork-poll {poll:.1}, prefork-epoll-exclusive {exclusive:.1}");
+    assert!((0.5..1.6).contains(&blocking), "prefork: {blocking:.2}");
+    assert!(
+        (0.5..1.6).contains(&exclusive),
+        "prefork-epoll-exclusive: {exclusive:.2}"
+    );
+    assert!(poll >= 3.0, "prefork-poll: {poll:.2}, not a herd");
+}
