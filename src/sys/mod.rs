@@ -24,6 +24,7 @@
 //!   for a program while reading it.
 //! - [`shm`]: the shared mapping under the scoreboard, and the monotonic clock.
 //! - [`time`]: local broken-down time for the daytime service.
+//! - [`epoll`] (Linux): epoll(7), the event model's readiness on Linux.
 //!
 //! Nothing here knows about services, pools or configuration.
 //!
@@ -33,6 +34,8 @@
 
 #[cfg(unix)]
 pub mod daemon;
+#[cfg(target_os = "linux")]
+pub mod epoll;
 #[cfg(unix)]
 pub mod fd;
 #[cfg(unix)]
