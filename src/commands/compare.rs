@@ -22,6 +22,12 @@ pub(crate) fn compare(args: CompareArgs) -> Result<(), Error> {
         }
         None => match args.service.parse().map_err(Error::UnknownBuiltin)? {
             Builtin::Echo | Builtin::Daytime | Builtin::Time => Target::Builtin(args.service.clone()),
+            Builtin::Work(_) => {
+                return Err(Error::Usage(format!(
+                    "--service {}: compare does not drive the work builtin yet",
+                    args.service
+                )))
+            }
             Builtin::Discard | Builtin::Chargen => {
                 return Err(Error::Usage(format!(
                     "--service {}: compare measures services that answer and close: echo, daytime, time or exec:PROGRAM",

@@ -23,7 +23,8 @@
 //! - [`stdio`]: the pipe for programs' stderr, and pidfd_open(2) to wait
 //!   for a program while reading it.
 //! - [`shm`]: the shared mapping under the scoreboard, and the monotonic clock.
-//! - [`time`]: local broken-down time for the daytime service.
+//! - [`time`]: local broken-down time for the daytime service, and the
+//!   calling thread's CPU clock for the work service.
 //! - [`epoll`] (Linux): epoll(7), the event model's readiness on Linux.
 //!
 //! Nothing here knows about services, pools or configuration.

@@ -11,10 +11,12 @@
 //!
 //! What it costs: the handler must never block, so it cannot be an
 //! ordinary blocking function: the builtins are written again here as
-//! state machines, and a library handler cannot run in this model. An
-//! exec service is started with the connection as its stdin and stdout and
-//! left to run (it blocks in its own process); the loop reaps it. One core
-//! at most.
+//! state machines, and a library handler cannot run in this model. The
+//! `work` builtin's CPU time is burnt in the loop (CPU cannot be waited
+//! out), its sleep is a timer: the loop's wait ends at the earliest
+//! sleeping session's deadline. An exec service is started with the
+//! connection as its stdin and stdout and left to run (it blocks in its
+//! own process); the loop reaps it. One core at most.
 //!
 //! Readiness (`readiness`): epoll on Linux, where each socket is
 //! registered once, modified as its session's state changes and removed
@@ -37,6 +39,8 @@
 mod readiness;
 mod session;
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::ErrorKind;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -48,10 +52,10 @@ use self::session::{Next, Session, Sessions};
 use super::{Accepted, Model, Runner};
 use crate::exit::WorkerExit;
 use crate::net::{Connection, Peer};
-use crate::service::builtin::{chargen_cycle, client_went_away};
+use crate::service::builtin::{chargen_cycle, client_went_away, WorkSpec};
 use crate::service::exec::Child;
 use crate::service::stderr::Relay;
-use crate::service::{ExecSpec, Service};
+use crate::service::{Builtin, ExecSpec, Service};
 use crate::sys;
 
 /// How often, at most, the sessions are looked over for the idle timeout,
@@ -63,6 +67,9 @@ struct Loop<'r, 'a> {
     runner: &'r Runner<'a>,
     readiness: Readiness,
     sessions: Sessions,
+    /// `work`'s sleeping sessions: when each is due, and its slot (a slot
+    /// closed and taken again meanwhile is told apart by `Session::wake`).
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
     /// When the sessions are next looked over for the idle timeout.
     idle_scan: Instant,
     /// Programs of an exec service still running, with their clients.
@@ -106,6 +113,7 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
         runner,
         readiness,
         sessions: Sessions::default(),
+        timers: BinaryHeap::new(),
         idle_scan: Instant::now(),
         programs: Vec::new(),
         stderr,
@@ -132,11 +140,12 @@ pub(crate) fn run(runner: &Runner<'_>) -> WorkerExit {
     exit
 }
 
-/// What the loop keeps between sessions' steps: chargen's cycle, and the
-/// read buffer all sessions share.
+/// What the loop keeps between sessions' steps: chargen's cycle, the read
+/// buffer all sessions share, and `work`'s parameters.
 struct Scratch {
     cycle: Vec<u8>,
     buf: Vec<u8>,
+    work: WorkSpec,
 }
 
 impl Loop<'_, '_> {
@@ -144,6 +153,10 @@ impl Loop<'_, '_> {
         let mut scratch = Scratch {
             cycle: chargen_cycle(),
             buf: vec![0u8; 16 * 1024],
+            work: match service {
+                Service::Builtin(Builtin::Work(spec)) => *spec,
+                _ => WorkSpec::DEFAULT,
+            },
         };
         let mut ready: Vec<Token> = Vec::new();
         // Until SIGTERM, or the listener is shut down or broken; then the
@@ -195,6 +208,7 @@ impl Loop<'_, '_> {
                     i => self.advance(i as usize, &mut scratch),
                 }
             }
+            self.wake_due(&mut scratch);
             if listener_ready {
                 if let Some(end) = self.accept(service) {
                     accepting = false;
@@ -205,15 +219,19 @@ impl Loop<'_, '_> {
         }
     }
 
-    /// Steps session `i`, ready, and watches it for what it waits for
-    /// next.
+    /// Steps session `i`, ready or due, and watches it for what it waits
+    /// for next.
     fn advance(&mut self, i: usize, scratch: &mut Scratch) {
         let Some(session) = self.sessions.get_mut(i) else {
             return;
         };
-        match session.step(&scratch.cycle, &mut scratch.buf) {
+        match session.step(&scratch.cycle, &mut scratch.buf, &scratch.work) {
             Ok(Next::Close) => self.finish(i),
             Ok(Next::Wait) => self.rewatch(i),
+            Ok(Next::Sleep(until)) => {
+                self.timers.push(Reverse((until, i)));
+                self.rewatch(i);
+            }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
             Err(e) => {
                 if !client_went_away(&e) {
@@ -241,6 +259,21 @@ impl Loop<'_, '_> {
             Err(e) => {
                 log::warn!("W0013 service {}: {e}", self.runner.name());
                 self.finish(i);
+            }
+        }
+    }
+
+    /// Wakes the sleeping sessions that are due, and lets them answer.
+    fn wake_due(&mut self, scratch: &mut Scratch) {
+        let now = Instant::now();
+        while let Some(&Reverse((until, i))) = self.timers.peek() {
+            if until > now {
+                return;
+            }
+            self.timers.pop();
+            if self.sessions.get_mut(i).is_some_and(|s| s.wake(now)) {
+                // Most likely writable already: try before waiting.
+                self.advance(i, scratch);
             }
         }
     }
@@ -365,8 +398,9 @@ impl Loop<'_, '_> {
         relay.relay(&spec.name(), pid, end);
     }
 
-    /// Closes the connections idle longer than the service's timeout,
-    /// looking them over once a [`TICK`] at most.
+    /// Closes the connections idle longer than the service's timeout (not
+    /// those waiting for their own timer), looking them over once a
+    /// [`TICK`] at most.
     fn close_idle(&mut self) {
         let Some(timeout) = self.runner.timeout() else {
             return;
@@ -379,7 +413,7 @@ impl Loop<'_, '_> {
         let idle: Vec<usize> = self
             .sessions
             .iter()
-            .filter(|(_, s)| now.duration_since(s.last) >= timeout)
+            .filter(|(_, s)| !s.sleeping() && now.duration_since(s.last) >= timeout)
             .map(|(i, _)| i)
             .collect();
         for i in idle {
@@ -391,13 +425,21 @@ impl Loop<'_, '_> {
         }
     }
 
-    /// How long the wait may last: a [`TICK`] while an idle timeout or a
-    /// program is pending (SIGCHLD ends the wait, but a signal that lands
-    /// between the reaping and the wait would wait for the next event);
-    /// else for ever.
+    /// How long the wait may last: until the first sleeping session is
+    /// due; a [`TICK`] while an idle timeout or a program is pending
+    /// (SIGCHLD ends the wait, but a signal that lands between the reaping
+    /// and the wait would wait for the next event); else for ever.
     fn wait_timeout(&self) -> Option<Duration> {
         let ticking = !self.programs.is_empty()
             || (self.runner.timeout().is_some() && !self.sessions.is_empty());
-        ticking.then_some(TICK)
+        let tick = ticking.then_some(TICK);
+        let timer = self
+            .timers
+            .peek()
+            .map(|Reverse((until, _))| until.saturating_duration_since(Instant::now()));
+        match (tick, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }

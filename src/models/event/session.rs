@@ -1,12 +1,14 @@
 //! One connection of the event model: a builtin written as a state
-//! machine, advanced by [`Session::step`] whenever its socket is ready.
+//! machine, advanced by [`Session::step`] whenever its socket is ready and
+//! by [`Session::wake`] when its timer (`work`'s sleep) is due.
 
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use super::readiness::Interest;
 use crate::net::Connection;
-use crate::service::builtin::{daytime_text, time_since_1900};
+use crate::service::builtin::work::{burn_cpu, Line, WorkLine, WorkSend};
+use crate::service::builtin::{daytime_text, time_since_1900, WorkSpec};
 use crate::service::Builtin;
 
 /// What a builtin connection is doing.
@@ -20,6 +22,12 @@ enum Kind {
     Chargen { at: usize },
     /// Sending one answer from `at`, then closing (daytime, time).
     Answer { data: Vec<u8>, at: usize },
+    /// `work`, reading its request line.
+    WorkRead(WorkLine),
+    /// `work`, waiting for its timer before it answers.
+    WorkSleep { until: Instant, send: WorkSend },
+    /// `work`, answering.
+    WorkSend(WorkSend),
 }
 
 /// A connection and where its builtin stands.
@@ -36,6 +44,8 @@ pub(super) struct Session {
 pub(super) enum Next {
     /// Wait for the socket (what [`Session::interest`] says).
     Wait,
+    /// Wait for the timer, due then (the socket is not watched meanwhile).
+    Sleep(Instant),
     /// Done: close it.
     Close,
 }
@@ -60,6 +70,7 @@ impl Session {
                 data: time_since_1900().to_be_bytes().to_vec(),
                 at: 0,
             },
+            Builtin::Work(_) => Kind::WorkRead(WorkLine::default()),
         };
         let mut session = Session {
             conn,
@@ -75,14 +86,35 @@ impl Session {
     pub fn interest(&self) -> Interest {
         match &self.kind {
             Kind::Echo { pending, .. } if !pending.is_empty() => Interest::Write,
-            Kind::Echo { .. } | Kind::Discard => Interest::Read,
-            Kind::Chargen { .. } | Kind::Answer { .. } => Interest::Write,
+            Kind::Echo { .. } | Kind::Discard | Kind::WorkRead(_) => Interest::Read,
+            Kind::Chargen { .. } | Kind::Answer { .. } | Kind::WorkSend(_) => Interest::Write,
+            Kind::WorkSleep { .. } => Interest::Nothing,
+        }
+    }
+
+    /// Whether it waits for its timer, not for the client (the idle
+    /// timeout does not apply).
+    pub fn sleeping(&self) -> bool {
+        matches!(self.kind, Kind::WorkSleep { .. })
+    }
+
+    /// Its timer is due (or a stale one fired, `until` being later):
+    /// whether it now answers.
+    pub fn wake(&mut self, now: Instant) -> bool {
+        match self.kind {
+            Kind::WorkSleep { until, send } if until <= now => {
+                self.kind = Kind::WorkSend(send);
+                self.last = now;
+                true
+            }
+            _ => false,
         }
     }
 
     /// Does what can be done without blocking; returns what comes next.
-    /// `cycle` is chargen's, `buf` the loop's read buffer.
-    pub fn step(&mut self, cycle: &[u8], buf: &mut [u8]) -> io::Result<Next> {
+    /// `cycle` is chargen's, `buf` the loop's read buffer, `work` the
+    /// parameters of a `work` service.
+    pub fn step(&mut self, cycle: &[u8], buf: &mut [u8], work: &WorkSpec) -> io::Result<Next> {
         let conn = &mut self.conn;
         let next = match &mut self.kind {
             Kind::Echo { pending, eof } => {
@@ -117,6 +149,32 @@ impl Session {
             Kind::Answer { data, at } => {
                 *at += conn.write(&data[*at..])?;
                 if *at == data.len() {
+                    Next::Close
+                } else {
+                    Next::Wait
+                }
+            }
+            Kind::WorkRead(line) => match line.read_from(conn, work.max)? {
+                Line::More => Next::Wait,
+                Line::Close => Next::Close,
+                Line::Asked(bytes) => {
+                    // CPU is CPU: the loop cannot do it later, only here.
+                    burn_cpu(work.cpu);
+                    let send = WorkSend::new(bytes);
+                    if work.sleep.is_zero() {
+                        self.kind = Kind::WorkSend(send);
+                        Next::Wait
+                    } else {
+                        let until = crate::sys::time::after(Instant::now(), work.sleep);
+                        self.kind = Kind::WorkSleep { until, send };
+                        Next::Sleep(until)
+                    }
+                }
+            },
+            // Only a hang-up or an error is reported while it sleeps.
+            Kind::WorkSleep { .. } => Next::Close,
+            Kind::WorkSend(send) => {
+                if send.write_to(conn)? {
                     Next::Close
                 } else {
                     Next::Wait
