@@ -244,7 +244,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "proxy_protocol")]
     pub proxy_timeout: Option<Duration>,
 
-    /// Serve a built-in service: echo, discard, daytime, chargen or time.
+    /// Serve a built-in service: echo, discard, daytime, chargen, time or
+    /// work[:cpu=DURATION,sleep=DURATION,max=SIZE].
     #[arg(
         long,
         value_name = "NAME",

@@ -283,6 +283,7 @@ fn run_config(args: &RunArgs) -> Result<Config, Error> {
             wait,
         },
     };
+    service_config.check_protocol().map_err(Error::Usage)?;
     service_config
         .check_model()
         .map_err(|why| Error::Usage(why.replace("model = ", "--model ")))?;

@@ -178,6 +178,7 @@ fn target_of(service: &str, args: &CompareArgs) -> Result<(Target, Request), Err
         return work_of(service, bytes(if args.stevens { 4000 } else { 1024 }));
     }
     match service.parse().map_err(Error::UnknownBuiltin)? {
+        Builtin::Work(_) => work_of(service, bytes(1024)),
         Builtin::Echo => Ok((Target::Builtin(service.into()), Request::Echo(bytes(1024)))),
         // daytime and time answer without being asked: nothing to send.
         Builtin::Daytime | Builtin::Time => match args.bytes {
@@ -219,6 +220,11 @@ fn work_of(service: &str, default_bytes: usize) -> Result<(Target, Request), Err
     } else {
         format!("work:{}", server.join(","))
     };
+    // The server's parameters are checked here, with the builtin's own
+    // parser, rather than by each server compare starts.
+    builtin
+        .parse::<Builtin>()
+        .map_err(|e| Error::Usage(format!("--service {service}: {e}")))?;
     Ok((Target::Builtin(builtin), Request::Work(bytes)))
 }
 

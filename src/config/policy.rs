@@ -61,6 +61,20 @@ impl ServiceConfig {
         Ok(())
     }
 
+    /// Whether the builtin serves the service's protocol: `work` reads a
+    /// request on a connection, and has no UDP form.
+    pub fn check_protocol(&self) -> Result<(), String> {
+        match &self.service {
+            Service::Builtin(b) if self.pool.protocol == Protocol::Udp && !b.serves_udp() => {
+                Err(format!(
+                    "builtin {} reads a request on a connection: it serves tcp, not udp",
+                    b.name()
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The keys set here that only the process-pool models honour: the
     /// scoreboard's (`per_source`, `log_connections`), a worker's
     /// (`max_requests`, `max_memory`), the checks a worker makes after

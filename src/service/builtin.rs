@@ -1,5 +1,7 @@
 //! The built-in services of inetd, each to its RFC: echo (862), discard
-//! (863), chargen (864), daytime (867) and time (868), over TCP and UDP.
+//! (863), chargen (864), daytime (867) and time (868), over TCP and UDP;
+//! and preforkd's own `work` (TCP only, see [`work`]), a handler whose CPU
+//! time, wait and answer size are set, to compare the models with.
 //!
 //! echo and discard serve until the client closes; chargen sends until the
 //! client closes; daytime and time send one answer and close. A client that
@@ -16,6 +18,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::net::Connection;
 use crate::sys;
 
+pub mod work;
+pub use work::WorkSpec;
+
 /// One of the built-in services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Builtin {
@@ -29,28 +34,43 @@ pub enum Builtin {
     Daytime,
     /// RFC 868: seconds since 1900-01-01 as a 32-bit big-endian number, then close.
     Time,
+    /// preforkd's: read how many bytes the client wants, burn CPU, wait,
+    /// send them, close (UNP's `web_child`; see [`work`]).
+    Work(WorkSpec),
 }
 
-/// Every builtin, with its name and its standard port (inetd's `biltins[]`).
-pub const BUILTINS: [(Builtin, &str, u16); 5] = [
+/// Every builtin, with its name and its standard port (inetd's `biltins[]`;
+/// 0 for `work`, which is preforkd's own and has none), `work` with its
+/// default parameters.
+pub const BUILTINS: [(Builtin, &str, u16); 6] = [
     (Builtin::Echo, "echo", 7),
     (Builtin::Discard, "discard", 9),
     (Builtin::Daytime, "daytime", 13),
     (Builtin::Chargen, "chargen", 19),
     (Builtin::Time, "time", 37),
+    (Builtin::Work(WorkSpec::DEFAULT), "work", 0),
 ];
 
-/// The error for a name that is not a builtin.
+/// The error for a name that is not a builtin, or for parameters a builtin
+/// does not take.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownBuiltin(pub String);
+pub struct UnknownBuiltin {
+    /// What was given.
+    pub name: String,
+    /// What is wrong with its parameters (`None`: no such builtin).
+    pub why: Option<String>,
+}
 
 impl fmt::Display for UnknownBuiltin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(why) = &self.why {
+            return write!(f, "invalid builtin '{}': {why}", self.name);
+        }
         let names: Vec<&str> = BUILTINS.iter().map(|(_, name, _)| *name).collect();
         write!(
             f,
             "unknown builtin '{}' (expected one of: {})",
-            self.0,
+            self.name,
             names.join(", ")
         )
     }
@@ -61,43 +81,83 @@ impl std::error::Error for UnknownBuiltin {}
 impl FromStr for Builtin {
     type Err = UnknownBuiltin;
 
+    /// A name of [`BUILTINS`]; `work` may be followed by `:` and its
+    /// parameters (`work:cpu=1ms,sleep=5ms,max=1M`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        BUILTINS
+        let error = |why: Option<String>| UnknownBuiltin {
+            name: s.to_string(),
+            why,
+        };
+        let (name, params) = match s.split_once(':') {
+            Some((name, params)) => (name, Some(params)),
+            None => (s, None),
+        };
+        let builtin = BUILTINS
             .iter()
-            .find(|(_, name, _)| *name == s)
+            .find(|(_, n, _)| *n == name)
             .map(|(b, _, _)| *b)
-            .ok_or_else(|| UnknownBuiltin(s.to_string()))
+            .ok_or_else(|| error(None))?;
+        match (builtin, params) {
+            (_, None) => Ok(builtin),
+            (Builtin::Work(_), Some(params)) => params
+                .parse()
+                .map(Builtin::Work)
+                .map_err(|why| error(Some(why))),
+            (_, Some(_)) => Err(error(Some(format!(
+                "{name} takes no parameters (work does: work:cpu=1ms,sleep=5ms,max=1M)"
+            )))),
+        }
     }
 }
 
 impl fmt::Display for Builtin {
+    /// The name, and `work`'s parameters where they are not the default:
+    /// what `from_str` reads back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = BUILTINS
-            .iter()
-            .find(|(b, _, _)| b == self)
-            .map(|(_, n, _)| *n);
-        f.write_str(name.unwrap_or("?"))
+        f.write_str(self.name())?;
+        match self {
+            Builtin::Work(spec) if *spec != WorkSpec::DEFAULT => write!(f, ":{spec}"),
+            _ => Ok(()),
+        }
     }
 }
 
 impl Builtin {
-    /// The builtin of this name, or of one of inetd's aliases for it
-    /// (`sink`/`null` for discard, `source`/`ttytst` for chargen).
+    /// The inetd builtin of this name, or of one of inetd's aliases for it
+    /// (`sink`/`null` for discard, `source`/`ttytst` for chargen); not
+    /// `work`, which inetd has not.
     pub fn from_name(name: &str) -> Option<Builtin> {
         match name {
             "sink" | "null" => Some(Builtin::Discard),
             "source" | "ttytst" => Some(Builtin::Chargen),
-            other => other.parse().ok(),
+            other => other
+                .parse()
+                .ok()
+                .filter(|b| !matches!(b, Builtin::Work(_))),
         }
     }
 
-    /// The port inetd serves this builtin on.
-    pub fn standard_port(self) -> u16 {
+    /// This builtin's entry in [`BUILTINS`] (`work` whatever its parameters).
+    fn entry(self) -> Option<&'static (Builtin, &'static str, u16)> {
         BUILTINS
             .iter()
-            .find(|(b, _, _)| *b == self)
-            .map(|(_, _, p)| *p)
-            .unwrap_or(0)
+            .find(|(b, _, _)| std::mem::discriminant(b) == std::mem::discriminant(&self))
+    }
+
+    /// The name, without parameters.
+    pub fn name(self) -> &'static str {
+        self.entry().map_or("?", |(_, name, _)| name)
+    }
+
+    /// The port inetd serves this builtin on (0 for `work`).
+    pub fn standard_port(self) -> u16 {
+        self.entry().map_or(0, |(_, _, port)| *port)
+    }
+
+    /// Whether it serves UDP too: all but `work`, which reads a request
+    /// line on a connection.
+    pub fn serves_udp(self) -> bool {
+        !matches!(self, Builtin::Work(_))
     }
 
     /// Serves one TCP connection.
@@ -115,6 +175,7 @@ impl Builtin {
             Builtin::Chargen => chargen(&mut stream),
             Builtin::Daytime => stream.write_all(daytime_text().as_bytes()),
             Builtin::Time => stream.write_all(&time_since_1900().to_be_bytes()),
+            Builtin::Work(spec) => work::serve(spec, &mut stream),
         };
         match result {
             Err(e) if client_went_away(&e) => Ok(()),
@@ -158,6 +219,8 @@ impl Builtin {
             }
             Builtin::Daytime => Some(daytime_text().into_bytes()),
             Builtin::Time => Some(time_since_1900().to_be_bytes().to_vec()),
+            // Refused on UDP by the config's checks (`serves_udp`).
+            Builtin::Work(_) => None,
         }
     }
 }
@@ -295,6 +358,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("echo, discard"));
+        let work: Builtin = "work:cpu=2ms".parse().unwrap();
+        assert_eq!(work.to_string(), "work:cpu=2ms");
+        assert_eq!(work.to_string().parse::<Builtin>(), Ok(work));
+        assert_eq!(work.standard_port(), 0);
+        let e = "work:cpu=x".parse::<Builtin>().unwrap_err().to_string();
+        assert!(
+            e.starts_with("invalid builtin 'work:cpu=x': parameter cpu"),
+            "{e}"
+        );
+        assert!("echo:cpu=1ms".parse::<Builtin>().is_err());
+        assert_eq!(Builtin::from_name("work"), None);
     }
 
     #[test]

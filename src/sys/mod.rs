@@ -25,9 +25,11 @@
 //! - [`shm`]: the shared mapping under the scoreboard, and the monotonic clock.
 //! - [`mutex`]: a robust, process-shared pthread mutex in a shared mapping
 //!   (`prefork-mutex`'s lock around accept).
-//! - [`epoll`]: an epoll instance watching one socket, with or without
-//!   EPOLLEXCLUSIVE (`prefork-epoll`, `prefork-epoll-exclusive`; Linux).
-//! - [`time`]: local broken-down time for the daytime service.
+//! - [`epoll`] (Linux): epoll(7), the event model's readiness, and one
+//!   socket watched with or without EPOLLEXCLUSIVE (`prefork-epoll`,
+//!   `prefork-epoll-exclusive`).
+//! - [`time`]: local broken-down time for the daytime service, and the
+//!   calling thread's CPU clock for the work service.
 //!
 //! Nothing here knows about services, pools or configuration.
 //!

@@ -32,16 +32,7 @@ pub enum Readiness {
 /// is seen.
 pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<Readiness> {
     let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-    let timeout = match timeout {
-        None => PollTimeout::NONE,
-        // Rounded up, so that a short wait is not a busy loop; a wait too
-        // long for poll's milliseconds is cut (the caller loops).
-        Some(t) => {
-            PollTimeout::try_from(t.as_millis().saturating_add(1).min(i32::MAX as u128) as i32)
-                .unwrap_or(PollTimeout::MAX)
-        }
-    };
-    if nix::poll::poll(&mut fds, timeout)? == 0 {
+    if nix::poll::poll(&mut fds, poll_timeout(timeout))? == 0 {
         return Ok(Readiness::TimedOut);
     }
     let events = fds[0].revents().unwrap_or(PollFlags::empty());
@@ -49,6 +40,19 @@ pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Resul
         Ok(Readiness::HungUp)
     } else {
         Ok(Readiness::Readable)
+    }
+}
+
+/// `timeout` in poll(2)'s and epoll_wait(2)'s milliseconds (`None`: for
+/// ever): rounded up, so that a short wait is not a busy loop; a wait too
+/// long for them is cut (the caller loops).
+pub fn poll_timeout(timeout: Option<Duration>) -> PollTimeout {
+    match timeout {
+        None => PollTimeout::NONE,
+        Some(t) => {
+            PollTimeout::try_from(t.as_millis().saturating_add(1).min(i32::MAX as u128) as i32)
+                .unwrap_or(PollTimeout::MAX)
+        }
     }
 }
 

@@ -5,7 +5,9 @@
 //! has no `unsafe` outside Unix), so there it is UTC, broken down here.
 //!
 //! And, on Unix, `after`: a deadline that cannot panic, for every `now + d`
-//! of the master's (Windows' fallback has no master).
+//! of the master's (Windows' fallback has no master); and
+//! `thread_cpu_time`, the calling thread's CPU clock (clock_gettime(2),
+//! `CLOCK_THREAD_CPUTIME_ID`), for the `work` service's busy loop.
 
 #[cfg(unix)]
 use std::time::{Duration, Instant};
@@ -23,6 +25,25 @@ pub fn after(now: Instant, d: Duration) -> Instant {
         }
         d /= 2;
     }
+}
+
+/// The CPU time the calling thread has used (clock_gettime(2) with
+/// `CLOCK_THREAD_CPUTIME_ID`), or `None` where there is no such clock.
+#[cfg(unix)]
+pub fn thread_cpu_time() -> Option<Duration> {
+    let clock = nix::time::ClockId::from_raw(libc::CLOCK_THREAD_CPUTIME_ID);
+    let t = nix::time::clock_gettime(clock).ok()?;
+    Some(Duration::new(
+        u64::try_from(t.tv_sec()).ok()?,
+        u32::try_from(t.tv_nsec()).ok()?,
+    ))
+}
+
+/// Windows has a thread's CPU time (GetThreadTimes) out of std's reach:
+/// none here, and the caller falls back to the wall clock.
+#[cfg(not(unix))]
+pub fn thread_cpu_time() -> Option<std::time::Duration> {
+    None
 }
 
 /// A local calendar time, as localtime_r(3) gives it.

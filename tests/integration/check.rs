@@ -148,6 +148,24 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
         "5:18",
         "at least 1s",
     ),
+    (
+        "work with a bad parameter",
+        "[[service]]\nname = \"x\"\nlisten = [\"127.0.0.1:1\"]\nbuiltin = \"work:cpu=x\"\n",
+        "4:11",
+        "invalid builtin 'work:cpu=x': parameter cpu: invalid duration 'x'",
+    ),
+    (
+        "work over its bound",
+        "[[service]]\nname = \"x\"\nlisten = [\"127.0.0.1:1\"]\nbuiltin = \"work:max=65M\"\n",
+        "4:11",
+        "parameter max: 65M: at most 64M",
+    ),
+    (
+        "work on udp",
+        "[[service]]\nname = \"x\"\nlisten = [\"127.0.0.1:1\"]\nprotocol = \"udp\"\nbuiltin = \"work\"\n",
+        "4:12",
+        "builtin work reads a request on a connection: it serves tcp, not udp",
+    ),
 ];
 
 // Issue #3, acceptance 2.

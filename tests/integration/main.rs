@@ -27,3 +27,4 @@ mod supervise;
 mod upgrade;
 mod util;
 mod wait;
+mod work;

@@ -41,6 +41,11 @@ impl Checker<'_> {
             service: service?,
             pool,
         };
+        if let Err(why) = config.check_protocol() {
+            let at = raw.protocol.as_ref().map_or(span, |p| p.span());
+            self.error(at, why);
+            return None;
+        }
         if let Err(why) = config.check_model() {
             let at = raw.model.as_ref().map_or(span, |m| m.span());
             self.error(at, why);

@@ -163,3 +163,16 @@ pub fn resident_kib(pid: u32) -> u64 {
 pub fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
+
+/// The CPU time process `pid` has used, user and system (utime and stime
+/// of /proc/PID/stat, in clock ticks), `None` if it is gone.
+pub fn cpu_time(pid: u32) -> Option<std::time::Duration> {
+    let fields = stat_fields(pid)?;
+    // Fields 14 and 15 of proc(5); the state, field 3, is index 0 here.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    Some(std::time::Duration::from_millis(ticks * 1000 / per_second))
+}
