@@ -91,3 +91,47 @@ fn the_herd_shows_in_wakeups_per_connection() {
     );
     assert!(poll >= 3.0, "prefork-poll: {poll:.2}, not a herd");
 }
+
+#[test]
+fn stevens_order_holds_in_two_runs() {
+    // The book's lesson, Figure 30.1: a fork per client costs far more than
+    // a thread per client, which costs more than any pool; and a pool costs
+    // a fifth of fork or less. Twice, with the same flags.
+    const POOLS: [&str; 6] = [
+        "prefork",
+        "prefork-lock",
+        "prefork-mutex",
+        "prefork-pass",
+        "pool-lock",
+        "pool-pass",
+    ];
+    for run in 1..=2 {
+        let rows = compare(&["--stevens", "--repeat", "3"]);
+        let cost = |model: &str| figure(&row(&rows, model)["above_iterative_us"]).0;
+        let (fork, threads) = (cost("fork"), cost("threads"));
+        eprintln!(
+            "run {run}: fork {fork:.1}, threads {threads:.1}, {}",
+            POOLS
+                .iter()
+                .map(|p| format!("{p} {:.1}", cost(p)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        assert!(
+            fork > 2.0 * threads,
+            "run {run}: fork {fork:.1} ≫ threads {threads:.1}"
+        );
+        for pool in POOLS {
+            assert!(
+                threads > cost(pool),
+                "run {run}: threads {threads:.1} > {pool} {:.1}",
+                cost(pool)
+            );
+            let times = row(&rows, pool)["fork_times"].as_f64().unwrap();
+            assert!(
+                times >= 5.0,
+                "run {run}: fork is {times:.1}× {pool}, not 5×"
+            );
+        }
+    }
+}
