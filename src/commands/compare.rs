@@ -71,9 +71,9 @@ pub(crate) fn compare(args: CompareArgs) -> Result<(), Error> {
     }
     for r in report.rows.iter().filter(|r| r.failed > 0) {
         eprintln!(
-            "preforkd: {} at {} clients: {} connections failed; the first: {}",
+            "preforkd: {} at {}: {} connections failed; the first: {}",
             r.model,
-            r.clients,
+            crate::compare::clients_text(r.clients),
             r.failed,
             r.first_error.as_deref().unwrap_or("(no reason given)")
         );

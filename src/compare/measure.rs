@@ -329,12 +329,20 @@ fn load(
     };
     let out = command
         .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .output()
         .map_err(|e| format!("cannot start the load generator: {e}"))?;
-    // It exits 1 when connections failed, and says how many on stdout.
-    serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("the load generator failed ({}): {e}", out.status))
+    // It exits 1 when connections failed, and says how many on stdout (and
+    // on stderr, which the table says better): its stderr matters only
+    // when there is no result.
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        let said = String::from_utf8_lossy(&out.stderr);
+        format!(
+            "the load generator failed ({}): {}",
+            out.status,
+            said.lines().last().map_or(e.to_string(), str::to_string)
+        )
+    })
 }
 
 fn stopped_cleanly(model: Model, stopped: bool, lines: &[String]) -> Result<(), String> {

@@ -357,6 +357,14 @@ fn report(spec: &CompareSpec, cells: &[(Model, usize)], samples: &[Vec<Option<Sa
     }
 }
 
+/// "1 client", "8 clients".
+pub fn clients_text(n: usize) -> String {
+    match n {
+        1 => "1 client".to_string(),
+        n => format!("{n} clients"),
+    }
+}
+
 /// Where the load generator was the bottleneck, grouped by client count:
 /// "at 8 clients for every model but fork, threads; at 64 clients for
 /// pool"; None where it never was.

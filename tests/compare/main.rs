@@ -12,6 +12,7 @@
 mod util;
 
 mod columns;
+mod table;
 mod teach;
 
 use std::time::Duration;
