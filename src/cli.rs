@@ -61,32 +61,45 @@ pub struct CompareArgs {
     /// The models to run, in this order [default: all of them].
     #[arg(long, value_name = "MODEL,...", value_delimiter = ',', value_parser = parse_models)]
     pub models: Vec<crate::models::Model>,
-    /// Concurrent clients; one row per count.
-    #[arg(
-        long,
-        value_name = "N,...",
-        value_delimiter = ',',
-        default_value = "1,8,64"
-    )]
+    /// Concurrent clients; one row per count [default: 1,8,64].
+    #[arg(long, value_name = "N,...", value_delimiter = ',')]
     pub clients: Vec<usize>,
-    /// When each run stops.
+    /// When each measurement stops.
     #[command(flatten)]
     pub limit: LimitArgs,
-    /// What every model serves: echo, daytime, time, or exec:PROGRAM.
-    #[arg(long, value_name = "SERVICE", default_value = "echo")]
-    pub service: String,
+    /// Rounds to measure each cell in, after a warm-up round; its figures are their median [default: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub repeat: Option<u32>,
+    /// What every model serves: echo, daytime, time, work[:bytes=N,cpu=D,sleep=D], or exec:"PROGRAM ARGS" [default: echo].
+    #[arg(long, value_name = "SERVICE")]
+    pub service: Option<String>,
     /// Bytes each client sends and reads back [default: 1024; 0 for daytime and time].
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(0..=65536))]
     pub bytes: Option<u32>,
     /// Workers (processes or threads) of the models that keep a pool [default: the number of CPUs].
     #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub workers: Option<u32>,
-    /// Also draw connections per second against clients, one series per model, as SVG.
+    /// A run like the book's (UNP 30.1): its designs, 15 workers, 5 clients, 4,000-byte replies from work.
+    #[arg(long)]
+    pub stevens: bool,
+    /// Also draw the charts (cost above iterative, connections per worker, latency, conn/s), as SVG.
     #[arg(long, value_name = "FILE.svg")]
     pub chart: Option<std::path::PathBuf>,
-    /// Print the rows as JSON instead of a table.
+    /// Also write one self-contained page with the table, the charts and the settings.
+    #[arg(long, value_name = "FILE.html")]
+    pub html: Option<std::path::PathBuf>,
+    /// Print the short table that fits a projector [default when the terminal is narrower than the full one].
+    #[arg(long, conflicts_with = "full")]
+    pub brief: bool,
+    /// Print every column, however wide the terminal.
+    #[arg(long)]
+    pub full: bool,
+    /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The program of an exec service, after `--`: compare -- PROGRAM ARGS.
+    #[arg(last = true, value_name = "PROGRAM")]
+    pub program: Vec<String>,
 }
 
 /// When a load stops: `--connections N` or `--duration D`.
@@ -125,6 +138,9 @@ pub struct LoadArgs {
     /// A reply is right when it contains this text.
     #[arg(long, value_name = "TEXT")]
     pub expect: Option<String>,
+    /// A reply is right when it is exactly N bytes long (the `work` builtin's answer).
+    #[arg(long, value_name = "N", conflicts_with = "expect", value_parser = clap::value_parser!(u32).range(0..=67_108_864))]
+    pub expect_bytes: Option<u32>,
     /// A connection's latency ends at the reply's first byte, not its end.
     #[arg(long)]
     pub first_byte: bool,

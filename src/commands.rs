@@ -85,6 +85,9 @@ fn load(args: crate::cli::LoadArgs) -> Result<(), Error> {
     if let Some(text) = args.expect {
         spec.reply = Reply::Contains(text.into_bytes());
     }
+    if let Some(n) = args.expect_bytes {
+        spec.reply = Reply::Length(n as usize);
+    }
     if args.first_byte {
         spec.until = Until::FirstByte;
     }

@@ -61,6 +61,8 @@ pub enum Reply {
     Echo,
     /// Any reply that contains these bytes.
     Contains(Vec<u8>),
+    /// A reply of exactly this many bytes (the `work` builtin's).
+    Length(usize),
 }
 
 /// Where a connection's latency ends.
@@ -254,6 +256,7 @@ fn one_connection(spec: &LoadSpec) -> Result<Duration, String> {
         Reply::Contains(s) => {
             !reply.is_empty() && (s.is_empty() || reply.windows(s.len()).any(|w| w == s))
         }
+        Reply::Length(n) => reply.len() == *n,
     };
     match (right, spec.until, first_byte) {
         (true, Until::End, _) => Ok(end),
@@ -269,6 +272,7 @@ fn one_connection(spec: &LoadSpec) -> Result<Duration, String> {
                 reply.len(),
                 spec.request.len()
             ),
+            Reply::Length(n) => format!("wrong reply: {} bytes, not {n}", reply.len()),
         }),
     }
 }

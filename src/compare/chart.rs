@@ -6,10 +6,11 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::Row;
+use super::Report;
 
 /// Writes the chart of `rows` to `path`.
-pub fn write(path: &Path, rows: &[Row]) -> Result<(), String> {
+pub fn write(path: &Path, report: &Report) -> Result<(), String> {
+    let rows = &report.rows;
     let mut models: Vec<&str> = Vec::new();
     for r in rows {
         if !models.contains(&r.model.as_str()) {
@@ -21,7 +22,7 @@ pub fn write(path: &Path, rows: &[Row]) -> Result<(), String> {
     clients.dedup();
     let top = rows
         .iter()
-        .map(|r| r.per_second)
+        .map(|r| r.per_second.median)
         .fold(0.0f64, f64::max)
         .max(1.0)
         * 1.1;
@@ -68,7 +69,7 @@ pub fn write(path: &Path, rows: &[Row]) -> Result<(), String> {
             .filter_map(|(x, c)| {
                 rows.iter()
                     .find(|r| r.model == *model && r.clients == *c)
-                    .map(|r| (x as f64, r.per_second))
+                    .map(|r| (x as f64, r.per_second.median))
             })
             .collect();
         chart

@@ -1,44 +1,58 @@
 //! `preforkd compare`: runs each model as a real `preforkd run` child on a
 //! loopback port, drives it with `preforkd load` in a process of its own,
-//! and measures the server's whole process tree meanwhile; one table row
-//! per model and client count.
+//! and measures the server's whole process tree meanwhile.
 //!
-//! Each row gets a fresh server, so that what one row leaves (a grown
+//! Figures that hold from run to run: a discarded warm-up round, then
+//! `repeat` rounds, each of which measures every cell (a model at a
+//! client count) once, in an order shuffled anew for each round, so that
+//! a slow minute of the machine lands on different cells each time. A
+//! cell's figure is the median of its rounds, with their range beside it
+//! ([`Stat`]); the cost above `iterative` is taken round by round (each
+//! round's own `iterative` at the same client count), so that what the
+//! machine did in that round cancels out, and a cost whose range reaches
+//! zero is printed as ≈0, never as a negative cost.
+//!
+//! Each measurement gets a fresh server, so that what one leaves (a grown
 //! pool, a warm cache) does not flatter the next, and so that the
-//! server's per-worker counts, logged as each worker leaves (W0050), belong
-//! to that row alone: they make the spread column.
+//! per-worker counts logged as each worker leaves (W0050) belong to that
+//! run alone.
 //!
-//! CPU time: the server's whole tree, as the rusage of its exit reports it
-//! (every process of the tree reaped by another, down to the exec'd
-//! programs, to the microsecond), minus the same for the same server
-//! started and stopped without a client. /proc would give the live tree's
-//! in 10 ms ticks per process, too coarse for a row of 2000 connections.
-//!
-//! What is not here: the load generator (`crate::load`), the /proc
-//! readings (`tree`), the SVG chart (`chart`).
+//! What is not here: one measurement (`measure`), the tables (`table`),
+//! the SVG charts (`chart`), the /proc readings (`tree`), the load
+//! generator (`crate::load`).
 
 pub mod chart;
+mod measure;
+mod stats;
+mod table;
 pub mod tree;
-
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::load::{Limit, LoadResult};
+pub use stats::{Spread, Stat};
+pub use table::{brief_table, footer, table, width};
+
+use crate::load::Limit;
 use crate::models::Model;
+use measure::Sample;
 
 /// What the server runs for every model.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// A builtin, by name.
+    /// A builtin, by name (with its parameters: `work:cpu=1ms`).
     Builtin(String),
     /// A program and its arguments.
     Exec(Vec<String>),
+}
+
+/// What each client sends, and what it must get back.
+#[derive(Debug, Clone, Copy)]
+pub enum Request {
+    /// This many bytes, sent back (echo, a `cat`); 0: only read (daytime).
+    Echo(usize),
+    /// The number of bytes wanted, as a line; exactly that many back
+    /// (the `work` builtin, Stevens' `web_child`).
+    Work(usize),
 }
 
 /// What to compare.
@@ -48,460 +62,374 @@ pub struct CompareSpec {
     pub models: Vec<Model>,
     /// Concurrent clients, one row per count.
     pub clients: Vec<usize>,
-    /// How long each row's load runs.
+    /// How long each measurement's load runs.
     pub limit: Limit,
+    /// Rounds measured (after the warm-up): each cell's figures are the
+    /// median of this many.
+    pub repeat: usize,
     /// The handler.
     pub target: Target,
-    /// Request (and reply) size.
-    pub bytes: usize,
+    /// What the clients send.
+    pub request: Request,
     /// Workers of the models that keep a pool.
     pub workers: usize,
+    /// The seed of the rounds' order (printed, so a run can be repeated).
+    pub seed: u64,
+    /// The command line, for the settings line and the charts' subtitle.
+    pub command: String,
 }
 
-/// How connections spread over the workers that served them.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Spread {
-    /// Workers (processes or threads) that reported.
+/// The settings a run was made with, and the machine it ran on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// The command line.
+    pub command: String,
+    /// Rounds measured.
+    pub repeat: usize,
+    /// Each measurement's load: "2000 connections" or "5s".
+    pub limit: String,
+    /// Workers of the pools.
     pub workers: usize,
-    /// Fewest connections one worker served.
-    pub min: u64,
-    /// The median worker's.
-    pub median: u64,
-    /// Most.
-    pub max: u64,
-    /// All of them: equal to the connections made when nothing failed.
-    pub total: u64,
+    /// CPUs this process may run on.
+    pub cores: usize,
+    /// The kernel's name and release.
+    pub kernel: String,
+    /// The seed of the rounds' order.
+    pub seed: u64,
 }
 
-impl Spread {
-    fn of(mut counts: Vec<u64>) -> Spread {
-        counts.sort_unstable();
-        Spread {
-            workers: counts.len(),
-            min: counts.first().copied().unwrap_or(0),
-            median: counts.get(counts.len() / 2).copied().unwrap_or(0),
-            max: counts.last().copied().unwrap_or(0),
-            total: counts.iter().sum(),
-        }
-    }
+/// How noisy the machine was, over every cell.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Noise {
+    /// The median cell's half-range of server CPU per connection, µs.
+    pub cpu_per_connection_us: f64,
+    /// The median cell's half-range of connections per second, as a share
+    /// of its median, %.
+    pub per_second_percent: f64,
 }
 
-/// One row of the table.
+/// One row of the table: a model at a client count, over the rounds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     /// The model's name.
     pub model: String,
     /// Concurrent clients.
     pub clients: usize,
-    /// Connections that completed.
+    /// Rounds that measured this cell.
+    pub rounds: usize,
+    /// Connections that completed, over all rounds.
     pub connections: u64,
-    /// Connections that failed.
+    /// Connections that failed, over all rounds.
     pub failed: u64,
     /// Completed connections per second.
-    pub per_second: f64,
-    /// Median latency of a connection.
-    pub p50_ms: f64,
-    /// 99th percentile latency.
-    pub p99_ms: f64,
-    /// User + system CPU of the server's tree during the load.
-    pub server_cpu_ms: f64,
-    /// `server_cpu_ms` per connection, in microseconds.
-    pub cpu_per_connection_us: f64,
-    /// The same minus `iterative`'s at this client count: what the
-    /// model's process or thread control costs (Stevens' measure).
-    pub above_iterative_us: Option<f64>,
-    /// The most PSS the tree had at once, MiB.
+    pub per_second: Stat,
+    /// Median latency of a connection, ms.
+    pub p50_ms: Stat,
+    /// 99th percentile latency, ms.
+    pub p99_ms: Stat,
+    /// User + system CPU of the server's tree per connection, µs.
+    pub cpu_per_connection_us: Stat,
+    /// The same minus the same round's `iterative` at this client count:
+    /// what the model's process or thread control costs (Stevens'
+    /// measure). None when `iterative` was not run.
+    pub above_iterative_us: Option<Stat>,
+    /// Whether that cost's range reaches zero: printed as ≈0.
+    pub within_noise: bool,
+    /// At least how many times this cost `fork`'s is: fork's lowest
+    /// against this one's highest (None without `fork` or `iterative`).
+    pub fork_times: Option<f64>,
+    /// Voluntary context switches of the server's processes and threads
+    /// per connection: how many of them slept and were woken, the herd
+    /// included.
+    pub wakeups_per_connection: Stat,
+    /// The load generator's own CPU per connection, µs.
+    pub load_cpu_per_connection_us: Stat,
+    /// Whether the load generator, not the server, was the bottleneck in
+    /// most rounds.
+    pub load_bound: bool,
+    /// The most PSS the tree had at once over the rounds, MiB.
     pub pss_peak_mib: f64,
-    /// The most processes the tree had at once.
-    pub processes: usize,
-    /// The most threads the tree had at once.
-    pub threads: usize,
-    /// How connections spread over the workers.
+    /// Processes of the server during the median round: the master, the
+    /// runner and the workers, every one that was created.
+    pub processes: u64,
+    /// Threads, the same way.
+    pub threads: u64,
+    /// How connections spread over the workers in the median round.
     pub spread: Spread,
+    /// Connections each worker served in the median round, most first
+    /// (Stevens' Figure 30.2); empty for the models that start a worker
+    /// per connection.
+    pub per_worker: Vec<u64>,
     /// Why the first failed connection failed.
     pub first_error: Option<String>,
 }
 
-/// A server started for one row.
-struct Server {
-    child: Child,
-    addr: std::net::SocketAddr,
-    /// Every line of its stderr, read by a thread.
-    lines: Arc<Mutex<Vec<String>>>,
-    /// Told when the reader has seen the end of the pipe.
-    reader_done: mpsc::Receiver<()>,
-}
-
-impl Server {
-    fn start(exe: &std::path::Path, spec: &CompareSpec, model: Model) -> Result<Server, String> {
-        let mut command = Command::new(exe);
-        command.args([
-            "run",
-            "127.0.0.1:0",
-            "-v",
-            "--model",
-            model.name(),
-            "--workers",
-            &spec.workers.to_string(),
-            "--graceful-timeout",
-            "20s",
-        ]);
-        match &spec.target {
-            Target::Builtin(name) => command.args(["--builtin", name]),
-            Target::Exec(argv) => command.arg("--").args(argv),
-        };
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
-        let stderr = child.stderr.take().expect("piped");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (found, listening) = mpsc::channel();
-        let (done, reader_done) = mpsc::channel();
-        {
-            let lines = Arc::clone(&lines);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(addr) = line.split("listening on ").nth(1) {
-                        let _ = found.send(addr.trim().to_string());
-                    }
-                    lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-                }
-                let _ = done.send(());
-            });
-        }
-        let addr = listening
-            .recv_timeout(Duration::from_secs(10))
-            .ok()
-            .and_then(|a| a.parse().ok());
-        let mut server = Server {
-            child,
-            addr: ([127, 0, 0, 1], 0).into(),
-            lines,
-            reader_done,
-        };
-        match addr {
-            Some(addr) => {
-                server.addr = addr;
-                Ok(server)
-            }
-            None => {
-                let _ = server.child.kill();
-                let (_, lines) = server.stop();
-                Err(format!(
-                    "model {model} did not start: {}",
-                    lines.last().map_or("no output", String::as_str)
-                ))
-            }
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// SIGTERM, then the exit (SIGKILL after 30 s); returns the exit
-    /// status's success and every line the server printed.
-    fn stop(mut self) -> (bool, Vec<String>) {
-        let pid = nix::unistd::Pid::from_raw(self.pid());
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                _ => {
-                    let _ = self.child.kill();
-                    break self.child.wait().ok();
-                }
-            }
-        };
-        // The end of the pipe comes when every process holding it has
-        // gone; a program a killed worker left running may hold it longer:
-        // then the lines read so far are what there is.
-        let _ = self.reader_done.recv_timeout(Duration::from_secs(5));
-        let lines = std::mem::take(&mut *self.lines.lock().unwrap_or_else(|e| e.into_inner()));
-        (status.is_some_and(|s| s.success()), lines)
-    }
-}
-
-/// The per-worker counts of the W0050 lines (one per worker) and W0051
-/// lines (N workers of one connection each).
-fn served_counts(lines: &[String]) -> Vec<u64> {
-    let number_after = |line: &str, word: &str| -> Option<u64> {
-        line.rsplit(word)
-            .next()?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
-    let mut counts = Vec::new();
-    for line in lines {
-        if line.contains("W0050 ") {
-            counts.extend(number_after(line, " served "));
-        } else if line.contains("W0051 ") {
-            let n = number_after(line, ": ").unwrap_or(0);
-            counts.extend(std::iter::repeat_n(1, n as usize));
-        }
-    }
-    counts
-}
-
-/// Samples the tree's peak memory, processes and threads every 100 ms
-/// until told to stop.
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<tree::Reading>,
-}
-
-impl Sampler {
-    fn start(root: i32) -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let handle = {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut peak = tree::Reading::default();
-                loop {
-                    let r = tree::read(root, true);
-                    peak.pss_bytes = peak.pss_bytes.max(r.pss_bytes);
-                    peak.processes = peak.processes.max(r.processes);
-                    peak.threads = peak.threads.max(r.threads);
-                    if stop.load(Ordering::SeqCst) {
-                        return peak;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            })
-        };
-        Sampler { stop, handle }
-    }
-
-    fn finish(self) -> tree::Reading {
-        self.stop.store(true, Ordering::SeqCst);
-        self.handle.join().unwrap_or_default()
-    }
-}
-
-/// Runs `preforkd load` against `addr` in its own process.
-fn load(
-    exe: &std::path::Path,
-    spec: &CompareSpec,
-    addr: std::net::SocketAddr,
-    clients: usize,
-) -> Result<LoadResult, String> {
-    let mut command = Command::new(exe);
-    command.args([
-        "load",
-        &addr.to_string(),
-        "--clients",
-        &clients.to_string(),
-        "--bytes",
-        &spec.bytes.to_string(),
-        "--json",
-    ]);
-    match spec.limit {
-        Limit::Connections(n) => command.args(["--connections", &n.to_string()]),
-        Limit::Duration(d) => command.args(["--duration", &format!("{}ms", d.as_millis())]),
-    };
-    let out = command
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot start the load generator: {e}"))?;
-    // It exits 1 when connections failed, and says how many on stdout.
-    serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("the load generator failed ({}): {e}", out.status))
-}
-
-/// User + system CPU time of every child this process has reaped, and of
-/// their reaped children in turn (getrusage RUSAGE_CHILDREN), in seconds,
-/// to the microsecond.
-fn reaped_cpu_seconds() -> f64 {
-    use nix::sys::resource::{getrusage, UsageWho};
-    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |u| {
-        let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-        seconds(u.user_time()) + seconds(u.system_time())
-    })
-}
-
-fn stopped_cleanly(model: Model, stopped: bool, lines: &[String]) -> Result<(), String> {
-    if stopped {
-        Ok(())
-    } else {
-        Err(format!(
-            "model {model} did not stop cleanly: {}",
-            lines.last().map_or("no output", String::as_str)
-        ))
-    }
-}
-
-/// Measures one model at one client count.
-fn measure(
-    exe: &std::path::Path,
-    spec: &CompareSpec,
-    model: Model,
-    clients: usize,
-) -> Result<Row, String> {
-    // What starting and stopping this server costs, without a client.
-    let idle_cpu = {
-        let before = reaped_cpu_seconds();
-        let (stopped, lines) = Server::start(exe, spec, model)?.stop();
-        stopped_cleanly(model, stopped, &lines)?;
-        reaped_cpu_seconds() - before
-    };
-    let server = Server::start(exe, spec, model)?;
-    let root = server.pid();
-    let sampler = Sampler::start(root);
-    let result = load(exe, spec, server.addr, clients);
-    let peak = sampler.finish();
-    // The load generator has been reaped: from here until the server is,
-    // no other child of ours ends.
-    let before = reaped_cpu_seconds();
-    let (stopped, lines) = server.stop();
-    let server_cpu = reaped_cpu_seconds() - before;
-    let result = result?;
-    stopped_cleanly(model, stopped, &lines)?;
-    let cpu_ms = (server_cpu - idle_cpu).max(0.0) * 1000.0;
-    let per_connection = |n: u64| {
-        if n == 0 {
-            0.0
-        } else {
-            cpu_ms * 1000.0 / n as f64
-        }
-    };
-    Ok(Row {
-        model: model.name().to_string(),
-        clients,
-        connections: result.connections,
-        failed: result.failed,
-        per_second: result.per_second,
-        p50_ms: result.p50_us as f64 / 1000.0,
-        p99_ms: result.p99_us as f64 / 1000.0,
-        server_cpu_ms: cpu_ms,
-        cpu_per_connection_us: per_connection(result.connections + result.failed),
-        above_iterative_us: None,
-        pss_peak_mib: peak.pss_bytes as f64 / (1024.0 * 1024.0),
-        processes: peak.processes,
-        threads: peak.threads,
-        spread: Spread::of(served_counts(&lines)),
-        first_error: result.first_error,
-    })
-}
-
-/// Runs every row; `progress` is told of each as it starts and ends, and
-/// of each row that could not be measured (which is left out: the others
-/// go on).
-pub fn run(spec: &CompareSpec, mut progress: impl FnMut(Progress<'_>)) -> Result<Vec<Row>, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
-    let mut rows = Vec::new();
-    for &model in &spec.models {
-        for &clients in &spec.clients {
-            let what = format!("{model}, {clients} clients");
-            progress(Progress::Starting(&what));
-            match measure(&exe, spec, model, clients) {
-                Ok(row) => rows.push(row),
-                Err(why) => progress(Progress::Failed(&why)),
-            }
-            progress(Progress::Done);
-        }
-    }
-    for i in 0..rows.len() {
-        let baseline = rows
-            .iter()
-            .find(|r| r.model == Model::Iterative.name() && r.clients == rows[i].clients)
-            .map(|r| r.cpu_per_connection_us);
-        rows[i].above_iterative_us = baseline.map(|b| rows[i].cpu_per_connection_us - b);
-    }
-    Ok(rows)
+/// What `compare` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// How it was run.
+    pub settings: Settings,
+    /// How noisy the machine was.
+    pub noise: Noise,
+    /// One per model and client count.
+    pub rows: Vec<Row>,
+    /// What the reader should know before trusting a figure.
+    pub warnings: Vec<String>,
 }
 
 /// What `run` reports as it goes.
 pub enum Progress<'a> {
-    /// A row begins.
+    /// A measurement begins.
     Starting(&'a str),
-    /// The row could not be measured, and why.
+    /// It could not be made, and why.
     Failed(&'a str),
-    /// The row is over.
+    /// It is over.
     Done,
 }
 
-/// The table `compare` prints.
-pub fn table(rows: &[Row]) -> String {
-    let head = [
-        "model",
-        "clients",
-        "conn/s",
-        "p50 ms",
-        "p99 ms",
-        "CPU ms",
-        "CPU/conn µs",
-        "above iter. µs",
-        "PSS MiB",
-        "procs",
-        "threads",
-        "spread min/med/max (workers)",
-        "failed",
-    ];
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.model.clone(),
-                r.clients.to_string(),
-                format!("{:.0}", r.per_second),
-                format!("{:.3}", r.p50_ms),
-                format!("{:.3}", r.p99_ms),
-                format!("{:.0}", r.server_cpu_ms),
-                format!("{:.1}", r.cpu_per_connection_us),
-                r.above_iterative_us
-                    .map_or("-".to_string(), |a| format!("{a:.1}")),
-                format!("{:.1}", r.pss_peak_mib),
-                r.processes.to_string(),
-                r.threads.to_string(),
-                format!(
-                    "{}/{}/{} ({})",
-                    r.spread.min, r.spread.median, r.spread.max, r.spread.workers
-                ),
-                r.failed.to_string(),
-            ]
-        })
-        .collect();
-    let widths: Vec<usize> = (0..head.len())
-        .map(|i| {
-            cells
-                .iter()
-                .map(|c| c[i].chars().count())
-                .chain([head[i].chars().count()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cols: Vec<&str>| -> String {
-        let padded: Vec<String> = cols
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let pad = widths[i] - c.chars().count();
-                // Names left, numbers right.
-                if i == 0 {
-                    format!("{c}{}", " ".repeat(pad))
-                } else {
-                    format!("{}{c}", " ".repeat(pad))
-                }
-            })
-            .collect();
-        padded.join("  ").trim_end().to_string()
+/// Measurements `run` makes: the warm-up round, then every cell in every
+/// round.
+pub fn measurements(spec: &CompareSpec) -> usize {
+    spec.models.len() * (1 + spec.repeat * spec.clients.len())
+}
+
+/// Runs the warm-up and the rounds; `progress` is told of each
+/// measurement as it starts and ends, and of each that could not be made
+/// (the others go on; a cell no round measured is left out).
+pub fn run(spec: &CompareSpec, mut progress: impl FnMut(Progress<'_>)) -> Result<Report, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    // Warm-up: every model once, at the first client count, with a tenth
+    // of the load; what it measures is thrown away (page cache, CPU
+    // frequency, the binary's pages).
+    let warm_up = match spec.limit {
+        Limit::Connections(n) => Limit::Connections((n / 10).max(20)),
+        Limit::Duration(d) => Limit::Duration(d / 10),
     };
-    let mut out = vec![line(head.to_vec())];
-    for c in &cells {
-        out.push(line(c.iter().map(String::as_str).collect()));
+    let first_clients = spec.clients.first().copied().unwrap_or(1);
+    for &model in &spec.models {
+        progress(Progress::Starting(&format!("{model}, warm-up")));
+        let _ = measure::measure(&exe, spec, model, first_clients, warm_up);
+        progress(Progress::Done);
     }
-    out.join("\n") + "\n"
+    let cells: Vec<(Model, usize)> = spec
+        .models
+        .iter()
+        .flat_map(|&m| spec.clients.iter().map(move |&c| (m, c)))
+        .collect();
+    // samples[cell][round]: None where that round's measurement failed.
+    let mut samples: Vec<Vec<Option<Sample>>> = vec![Vec::new(); cells.len()];
+    let mut order: Vec<usize> = (0..cells.len()).collect();
+    let mut rng = XorShift(spec.seed.max(1));
+    for round in 0..spec.repeat {
+        rng.shuffle(&mut order);
+        for &cell in &order {
+            let (model, clients) = cells[cell];
+            let what = format!(
+                "round {}/{}: {model}, {clients} clients",
+                round + 1,
+                spec.repeat
+            );
+            progress(Progress::Starting(&what));
+            match measure::measure(&exe, spec, model, clients, spec.limit) {
+                Ok(sample) => samples[cell].push(Some(sample)),
+                Err(why) => {
+                    samples[cell].push(None);
+                    progress(Progress::Failed(&why));
+                }
+            }
+            progress(Progress::Done);
+        }
+    }
+    Ok(report(spec, &cells, &samples))
+}
+
+/// The rows, the noise and the warnings of the samples.
+fn report(spec: &CompareSpec, cells: &[(Model, usize)], samples: &[Vec<Option<Sample>>]) -> Report {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut rows = Vec::new();
+    for (i, &(model, clients)) in cells.iter().enumerate() {
+        let ok: Vec<&Sample> = samples[i].iter().flatten().collect();
+        if ok.is_empty() {
+            continue;
+        }
+        let above_iterative = cost_above(cells, samples, (model, clients), Model::Iterative);
+        let fork_times = match (
+            above_iterative,
+            cost_above(cells, samples, (Model::Fork, clients), Model::Iterative),
+        ) {
+            // fork's lowest against this one's highest: a bound the
+            // rounds support, never flattered by one lucky round.
+            (Some(mine), Some(fork)) => {
+                Some((fork.median - fork.half_range()) / (mine.median + mine.half_range()).max(0.1))
+            }
+            _ => None,
+        };
+        let stat = |f: &dyn Fn(&Sample) -> f64| Stat::of(ok.iter().map(|s| f(s)));
+        let cpu = stat(&|s| s.cpu_per_connection_us());
+        // The round whose CPU per connection is nearest the median.
+        let median_round = ok
+            .iter()
+            .min_by(|a, b| {
+                let d = |s: &Sample| (s.cpu_per_connection_us() - cpu.median).abs();
+                d(a).total_cmp(&d(b))
+            })
+            .copied()
+            .unwrap_or(ok[0]);
+        let load_bound_rounds = ok
+            .iter()
+            .filter(|s| {
+                let wall_ms = s.load.seconds * 1000.0;
+                s.load_cpu_ms > s.server_cpu_ms
+                    && wall_ms > 0.0
+                    && (s.load_cpu_ms + s.server_cpu_ms) / wall_ms >= 0.8 * cores as f64
+            })
+            .count();
+        let load_bound = load_bound_rounds * 2 > ok.len();
+        let (processes, threads) = created(model, &median_round.served);
+        let one_each = matches!(model, Model::Fork | Model::Threads);
+        let mut per_worker = if one_each {
+            Vec::new()
+        } else {
+            median_round.served.clone()
+        };
+        per_worker.sort_unstable_by(|a, b| b.cmp(a));
+        rows.push(Row {
+            model: model.name().to_string(),
+            clients,
+            rounds: ok.len(),
+            connections: ok.iter().map(|s| s.load.connections).sum(),
+            failed: ok.iter().map(|s| s.load.failed).sum(),
+            per_second: stat(&|s| s.load.per_second),
+            p50_ms: stat(&|s| s.load.p50_us as f64 / 1000.0),
+            p99_ms: stat(&|s| s.load.p99_us as f64 / 1000.0),
+            cpu_per_connection_us: cpu,
+            above_iterative_us: above_iterative,
+            within_noise: above_iterative.is_some_and(|a| a.within_noise_of_zero()),
+            fork_times,
+            wakeups_per_connection: stat(&|s| s.wakeups_per_connection()),
+            load_cpu_per_connection_us: stat(&|s| s.load_cpu_per_connection_us()),
+            load_bound,
+            pss_peak_mib: ok.iter().map(|s| s.pss_peak_bytes).max().unwrap_or(0) as f64
+                / (1024.0 * 1024.0),
+            processes,
+            threads,
+            spread: Spread::of(&median_round.served),
+            per_worker,
+            first_error: ok.iter().find_map(|s| s.load.first_error.clone()),
+        });
+    }
+    let load_bound: Vec<String> = rows
+        .iter()
+        .filter(|r| r.load_bound)
+        .map(|r| format!("{}/{}", r.model, r.clients))
+        .collect();
+    let mut warnings = Vec::new();
+    if !load_bound.is_empty() {
+        warnings.push(format!(
+            "the load generator, not the server, limited conn/s at {} (model/clients): it used more CPU than the server, with the {cores} cores nearly full",
+            load_bound.join(", ")
+        ));
+    }
+    let median_of = |f: &dyn Fn(&Row) -> f64| Stat::of(rows.iter().map(f)).median;
+    let noise = Noise {
+        cpu_per_connection_us: median_of(&|r| r.cpu_per_connection_us.half_range()),
+        per_second_percent: median_of(&|r| {
+            100.0 * r.per_second.half_range() / r.per_second.median.max(1e-9)
+        }),
+    };
+    Report {
+        settings: Settings {
+            command: spec.command.clone(),
+            repeat: spec.repeat,
+            limit: match spec.limit {
+                Limit::Connections(n) => format!("{n} connections"),
+                Limit::Duration(d) => format!("{} ms", d.as_millis()),
+            },
+            workers: spec.workers,
+            cores,
+            kernel: kernel(),
+            seed: spec.seed,
+        },
+        noise,
+        rows,
+        warnings,
+    }
+}
+
+/// What `cell` costs above `baseline` at the same client count, per
+/// connection, round by round (each round against its own baseline, so
+/// that what the machine did in that round cancels out).
+fn cost_above(
+    cells: &[(Model, usize)],
+    samples: &[Vec<Option<Sample>>],
+    cell: (Model, usize),
+    baseline: Model,
+) -> Option<Stat> {
+    let at = |c: (Model, usize)| cells.iter().position(|&x| x == c);
+    let mine = &samples[at(cell)?];
+    let base = &samples[at((baseline, cell.1))?];
+    let diffs: Vec<f64> = mine
+        .iter()
+        .zip(base)
+        .filter_map(|(m, b)| {
+            Some(m.as_ref()?.cpu_per_connection_us() - b.as_ref()?.cpu_per_connection_us())
+        })
+        .collect();
+    (!diffs.is_empty()).then(|| Stat::of(diffs))
+}
+
+/// The processes and threads a model's server created in a run, from the
+/// workers that reported (`served`, one count each) and what the model's
+/// workers are: the master counts one, a runner one more.
+fn created(model: Model, served: &[u64]) -> (u64, u64) {
+    let workers = served.len() as u64;
+    match model {
+        // The master's workers, each a single-threaded process.
+        Model::Prefork | Model::PreforkLock | Model::Reuseport => (1 + workers, 1 + workers),
+        // The runner serves for itself: it is the one worker.
+        Model::Iterative | Model::Event => (1 + workers, 1 + workers),
+        // A runner and the processes it forked.
+        Model::Fork | Model::PreforkPass => (2 + workers, 2 + workers),
+        // A runner and its threads.
+        Model::Threads | Model::Pool | Model::PoolPass => (2, 2 + workers),
+    }
+}
+
+/// uname's system name and release, from /proc where there is one.
+fn kernel() -> String {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    match (
+        read("/proc/sys/kernel/ostype"),
+        read("/proc/sys/kernel/osrelease"),
+    ) {
+        (Some(os), Some(release)) => format!("{os} {release}"),
+        _ => std::env::consts::OS.to_string(),
+    }
+}
+
+/// A small generator for the rounds' order (xorshift64): enough to
+/// shuffle, and repeatable from the printed seed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Fisher–Yates.
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -509,24 +437,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spread_of_counts() {
-        let s = Spread::of(vec![5, 1, 3, 7]);
-        assert_eq!(
-            (s.workers, s.min, s.median, s.max, s.total),
-            (4, 1, 5, 7, 16)
-        );
-        let none = Spread::of(Vec::new());
-        assert_eq!((none.workers, none.total), (0, 0));
+    fn a_shuffle_keeps_every_item_and_repeats_from_its_seed() {
+        let mut a: Vec<u32> = (0..20).collect();
+        let mut b = a.clone();
+        XorShift(7).shuffle(&mut a);
+        XorShift(7).shuffle(&mut b);
+        assert_eq!(a, b);
+        assert_ne!(a, (0..20).collect::<Vec<_>>());
+        a.sort_unstable();
+        assert_eq!(a, (0..20).collect::<Vec<_>>());
     }
 
     #[test]
-    fn counts_come_from_w0050_lines() {
-        let lines = vec![
-            "preforkd[1]: W0050 service echo: worker 12 served 40 connections".to_string(),
-            "preforkd[1]: M0001 master 1: stopped".to_string(),
-            "preforkd[1]: W0050 service echo: worker 13/2 served 2 connections".to_string(),
-            "preforkd[2]: W0051 service echo: 3 workers served 1 connection each".to_string(),
-        ];
-        assert_eq!(served_counts(&lines), vec![40, 2, 1, 1, 1]);
+    fn created_counts_the_master_the_runner_and_the_workers() {
+        assert_eq!(created(Model::Prefork, &[5, 5]), (3, 3));
+        assert_eq!(created(Model::Fork, &[1, 1, 1]), (5, 5));
+        assert_eq!(created(Model::Pool, &[3, 4]), (2, 4));
+        assert_eq!(created(Model::Iterative, &[9]), (2, 2));
     }
 }
