@@ -4,6 +4,7 @@
 
 mod builtin;
 mod check;
+mod compare;
 mod control;
 mod daemon;
 mod docs;
