@@ -12,7 +12,8 @@ use super::svg::{escape, Anchor, Svg};
 use super::WIDTH;
 use crate::compare::Row;
 
-const COLUMNS: usize = 5;
+/// The most panels in a row.
+const COLUMNS: usize = 6;
 const CELL_HEIGHT: f64 = 250.0;
 const MARGIN: f64 = 20.0;
 
@@ -35,14 +36,15 @@ pub fn draw(svg: &mut Svg, top: f64, rows: &[&Row], clients_n: usize) -> f64 {
         .max()
         .unwrap_or(0) as f64;
     let scale_top = style::ticks(highest).last().copied().unwrap_or(1.0);
-    let columns = rows.len().clamp(1, COLUMNS);
+    // As few rows as fit, filled evenly: 10 models are two rows of 5.
+    let grid_rows = rows.len().div_ceil(COLUMNS).max(1);
+    let columns = rows.len().div_ceil(grid_rows).max(1);
     let cell_w = (WIDTH - 2.0 * MARGIN) / columns as f64;
     for (i, row) in rows.iter().enumerate() {
         let x = MARGIN + cell_w * (i % columns) as f64;
         let y = grid_top + CELL_HEIGHT * (i / columns) as f64;
         histogram(svg, (x, y), cell_w, row, scale_top);
     }
-    let grid_rows = rows.len().div_ceil(columns).max(1);
     grid_top + CELL_HEIGHT * grid_rows as f64 - top
 }
 
