@@ -1,7 +1,7 @@
 //! `preforkd compare` on the command line: reads the flags into a
 //! [`CompareSpec`] (the `--stevens` preset under them), shows a progress
 //! bar while `crate::compare` runs the rounds, and prints the table (full
-//! or brief), the charts or the JSON.
+//! or brief), the charts, the page or the JSON.
 
 use std::path::Path;
 
@@ -51,6 +51,9 @@ pub(crate) fn compare(args: CompareArgs) -> Result<(), Error> {
     let report = report.map_err(Error::Failed)?;
     if let Some(path) = &args.chart {
         crate::compare::chart::write(path, &report).map_err(Error::Failed)?;
+    }
+    if let Some(path) = &args.html {
+        crate::compare::html::write(path, &report).map_err(Error::Failed)?;
     }
     if args.json {
         println!(

@@ -18,10 +18,11 @@
 //! run alone.
 //!
 //! What is not here: one measurement (`measure`), the tables (`table`),
-//! the SVG charts (`chart`), the /proc readings (`tree`), the load
-//! generator (`crate::load`).
+//! the SVG charts (`chart`), the page of `--html` (`html`), the /proc
+//! readings (`tree`), the load generator (`crate::load`).
 
 pub mod chart;
+pub mod html;
 mod measure;
 mod stats;
 mod table;

@@ -1,6 +1,7 @@
 //! Every model measured, every column filled with a real figure, and the
 //! lesson of chapter 30 in its crudest form: fork costs more than a pool.
 
+use crate::charts::{marked, models_of};
 use crate::compare;
 use crate::util::TempDir;
 
@@ -23,7 +24,7 @@ const MODELS: [&str; 15] = [
 ];
 
 #[test]
-fn compare_runs_every_model_fills_every_column_and_draws_one_series_per_model() {
+fn compare_runs_every_model_fills_every_column_and_charts_each() {
     let dir = TempDir::new("compare");
     let chart = dir.path().join("models.svg");
     let started = std::time::Instant::now();
@@ -79,24 +80,12 @@ fn compare_runs_every_model_fills_every_column_and_draws_one_series_per_model() 
     let svg = std::fs::read_to_string(&chart).unwrap();
     let doc = roxmltree::Document::parse(&svg).expect("the chart is well-formed XML");
     assert_eq!(doc.root_element().tag_name().name(), "svg");
-    let texts: Vec<String> = doc
-        .descendants()
-        .filter(|n| n.has_tag_name("text"))
-        .map(|n| n.text().unwrap_or("").trim().to_string())
-        .collect();
-    for model in MODELS {
-        assert_eq!(
-            texts.iter().filter(|t| *t == model).count(),
-            1,
-            "one legend entry for {model}: {texts:?}"
-        );
+    // One client count: a bar of conn/s per model, not lines; a cost bar
+    // and a histogram of connections per worker for each.
+    for class in ["cost-bar", "histogram", "rate-bar"] {
+        assert_eq!(models_of(&doc, class), MODELS, "{class}");
     }
-    // One point per model at the one client count.
-    let points = doc
-        .descendants()
-        .filter(|n| n.has_tag_name("circle"))
-        .count();
-    assert_eq!(points, MODELS.len());
+    assert!(marked(&doc, "rate-line").is_empty());
 }
 
 #[test]

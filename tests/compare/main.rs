@@ -11,6 +11,7 @@
 #[path = "../integration/util/mod.rs"]
 mod util;
 
+mod charts;
 mod columns;
 mod table;
 mod teach;
