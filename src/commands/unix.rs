@@ -78,6 +78,12 @@ pub(super) fn control(args: &ConfigArgs, request: &str) -> Result<(), Error> {
         path: path.clone(),
         source,
     };
+    // The daemon refuses to reload when the file checked here is not the
+    // one it reads.
+    let request = match (request, source.absolute().absolute_path()) {
+        ("reload", Some(file)) => format!("reload {}", file.display()),
+        (other, _) => other.to_string(),
+    };
     let mut stream = std::os::unix::net::UnixStream::connect(&path).map_err(failed)?;
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
@@ -181,8 +187,11 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
     });
     // The control socket, an old master's taken over after an upgrade.
     let control = config.daemon.control.clone();
-    let made = Master::new(vec![], plan, Some(reloader), Announce::WithService)
-        .and_then(|mut m| m.open_control(control, upgrading).map(|()| m));
+    let made =
+        Master::new(vec![], plan, Some(reloader), Announce::WithService).and_then(|mut m| {
+            m.reads_config(config_path.clone());
+            m.open_control(control, upgrading).map(|()| m)
+        });
     let mut master = match made {
         Ok(m) => m,
         Err(e) => {

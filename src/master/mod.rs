@@ -161,6 +161,9 @@ pub(crate) struct Master<'a> {
     graceful_timeout: Duration,
     /// Reads the configuration again, for SIGHUP (`serve` only).
     reloader: Option<Reloader<'a>>,
+    /// The file `reloader` reads, absolute (`serve` only; `None` for the
+    /// built-in default): `reload FILE` naming another is refused.
+    config_file: Option<std::path::PathBuf>,
     generation: u32,
     phase: Phase,
     announce: Announce,

@@ -221,3 +221,47 @@ fn a_stale_control_socket_of_roots_gives_w0040_to_another_user_and_serving_goes_
     );
     assert!(sock.exists(), "root's socket was removed");
 }
+
+// Issue 16: `reload -c FILE` checked FILE and reloaded the daemon's own
+// file. Another FILE is refused now (exit 1, one line naming both files),
+// and nothing is reloaded; the daemon's file by another name (a symlink)
+// is the same file, and is reloaded.
+#[test]
+fn reload_of_another_file_than_the_daemons_is_refused() {
+    let dir = TempDir::new("ctl-other");
+    let d = Daemon::serve(
+        &dir,
+        "[[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\n",
+    );
+    let own = dir.path().join("preforkd.toml");
+    let other = dir.path().join("other.toml");
+    let text = std::fs::read_to_string(&own).unwrap();
+    std::fs::write(&other, text.replace("workers = 1", "workers = 2")).unwrap();
+    let out = preforkd(&["reload", "-c", other.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "this daemon reads {}, not {}: nothing reloaded",
+            std::fs::canonicalize(&own).unwrap().display(),
+            std::fs::canonicalize(&other).unwrap().display()
+        )),
+        "{stderr}"
+    );
+    let status = preforkd(&["status", "-c", own.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("running, generation 1"),
+        "{status:?}"
+    );
+    assert_eq!(d.workers().len(), 1, "{}", d.report());
+
+    let link = dir.path().join("link.toml");
+    std::os::unix::fs::symlink(&own, &link).unwrap();
+    let out = preforkd(&["reload", "-c", link.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("ok: reloaded: generation 2"),
+        "{out:?}"
+    );
+}
