@@ -258,11 +258,12 @@ impl<'a> Master<'a> {
 
     fn announce_socket(&self, run: &PoolRun<'_>) {
         let addr = run.listener.local_display();
+        let note = run.listener.stack_note();
         let line = match self.announce {
-            Announce::Address => format!("listening on {addr}"),
+            Announce::Address => format!("listening on {addr}{note}"),
             Announce::WithService => {
                 format!(
-                    "listening on {addr} ({} service {})",
+                    "listening on {addr}{note} ({} service {})",
                     run.plan.protocol(),
                     run.plan.name
                 )
