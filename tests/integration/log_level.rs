@@ -1,6 +1,7 @@
 //! `[daemon] log_level` and `--log-level` (issue 16): what each level
-//! lets through.
+//! lets through, and a program's exit status logged at info (C0002).
 
+use std::io::Read;
 use std::time::Duration;
 
 use crate::util::*;
@@ -113,6 +114,48 @@ fn an_unknown_log_level_is_one_line_naming_it_and_where() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cannot be used with"), "{stderr}");
+}
+
+// rsync's module listing exits 255: a program's status is C0002 at info,
+// not an error, and `--log-level warn` silences it.
+#[test]
+fn a_programs_non_zero_exit_is_an_info_line_with_an_id() {
+    let dir = TempDir::new("level-exit");
+    let script = dir.script("modules.sh", "#!/bin/sh\necho modules\nexit 255\n");
+    let script = script.to_str().unwrap();
+    for (level, logged) in [("info", true), ("warn", false)] {
+        let d = Daemon::start(&[
+            "run",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--log-level",
+            level,
+            "--",
+            script,
+        ]);
+        let mut c = d.connect();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "modules\n");
+        if logged {
+            assert!(
+                d.wait_for_log("C0002 modules.sh for 127.0.0.1:", Duration::from_secs(5)),
+                "{}",
+                d.report()
+            );
+            let stderr = d.stderr();
+            let found = stderr.lines().find(|l| l.contains("C0002")).unwrap();
+            assert!(found.ends_with(": exit status: 255"), "{found}");
+        } else {
+            // A second client is served after the first one's program ended.
+            let mut c = d.connect();
+            let mut out = String::new();
+            c.read_to_string(&mut out).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(!d.stderr().contains("C0002"), "{}", d.report());
+        }
+    }
 }
 
 // A reload applies a new log_level: once `log_level = "warn"` is
