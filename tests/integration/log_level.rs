@@ -90,30 +90,18 @@ fn an_unknown_log_level_is_one_line_naming_it_and_where() {
     );
     assert!(stderr.contains("preforkd.toml:3"), "{stderr}");
 
-    let out = run_to_exit(&[
-        "run",
-        "127.0.0.1:0",
-        "--builtin",
-        "echo",
-        "--log-level",
-        "loud",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("unknown log level 'loud'"), "{stderr}");
-
-    let out = run_to_exit(&[
-        "run",
-        "127.0.0.1:0",
-        "--builtin",
-        "echo",
-        "-v",
-        "--log-level",
-        "warn",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("cannot be used with"), "{stderr}");
+    // Usage errors of `run`: a bad level, and -v with --log-level.
+    for (flags, why) in [
+        (&["--log-level", "loud"][..], "unknown log level 'loud'"),
+        (&["-v", "--log-level", "warn"][..], "cannot be used with"),
+    ] {
+        let mut args = vec!["run", "127.0.0.1:0", "--builtin", "echo"];
+        args.extend_from_slice(flags);
+        let out = run_to_exit(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(why), "{flags:?}: {stderr}");
+    }
 }
 
 // rsync's module listing exits 255: a program's status is C0002 at info,
@@ -134,10 +122,12 @@ fn a_programs_non_zero_exit_is_an_info_line_with_an_id() {
             "--",
             script,
         ]);
-        let mut c = d.connect();
-        let mut out = String::new();
-        c.read_to_string(&mut out).unwrap();
-        assert_eq!(out, "modules\n");
+        let answer = || {
+            let mut out = String::new();
+            d.connect().read_to_string(&mut out).unwrap();
+            out
+        };
+        assert_eq!(answer(), "modules\n");
         if logged {
             assert!(
                 d.wait_for_log("C0002 modules.sh for 127.0.0.1:", Duration::from_secs(5)),
@@ -149,9 +139,7 @@ fn a_programs_non_zero_exit_is_an_info_line_with_an_id() {
             assert!(found.ends_with(": exit status: 255"), "{found}");
         } else {
             // A second client is served after the first one's program ended.
-            let mut c = d.connect();
-            let mut out = String::new();
-            c.read_to_string(&mut out).unwrap();
+            assert_eq!(answer(), "modules\n");
             std::thread::sleep(Duration::from_millis(200));
             assert!(!d.stderr().contains("C0002"), "{}", d.report());
         }
