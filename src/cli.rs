@@ -353,8 +353,8 @@ pub struct RunArgs {
     #[arg(short = 'v', long)]
     pub verbose: bool,
 
-    /// Log at LEVEL and above: error, warn, info or debug [default: info,
-    /// or `[daemon] log_level`; debug with -v].
+    /// Log at LEVEL and above: error, warn, info or debug [default: info;
+    /// debug with -v].
     #[arg(long, value_name = "LEVEL", value_parser = crate::log::parse_level,
           conflicts_with = "verbose")]
     pub log_level: Option<log::LevelFilter>,
