@@ -80,6 +80,10 @@ out=$(lintian --fail-on error,warning --suppress-tags initial-upload-closes-no-b
     --display-info "$DEB" 2>&1) || status=$?
 grep -v '^running with root privileges' <<<"$out" | sed 's/^/   | /'
 [ "$status" = 0 ] || fail "lintian found errors or warnings (above)"
+# The copyright file is ours (DEP-5, with the licences), not one cargo-deb made.
+dpkg-deb --fsys-tarfile "$DEB" | tar -xO ./usr/share/doc/preforkd/copyright |
+    cmp -s - packaging/debian/copyright ||
+    fail "$DEB: usr/share/doc/preforkd/copyright is not packaging/debian/copyright"
 step_done
 
 step "dpkg -i $DEB"
@@ -185,6 +189,10 @@ rpm=$(find "$top/RPMS" -name "preforkd-$VERSION-*.rpm" ! -name '*debug*' -print 
 # under pipefail when grep exits early and rpm dies of SIGPIPE.
 listing=$(rpm -qlp "$rpm")
 grep -qx /usr/sbin/preforkd <<<"$listing" || fail "$rpm has no /usr/sbin/preforkd"
+for licence in LICENSE-MIT LICENSE-APACHE; do
+    # /usr/share/licenses/preforkd/ on Fedora; Debian's rpm adds -VERSION.
+    grep -Eq "/licenses/preforkd(-$VERSION)?/$licence\$" <<<"$listing" || fail "$rpm has no %license $licence"
+done
 sed 's/^/   | /' <<<"$listing"
 echo "   $(cd "$top/RPMS" && find . -name '*.rpm' -printf '%f ')"
 rm -rf "$top"

@@ -208,6 +208,12 @@ pub struct ServeArgs {
     /// Log every worker exit and client disconnect (debug level).
     #[arg(short = 'v', long)]
     pub verbose: bool,
+
+    /// Log at LEVEL and above: error, warn, info or debug [default: info,
+    /// or `[daemon] log_level`; debug with -v].
+    #[arg(long, value_name = "LEVEL", value_parser = crate::log::parse_level,
+          conflicts_with = "verbose")]
+    pub log_level: Option<log::LevelFilter>,
 }
 
 /// `preforkd run ADDR (--builtin NAME | -- PROGRAM [ARGS...])`
@@ -346,6 +352,12 @@ pub struct RunArgs {
     /// Log every worker exit and client disconnect (debug level).
     #[arg(short = 'v', long)]
     pub verbose: bool,
+
+    /// Log at LEVEL and above: error, warn, info or debug [default: info;
+    /// debug with -v].
+    #[arg(long, value_name = "LEVEL", value_parser = crate::log::parse_level,
+          conflicts_with = "verbose")]
+    pub log_level: Option<log::LevelFilter>,
 
     /// The program to run for each connection, with its arguments, after `--`.
     #[arg(last = true, value_name = "PROGRAM")]

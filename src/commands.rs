@@ -37,7 +37,7 @@ use crate::{default_workers, ListenAddr};
 pub(crate) fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Run(args) => {
-            init_log(args.verbose);
+            init_log(args.verbose, args.log_level);
             platform::run(run_config(&args)?)
         }
         Command::Serve(args) => platform::serve(args),
@@ -156,12 +156,14 @@ fn services(n: usize) -> String {
     }
 }
 
-fn init_log(verbose: bool) {
-    crate::log::init_stderr(if verbose {
+/// Logs to stderr at `--log-level`, or debug with `-v` (clap lets only
+/// one be given), or info; `[daemon] log_level` may set it once read.
+fn init_log(verbose: bool, level: Option<log::LevelFilter>) {
+    crate::log::init_stderr(level.unwrap_or(if verbose {
         log::LevelFilter::Debug
     } else {
         log::LevelFilter::Info
-    });
+    }));
 }
 
 /// The config of `run`: one service, from the command line.
@@ -297,6 +299,7 @@ fn run_config(args: &RunArgs) -> Result<Config, Error> {
             control: PathBuf::new(),
             pidfile: None,
             log: None,
+            log_level: None,
             syslog_facility: 3,
             syslog_socket: PathBuf::new(),
         },

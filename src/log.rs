@@ -53,13 +53,44 @@ pub const FACILITIES: [(&str, u8); 12] = [
     ("local7", 23),
 ];
 
-struct Logger {
-    level: LevelFilter,
+/// The levels `[daemon] log_level` and `--log-level` name, least first.
+pub const LEVELS: [(&str, LevelFilter); 4] = [
+    ("error", LevelFilter::Error),
+    ("warn", LevelFilter::Warn),
+    ("info", LevelFilter::Info),
+    ("debug", LevelFilter::Debug),
+];
+
+/// The level named `name`, or why not.
+pub fn parse_level(name: &str) -> Result<LevelFilter, String> {
+    LEVELS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, level)| *level)
+        .ok_or_else(|| {
+            let names: Vec<&str> = LEVELS.iter().map(|(n, _)| *n).collect();
+            format!(
+                "unknown log level '{name}' (expected one of: {})",
+                names.join(", ")
+            )
+        })
 }
+
+/// The name of `level`, as `parse_level` reads it.
+pub fn level_name(level: LevelFilter) -> &'static str {
+    LEVELS
+        .iter()
+        .find(|(_, l)| *l == level)
+        .map_or("info", |(n, _)| n)
+}
+
+/// Our logger: the level is log's global maximum, so that [`set_level`]
+/// changes it after the logger is installed.
+struct Logger;
 
 impl Log for Logger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= self.level
+        metadata.level() <= log::max_level()
     }
 
     fn log(&self, record: &Record<'_>) {
@@ -142,9 +173,15 @@ fn write_line(line: &str) {
 /// changes nothing (the first logger stays), so library users who set up
 /// their own logger keep it.
 pub fn init_stderr(level: LevelFilter) {
-    if log::set_boxed_logger(Box::new(Logger { level })).is_ok() {
+    if log::set_boxed_logger(Box::new(Logger)).is_ok() {
         log::set_max_level(level);
     }
+}
+
+/// From now on, log at `level` and above (`[daemon] log_level`, read
+/// once the file is; a process forked later inherits it).
+pub fn set_level(level: LevelFilter) {
+    log::set_max_level(level);
 }
 
 /// From now on, log to syslog through the datagram socket at `path`.

@@ -113,6 +113,7 @@ impl Server {
         let plan = master::plan::Plan {
             pools: vec![pool],
             graceful_timeout: self.options.graceful_timeout,
+            log_level: None,
         };
         master::Master::new(
             vec![(key, self.listener)],

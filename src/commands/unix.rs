@@ -78,6 +78,12 @@ pub(super) fn control(args: &ConfigArgs, request: &str) -> Result<(), Error> {
         path: path.clone(),
         source,
     };
+    // The daemon refuses to reload when the file checked here is not the
+    // one it reads.
+    let request = match (request, source.absolute().absolute_path()) {
+        ("reload", Some(file)) => format!("reload {}", file.display()),
+        (other, _) => other.to_string(),
+    };
     let mut stream = std::os::unix::net::UnixStream::connect(&path).map_err(failed)?;
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
@@ -106,7 +112,7 @@ pub(super) fn control(args: &ConfigArgs, request: &str) -> Result<(), Error> {
 }
 
 pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
-    init_log(args.verbose);
+    init_log(args.verbose, args.log_level);
     // Started by an old master's USR2: it passed the pidfile and a pipe to
     // say "ready" on; the sockets come as socket activation's do.
     let handoff = Handoff::take_from_env();
@@ -122,6 +128,11 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
     // Absolute paths: a detached daemon runs in /, and reloads later.
     let source = Source::of(&args.config).absolute();
     let config = source.load_to_serve()?;
+    // `[daemon] log_level`, unless the command line set the level.
+    let level_fixed = args.verbose || args.log_level.is_some();
+    if let (false, Some(level)) = (level_fixed, config.daemon.log_level) {
+        crate::log::set_level(level);
+    }
     if crate::sys::privs::current_ids().0 == 0 {
         for s in config
             .services
@@ -173,7 +184,13 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
     let reloader = Box::new(move || {
         source
             .load()
-            .map(|c| Plan::from_config(&c))
+            .map(|c| {
+                let mut plan = Plan::from_config(&c);
+                if level_fixed {
+                    plan.log_level = None;
+                }
+                plan
+            })
             .map_err(|e| match e {
                 ConfigError::Invalid(diags) => diags.iter().map(|d| d.headline()).collect(),
                 read => vec![read.to_string()],
@@ -181,8 +198,11 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
     });
     // The control socket, an old master's taken over after an upgrade.
     let control = config.daemon.control.clone();
-    let made = Master::new(vec![], plan, Some(reloader), Announce::WithService)
-        .and_then(|mut m| m.open_control(control, upgrading).map(|()| m));
+    let made =
+        Master::new(vec![], plan, Some(reloader), Announce::WithService).and_then(|mut m| {
+            m.reads_config(config_path.clone());
+            m.open_control(control, upgrading).map(|()| m)
+        });
     let mut master = match made {
         Ok(m) => m,
         Err(e) => {
@@ -203,6 +223,9 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
         }
         if args.verbose {
             upgrade_args.push("-v".into());
+        }
+        if let Some(level) = args.log_level {
+            upgrade_args.extend(["--log-level".into(), crate::log::level_name(level).into()]);
         }
         master.allow_upgrade(crate::master::upgrade::Upgrader {
             exe,

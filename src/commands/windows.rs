@@ -27,8 +27,11 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
     if args.pidfile.is_some() {
         return Err(unsupported("--pidfile", "`preforkd serve --foreground`"));
     }
-    init_log(args.verbose);
+    init_log(args.verbose, args.log_level);
     let config = Source::of(&args.config).load_to_serve()?;
+    if let (false, None, Some(level)) = (args.verbose, args.log_level, config.daemon.log_level) {
+        crate::log::set_level(level);
+    }
     if config.daemon.pidfile.is_some() {
         return Err(unsupported("[daemon] pidfile", "no pidfile"));
     }

@@ -178,7 +178,10 @@ impl Server {
             let lines = Arc::clone(&lines);
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(addr) = line.split("listening on ").nth(1) {
+                    // The address is what follows up to the first " (":
+                    // "listening on [::]:P (IPv4 and IPv6)".
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let addr = rest.split(" (").next().unwrap_or(rest);
                         let _ = found.send(addr.trim().to_string());
                     }
                     lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);

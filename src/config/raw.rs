@@ -16,6 +16,7 @@ pub(super) struct RawDaemon {
     pub control: Option<Spanned<String>>,
     pub pidfile: Option<Spanned<String>>,
     pub log: Option<Spanned<String>>,
+    pub log_level: Option<Spanned<String>>,
     pub syslog_facility: Option<Spanned<String>>,
     pub syslog_socket: Option<Spanned<String>>,
 }

@@ -41,6 +41,8 @@ pub struct DaemonConfig {
     pub pidfile: Option<PathBuf>,
     /// Where logs go; `None`: stderr in the foreground, syslog detached.
     pub log: Option<LogTarget>,
+    /// The least level logged (`log_level`); `None`: info.
+    pub log_level: Option<log::LevelFilter>,
     /// The syslog facility code (RFC 3164; daemon = 3).
     pub syslog_facility: u8,
     /// syslogd's datagram socket.

@@ -95,6 +95,11 @@ impl StdPool {
         self.shared.listener.local_addr()
     }
 
+    /// The listening socket, to ask its options of.
+    pub fn socket(&self) -> socket2::SockRef<'_> {
+        socket2::SockRef::from(&self.shared.listener)
+    }
+
     /// Waits for every thread, and closes the listener. Only
     /// [`StdPool::stop`] ends the threads: on Windows, this is where
     /// `preforkd run` spends its life, until ctrl-c ends the process.

@@ -139,9 +139,10 @@ pub(crate) fn start(config: &Config, with_service: bool) -> Result<Serving, Erro
             what: "cannot read the bound address",
             source,
         })?;
+        let note = crate::net::stack_note(pool.socket(), addr);
         let line = match with_service {
-            false => format!("listening on {addr}"),
-            true => format!("listening on {addr} (tcp service {})", service.name),
+            false => format!("listening on {addr}{note}"),
+            true => format!("listening on {addr}{note} (tcp service {})", service.name),
         };
         crate::log::announce(&line);
         pools.push(pool);

@@ -91,8 +91,9 @@ pub(super) const DEADLINE: Duration = Duration::from_secs(1);
 /// Control clients served at once; one more is closed at once.
 pub(super) const MAX_CLIENTS: usize = 16;
 
-/// The longest request: the longest known is 11 bytes.
-const MAX_REQUEST: usize = 256;
+/// The longest request: `reload FILE` with the longest path (PATH_MAX,
+/// 4096 bytes on Linux) and its newline.
+const MAX_REQUEST: usize = 4096 + 8;
 
 /// A control client: its request so far, then the answer left to send.
 pub(super) struct Client {
@@ -256,10 +257,12 @@ impl Master<'_> {
                 "status json" => {
                     serde_json::to_string_pretty(&self.status()).unwrap_or_default() + "\n"
                 }
-                "reload" => match self.reload_notified() {
-                    Ok(summary) => format!("ok: {summary}\n"),
-                    Err(why) => format!("error: {why}\n"),
-                },
+                r if r == "reload" || r.starts_with("reload ") => {
+                    match self.reload_of(r.strip_prefix("reload ").map(Path::new)) {
+                        Ok(summary) => format!("ok: {summary}\n"),
+                        Err(why) => format!("error: {why}\n"),
+                    }
+                }
                 "stop" => {
                     let mut client = self.control.clients.remove(i);
                     client.answer = Some((b"ok: stopping gracefully\n".to_vec(), 0));
@@ -278,6 +281,24 @@ impl Master<'_> {
         if self.control.clients[i].write() {
             self.control.clients.remove(i);
         }
+    }
+
+    /// `reload`, or `reload FILE` from `preforkd reload -c FILE`: refused
+    /// when FILE is not the file this daemon reads (it checked FILE, and
+    /// would have reloaded another).
+    fn reload_of(&mut self, file: Option<&Path>) -> Result<String, String> {
+        if let Some(file) = file {
+            if self.config_file.as_deref() != Some(file) {
+                return Err(format!(
+                    "this daemon reads {}, not {}: nothing reloaded (reload -c names the daemon's own file; to serve another, restart it with that one)",
+                    self.config_file
+                        .as_ref()
+                        .map_or("its built-in default".into(), |p| p.display().to_string()),
+                    file.display()
+                ));
+            }
+        }
+        self.reload_notified()
     }
 
     /// The scoreboard, as `status` shows it.

@@ -161,6 +161,9 @@ pub(crate) struct Master<'a> {
     graceful_timeout: Duration,
     /// Reads the configuration again, for SIGHUP (`serve` only).
     reloader: Option<Reloader<'a>>,
+    /// The file `reloader` reads, absolute (`serve` only; `None` for the
+    /// built-in default): `reload FILE` naming another is refused.
+    config_file: Option<std::path::PathBuf>,
     generation: u32,
     phase: Phase,
     announce: Announce,
@@ -255,11 +258,12 @@ impl<'a> Master<'a> {
 
     fn announce_socket(&self, run: &PoolRun<'_>) {
         let addr = run.listener.local_display();
+        let note = run.listener.stack_note();
         let line = match self.announce {
-            Announce::Address => format!("listening on {addr}"),
+            Announce::Address => format!("listening on {addr}{note}"),
             Announce::WithService => {
                 format!(
-                    "listening on {addr} ({} service {})",
+                    "listening on {addr}{note} ({} service {})",
                     run.plan.protocol(),
                     run.plan.name
                 )

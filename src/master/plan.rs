@@ -31,6 +31,9 @@ pub(crate) fn socket_key(spec: &PoolSpec<'_>) -> SocketKey {
 pub(crate) struct Plan<'a> {
     pub pools: Vec<PoolSpec<'a>>,
     pub graceful_timeout: Duration,
+    /// The log level a reload sets (`[daemon] log_level`, info without
+    /// it); `None`: leave it (`--log-level` or `-v` fixed it).
+    pub log_level: Option<log::LevelFilter>,
 }
 
 /// How a socket is named when passed to a new master: `SERVICE/ADDR`, with
@@ -50,6 +53,7 @@ impl Plan<'static> {
                 .flat_map(PoolSpec::of_service)
                 .collect(),
             graceful_timeout: config.daemon.graceful_timeout,
+            log_level: Some(config.daemon.log_level.unwrap_or(log::LevelFilter::Info)),
         }
     }
 }

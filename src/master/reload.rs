@@ -98,6 +98,9 @@ impl Master<'_> {
         self.sockets.extend(fresh);
         self.generation += 1;
         self.graceful_timeout = plan.graceful_timeout;
+        if let Some(level) = plan.log_level {
+            crate::log::set_level(level);
+        }
         let now = Instant::now();
 
         // 2. Keep what is unchanged, resize it; note what must go.

@@ -41,6 +41,7 @@ impl<'a> Master<'a> {
             control: Control::default(),
             manager: Manager::default(),
             upgrader: None,
+            config_file: None,
             leaving: Leaving::default(),
             sockets: bound.into_iter().map(|(k, l)| (k, Rc::new(l))).collect(),
             pools: Vec::new(),
@@ -121,6 +122,12 @@ impl<'a> Master<'a> {
             self.check_some_pool_works()?;
         }
         Ok(early)
+    }
+
+    /// The file the reloader reads, absolute: `preforkd reload -c FILE`
+    /// with another FILE is refused (`serve`).
+    pub(crate) fn reads_config(&mut self, file: Option<PathBuf>) {
+        self.config_file = file;
     }
 
     /// Lets USR2 start a new master this way (`serve`).

@@ -324,10 +324,17 @@ impl ExecSpec {
         ))
     }
 
-    /// Logs how the program for `peer` ended, if not with success.
+    /// Logs how the program for `peer` ended, if not with success: C0002,
+    /// at info, since a status of a program's own is no error of ours
+    /// (rsync's module listing exits 255).
     pub fn ended(&self, peer: &Peer, status: std::process::ExitStatus) {
         if !status.success() {
-            log::info!("{} for {}: {}", self.name(), describe_peer(peer), status);
+            log::info!(
+                "C0002 {} for {}: {}",
+                self.name(),
+                describe_peer(peer),
+                status
+            );
         }
     }
 }

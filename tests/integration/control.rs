@@ -178,3 +178,90 @@ fn status_without_a_daemon_says_so() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("is `preforkd serve` running?"), "{stderr}");
 }
+
+// Issue 16: root's stale control socket (mode 0600, in a directory only
+// root may write, as /run/preforkd.sock) in the way of a daemon run by
+// another user. It cannot be probed or removed: W0040, and the daemon
+// serves. Before, bind(2) failed and `serve` exited 1 with "Address
+// already in use".
+#[test]
+fn a_stale_control_socket_of_roots_gives_w0040_to_another_user_and_serving_goes_on() {
+    if !needs_root() {
+        return; // needs root: a socket of root's, and the daemon as nobody
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("ctl-stale-root");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = binary_for_nobody(&dir);
+    let sock = dir.path().join("control.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = write_config(
+        &dir,
+        "[[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\n",
+    );
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let d = Daemon::start_with(
+        as_uid_65534(&copy).args(["serve", "--foreground", "-c", config.to_str().unwrap()]),
+        &["(as nobody) serve"],
+    );
+    d.wait_running();
+    let mut c = d.connect_to(&d.address_of("e", "tcp"));
+    assert_eq!(echo_once(&mut c, "on\n").unwrap(), "on\n");
+    let stderr = d.stderr();
+    let w0040: Vec<&str> = stderr.lines().filter(|l| l.contains("W0040")).collect();
+    assert_eq!(w0040.len(), 1, "{}", d.report());
+    assert!(
+        w0040[0].contains(&format!(
+            "cannot create the control socket {}: a socket owned by uid 0 is in the way",
+            sock.display()
+        )),
+        "{}",
+        w0040[0]
+    );
+    assert!(sock.exists(), "root's socket was removed");
+}
+
+// Issue 16: `reload -c FILE` checked FILE and reloaded the daemon's own
+// file. Another FILE is refused now (exit 1, one line naming both files),
+// and nothing is reloaded; the daemon's file by another name (a symlink)
+// is the same file, and is reloaded.
+#[test]
+fn reload_of_another_file_than_the_daemons_is_refused() {
+    let dir = TempDir::new("ctl-other");
+    let d = Daemon::serve(
+        &dir,
+        "[[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\n",
+    );
+    let own = dir.path().join("preforkd.toml");
+    let other = dir.path().join("other.toml");
+    let text = std::fs::read_to_string(&own).unwrap();
+    std::fs::write(&other, text.replace("workers = 1", "workers = 2")).unwrap();
+    let out = preforkd(&["reload", "-c", other.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "this daemon reads {}, not {}: nothing reloaded",
+            std::fs::canonicalize(&own).unwrap().display(),
+            std::fs::canonicalize(&other).unwrap().display()
+        )),
+        "{stderr}"
+    );
+    let status = preforkd(&["status", "-c", own.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("running, generation 1"),
+        "{status:?}"
+    );
+    assert_eq!(d.workers().len(), 1, "{}", d.report());
+
+    let link = dir.path().join("link.toml");
+    std::os::unix::fs::symlink(&own, &link).unwrap();
+    let out = preforkd(&["reload", "-c", link.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("ok: reloaded: generation 2"),
+        "{out:?}"
+    );
+}

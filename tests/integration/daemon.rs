@@ -327,7 +327,7 @@ fn one_syslog_line_per_served_refused_and_failed_connection() {
     receive_until(&syslog, &mut lines, Duration::from_secs(5), |lines| {
         lines
             .iter()
-            .filter(|l| l.contains("C000") || l.contains("W0030"))
+            .filter(|l| ["C0001", "C0003", "W0030"].iter().any(|id| l.contains(id)))
             .count()
             >= 4
     });
@@ -350,6 +350,10 @@ fn one_syslog_line_per_served_refused_and_failed_connection() {
         program.contains("bytes in") && program.contains("program exit status: 4"),
         "{program}"
     );
+    // The program's own status is info (daemon.info, <30>), not an error.
+    let status = find("C0002 svc.sh for ");
+    assert!(status.starts_with("<30>"), "daemon.info is <30>: {status}");
+    assert!(status.ends_with(": exit status: 4"), "{status}");
     let failed = find("C0003 service x:");
     assert!(failed.contains("cannot run"), "{failed}");
 }

@@ -13,6 +13,7 @@ mod import;
 mod library;
 mod limits;
 mod load;
+mod log_level;
 mod models;
 mod packaging;
 mod pool;

@@ -172,3 +172,31 @@ fn a_stale_unix_socket_file_is_replaced() {
         d.report()
     );
 }
+
+// Issue 16: `[::]:P` named a dual-stack and an IPv6-only socket alike.
+// The line says which, after the address, which stays parsable alone.
+#[test]
+fn the_listening_line_says_whether_the_ipv6_wildcard_takes_ipv4_too() {
+    for (addr, note) in [(":0", "(IPv4 and IPv6)"), ("[::]:0", "(IPv6 only)")] {
+        let d = Daemon::start(&["run", addr, "--workers", "1", "--builtin", "echo"]);
+        let line = d
+            .stderr()
+            .lines()
+            .find(|l| l.starts_with("listening on "))
+            .map(str::to_string)
+            .unwrap();
+        assert_eq!(
+            line,
+            format!("listening on [::]:{} {note}", d.port()),
+            "{addr}"
+        );
+    }
+    let d = Daemon::start(&["run", "127.0.0.1:0", "--workers", "1", "--builtin", "echo"]);
+    assert_eq!(d.listening(), format!("127.0.0.1:{}", d.port()));
+    assert!(
+        d.stderr()
+            .contains(&format!("listening on 127.0.0.1:{}\n", d.port())),
+        "{}",
+        d.report()
+    );
+}

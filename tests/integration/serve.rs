@@ -332,3 +332,35 @@ fn a_service_that_cannot_switch_user_is_not_started_and_the_others_serve() {
         d.report()
     );
 }
+
+// Issue 16: serve's line has the note before the service, and the
+// address and service are still read from it.
+#[test]
+fn serve_says_which_ipv6_wildcard_it_listens_on() {
+    let dir = TempDir::new("stack-note");
+    let d = Daemon::serve(
+        &dir,
+        "[[service]]\nname = \"both\"\nlisten = [\":0\"]\nbuiltin = \"echo\"\nworkers = 1\n\n\
+         [[service]]\nname = \"six\"\nlisten = [\"[::]:0\"]\nbuiltin = \"echo\"\nworkers = 1\n",
+    );
+    let both = d.address_of("both", "tcp");
+    let six = d.address_of("six", "tcp");
+    let stderr = d.stderr();
+    assert!(
+        stderr.contains(&format!(
+            "listening on {both} (IPv4 and IPv6) (tcp service both)\n"
+        )),
+        "{}",
+        d.report()
+    );
+    assert!(
+        stderr.contains(&format!(
+            "listening on {six} (IPv6 only) (tcp service six)\n"
+        )),
+        "{}",
+        d.report()
+    );
+    let port: u16 = both.parse::<std::net::SocketAddr>().unwrap().port();
+    let mut c = d.connect_to(&format!("127.0.0.1:{port}"));
+    assert_eq!(echo_once(&mut c, "v4\n").unwrap(), "v4\n");
+}

@@ -222,6 +222,16 @@ impl Checker<'_> {
                 return None;
             }
         };
+        let log_level = match &raw.log_level {
+            None => None,
+            Some(l) => match crate::log::parse_level(l.get_ref()) {
+                Ok(level) => Some(level),
+                Err(why) => {
+                    self.error(l.span(), why);
+                    return None;
+                }
+            },
+        };
         let syslog_facility = match &raw.syslog_facility {
             None => 3,
             Some(f) => match crate::log::FACILITIES
@@ -248,6 +258,7 @@ impl Checker<'_> {
             control,
             pidfile,
             log,
+            log_level,
             syslog_facility,
             syslog_socket,
         })

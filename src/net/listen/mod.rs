@@ -189,6 +189,16 @@ impl Listener {
         &self.shown
     }
 
+    /// ` (IPv4 and IPv6)` or ` (IPv6 only)` after `[::]:PORT` in the
+    /// `listening on` line, else nothing (see [`super::stack_note`]).
+    pub fn stack_note(&self) -> &'static str {
+        let sock = socket2::SockRef::from(self);
+        match sock.local_addr().ok().and_then(|a| a.as_socket()) {
+            Some(addr) => super::stack_note(sock, addr),
+            None => "",
+        }
+    }
+
     /// Sets or clears O_NONBLOCK on a stream listener. The flag belongs to
     /// the open file description, so it changes the socket for every
     /// process that shares it (the master, its workers, the workers of

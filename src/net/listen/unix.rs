@@ -248,6 +248,13 @@ fn remove_if_stale(parent: &Parent) -> io::Result<()> {
     match parent.socket_is_live(&pinned) {
         Ok(true) => Err(io::Error::from_raw_os_error(libc::EADDRINUSE)),
         Ok(false) => parent.remove_if(e.id).map(drop),
-        Err(_) => Ok(()),
+        // Not known to be live or stale (a socket of root's, mode 0600, to
+        // a daemon of another user): bind(2) could only say "address in
+        // use", which it is not known to be.
+        Err(probe) => Err(io::Error::other(format!(
+            "a socket owned by uid {} is in the way and cannot be connected to ({}); not removed",
+            e.uid,
+            sys::fd::describe(&probe)
+        ))),
     }
 }

@@ -73,7 +73,7 @@ impl Daemon {
             .find(|l| l.starts_with("listening on "))
             .map(str::to_string);
         match line {
-            Some(l) if found => d.listening = l.trim_start_matches("listening on ").to_string(),
+            Some(l) if found => d.listening = announced_addr(&l).to_string(),
             _ => panic!("preforkd did not start listening\n{}", d.report()),
         }
         d
@@ -128,7 +128,7 @@ impl Daemon {
         self.child.id()
     }
 
-    /// What followed `listening on`.
+    /// The address of the first `listening on` line.
     pub fn listening(&self) -> &str {
         &self.listening
     }
@@ -147,9 +147,10 @@ impl Daemon {
     pub fn listening_lines(&self) -> Vec<Listening> {
         self.stderr()
             .lines()
-            .filter_map(|l| l.strip_prefix("listening on "))
-            .filter_map(|rest| {
-                let (addr, tail) = rest.split_once(" (")?;
+            .filter(|l| l.starts_with("listening on "))
+            .filter_map(|l| {
+                let addr = announced_addr(l);
+                let (_, tail) = l.rsplit_once(" (")?;
                 let tail = tail.strip_suffix(')')?;
                 let mut words = tail.split(' ');
                 let protocol = words.next()?.to_string();
@@ -270,4 +271,11 @@ impl Drop for Daemon {
             }
         }
     }
+}
+
+/// The address in a `listening on ADDR[ (IPv4 and IPv6)][ (PROTO service
+/// NAME)]` line: what follows `listening on ` up to the first ` (`.
+pub fn announced_addr(line: &str) -> &str {
+    let rest = line.strip_prefix("listening on ").unwrap_or(line);
+    rest.split(" (").next().unwrap_or(rest)
 }
