@@ -7,7 +7,7 @@
 //! of its exit reports it (every process of the tree reaped by another,
 //! down to the exec'd programs and `fork`'s children, to the microsecond),
 //! minus the same for the same server started and stopped without a
-//! client. /proc would give the live tree's in 10 ms ticks per process,
+//! client (the parent module takes the median of those idle runs). /proc would give the live tree's in 10 ms ticks per process,
 //! too coarse, and would miss every process that ended before a reading.
 
 use std::io::{BufRead, BufReader};
@@ -24,11 +24,17 @@ use crate::models::Model;
 #[derive(Debug, Clone, Default)]
 pub(super) struct Sample {
     pub(super) load: LoadResult,
-    /// The server tree's user + system CPU during the load, ms.
+    /// The server tree's user + system CPU during the load, ms: its whole
+    /// run less what starting and stopping it cost (`idle`).
     pub(super) server_cpu_ms: f64,
-    /// Its voluntary context switches during the load: each time one of
-    /// its processes or threads slept and was woken.
+    /// Its voluntary context switches during the load (each time one of
+    /// its processes or threads slept and was woken), the same way.
     pub(super) wakeups: f64,
+    /// The whole run's, start and stop included.
+    pub(super) gross: Usage,
+    /// The same server's started and stopped without a client, just
+    /// before.
+    pub(super) idle: Usage,
     /// The load generator's own CPU, ms.
     pub(super) load_cpu_ms: f64,
     /// The most PSS the tree had at once, bytes.
@@ -39,6 +45,16 @@ pub(super) struct Sample {
 }
 
 impl Sample {
+    /// Sets the load's share of the run: the whole run less `idle`, the
+    /// cost of starting and stopping this model's server (the median of
+    /// its idle runs: one idle run that a busy moment slowed would
+    /// otherwise make one round's figure too low).
+    pub(super) fn less_idle(&mut self, idle: Usage) {
+        let net = self.gross.minus(idle);
+        self.server_cpu_ms = net.cpu_seconds.max(0.0) * 1000.0;
+        self.wakeups = net.wakeups.max(0.0);
+    }
+
     /// Connections tried, completed or not.
     pub(super) fn tried(&self) -> u64 {
         self.load.connections + self.load.failed
@@ -91,14 +107,16 @@ pub(super) fn measure(
     let before_stop = Usage::reaped();
     let peak = sampler.finish();
     let (stopped, lines) = server.stop();
-    let server_usage = Usage::reaped().minus(before_stop).minus(idle);
+    let gross = Usage::reaped().minus(before_stop);
     let load_usage = before_stop.minus(before_load);
     let load = result?;
     stopped_cleanly(model, stopped, &lines)?;
     Ok(Sample {
         load,
-        server_cpu_ms: server_usage.cpu_seconds.max(0.0) * 1000.0,
-        wakeups: server_usage.wakeups.max(0.0),
+        server_cpu_ms: 0.0,
+        wakeups: 0.0,
+        gross,
+        idle,
         load_cpu_ms: load_usage.cpu_seconds * 1000.0,
         pss_peak_bytes: peak.pss_bytes,
         served: served_counts(&lines),
@@ -109,11 +127,11 @@ pub(super) fn measure(
 /// (getrusage(RUSAGE_CHILDREN): every child reaped, and their reaped
 /// children in turn).
 #[derive(Debug, Clone, Copy, Default)]
-struct Usage {
+pub(super) struct Usage {
     /// User + system CPU, seconds, to the microsecond.
-    cpu_seconds: f64,
+    pub(super) cpu_seconds: f64,
     /// Voluntary context switches.
-    wakeups: f64,
+    pub(super) wakeups: f64,
 }
 
 impl Usage {
@@ -128,7 +146,7 @@ impl Usage {
         })
     }
 
-    fn minus(self, other: Usage) -> Usage {
+    pub(super) fn minus(self, other: Usage) -> Usage {
         Usage {
             cpu_seconds: self.cpu_seconds - other.cpu_seconds,
             wakeups: self.wakeups - other.wakeups,

@@ -241,7 +241,34 @@ pub fn run(spec: &CompareSpec, mut progress: impl FnMut(Progress<'_>)) -> Result
             progress(Progress::Done);
         }
     }
+    less_idle(&cells, &mut samples);
     Ok(report(spec, &cells, &samples))
+}
+
+/// Takes from every sample the median cost of starting and stopping its
+/// model's server, over all of that model's idle runs (every client count,
+/// every round): the same for each, so that one slow idle run does not
+/// skew one round.
+fn less_idle(cells: &[(Model, usize)], samples: &mut [Vec<Option<Sample>>]) {
+    let mut models: Vec<Model> = cells.iter().map(|c| c.0).collect();
+    models.dedup();
+    for &model in &models {
+        let idles: Vec<measure::Usage> = cells
+            .iter()
+            .zip(samples.iter())
+            .filter(|(c, _)| c.0 == model)
+            .flat_map(|(_, s)| s.iter().flatten().map(|s| s.idle))
+            .collect();
+        let idle = measure::Usage {
+            cpu_seconds: Stat::of(idles.iter().map(|u| u.cpu_seconds)).median,
+            wakeups: Stat::of(idles.iter().map(|u| u.wakeups)).median,
+        };
+        for (c, cell) in cells.iter().zip(samples.iter_mut()) {
+            if c.0 == model {
+                cell.iter_mut().flatten().for_each(|s| s.less_idle(idle));
+            }
+        }
+    }
 }
 
 /// The rows, the noise and the warnings of the samples.
