@@ -53,6 +53,7 @@ if [ ! -s "$CACHE" ]; then
 fi
 ROOT=$(mktemp -d "$PWD/$WORK/root.XXXXXX")
 NSPAWN=
+PAYLOAD=
 P1=
 cleanup() {
     if [ -n "$P1" ]; then
@@ -67,9 +68,12 @@ cleanup() {
         wait "$NSPAWN" 2>/dev/null
     fi
     # systemd-nspawn --keep-unit without a host systemd leaves its
-    # container's `payload` cgroups behind, empty.
-    find /sys/fs/cgroup -depth -type d -name payload 2>/dev/null | while read -r d; do
+    # container's `payload` cgroup behind, empty: this container's only,
+    # not another's that is running.
+    for d in $PAYLOAD; do
+        [ -d "$d" ] || continue
         find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+        [ -d "$d" ] && echo "systemd-test: $d is left (not empty)"
     done
     rm -rf "$ROOT"
 }
@@ -108,6 +112,19 @@ for _ in $(seq 1 300); do
 done
 [ -n "$P1" ] || die "no PID 1 in the container after 30 s: $(tail -n5 "$WORK/console.log")"
 C=(nsenter -t "$P1" -a)
+# Its cgroups, as the host sees them: .../payload in the unified
+# hierarchy (/sys/fs/cgroup, or /sys/fs/cgroup/unified when hybrid) and
+# in systemd's named one of a hybrid host.
+while IFS=: read -r _ controllers cg; do
+    case $cg in */payload*) ;; *) continue ;; esac
+    case $controllers in
+        "") base=/sys/fs/cgroup
+            [ -d /sys/fs/cgroup/unified ] && base=/sys/fs/cgroup/unified ;;
+        name=systemd) base=/sys/fs/cgroup/systemd ;;
+        *) continue ;;
+    esac
+    PAYLOAD="$PAYLOAD $base${cg%%/payload*}/payload"
+done <"/proc/$P1/cgroup"
 # "offline", or no bus, until systemd listens on its private socket.
 for _ in $(seq 1 300); do
     state=$(timeout 90 "${C[@]}" systemctl is-system-running --wait 2>&1)
