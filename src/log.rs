@@ -106,7 +106,22 @@ impl Log for Logger {
                     Level::Warn => "warning: ",
                     _ => "",
                 };
-                write_line(&format!("preforkd[{pid}]: {prefix}{}\n", record.args()));
+                // Into the journal, each line at its own priority, not
+                // all at info.
+                let priority = if crate::sys::daemon::stderr_is_journal() {
+                    match record.level() {
+                        Level::Error => "<3>",
+                        Level::Warn => "<4>",
+                        Level::Info => "<6>",
+                        Level::Debug | Level::Trace => "<7>",
+                    }
+                } else {
+                    ""
+                };
+                write_line(&format!(
+                    "{priority}preforkd[{pid}]: {prefix}{}\n",
+                    record.args()
+                ));
             }
             #[cfg(unix)]
             Sink::Syslog {

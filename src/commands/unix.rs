@@ -120,9 +120,9 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
     let foreground = args.foreground || upgrading;
     // A master started by an upgrade of a detached one logs as that did.
     let detached = !foreground || handoff.as_ref().is_some_and(|h| h.detached);
-    let (inherited_pidfile, inherited_pidfile_path, ready_pipe) = match handoff {
-        Some(h) => (h.pidfile_fd, h.pidfile, h.ready),
-        None => (None, None, None),
+    let (inherited_pidfile, inherited_pidfile_path, ready_pipe, old_master) = match handoff {
+        Some(h) => (h.pidfile_fd, h.pidfile, h.ready, h.from),
+        None => (None, None, None, None),
     };
 
     // Absolute paths: a detached daemon runs in /, and reloads later.
@@ -239,7 +239,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Error> {
     }
     if let Some(pipe) = ready_pipe {
         // The pidfile names the old master until this one is ready.
-        master.report_ready_on(pipe, pidfile.as_ref().map(|p| p.as_raw_fd()));
+        master.report_ready_on(pipe, pidfile.as_ref().map(|p| p.as_raw_fd()), old_master);
     }
 
     // Every check that can fail has passed: from here on, errors go to the log.

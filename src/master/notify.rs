@@ -2,6 +2,16 @@
 //! is in accept, RELOADING=1 around a reload, WATCHDOG=1 on time,
 //! STOPPING=1), and the old master that started this one by a binary
 //! upgrade (`ready` on its pipe, once ready).
+//!
+//! A binary upgrade under systemd (see upgrade.rs for why the new master is
+//! systemd's child from the start): the unit has `NotifyAccess=all`, so
+//! the new master's `READY=1` and `STATUS=` are taken although it is not
+//! the main process yet; the old master says `MAINPID=` with the new pid
+//! once it hears `ready`; and when the old master is gone, the new one says
+//! `MAINPID=` (its own), `READY=1` and its `STATUS=` again, so that what
+//! systemd shows does not depend on the order in which it read the
+//! others. A `STATUS=` sent before a reload's new workers are counted
+//! is sent again once every pool has what it wants.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +31,11 @@ pub(super) struct Manager {
     pub watchdog: Option<(Duration, Instant)>,
     /// The old master that started this one, waiting for `ready`.
     pub old_master: Option<ReadyReport>,
+    /// The old master, told `ready`, whose exit is awaited (under a
+    /// service manager only), and when to look next.
+    pub predecessor: Option<(sys::process::Pid, Instant)>,
+    /// The last STATUS= was sent before the pools settled.
+    pub status_stale: bool,
 }
 
 impl Manager {
@@ -33,12 +48,19 @@ impl Manager {
             watchdog: sys::daemon::watchdog_usec()
                 .map(|us| (Duration::from_micros(us / 2), Instant::now())),
             old_master,
+            predecessor: None,
+            status_stale: false,
         }
     }
 
     /// Nobody is listening.
     fn is_idle(&self) -> bool {
         self.notifier.is_none() && self.old_master.is_none()
+    }
+
+    /// Something is sent once the pools settle.
+    fn waits_for_pools(&self) -> bool {
+        !self.ready_sent || self.status_stale && self.notifier.is_some()
     }
 }
 
@@ -75,6 +97,30 @@ impl Master<'_> {
                     }
                 }
                 let _ = nix::unistd::write(&report.pipe, b"ready\n");
+                if let (Some(pid), Some(_)) = (report.from, &self.manager.notifier) {
+                    self.manager.predecessor = Some((pid, now));
+                }
+            }
+        } else if self.manager.status_stale && self.phase.is_serving() && self.all_workers_ready() {
+            self.manager.status_stale = false;
+            let status = self.status_line();
+            self.notify(&format!("STATUS={status}"));
+        }
+        if let Some((pid, next)) = self.manager.predecessor {
+            if now >= next {
+                if sys::process::exists(pid) {
+                    let next = sys::time::after(now, Duration::from_millis(50));
+                    self.manager.predecessor = Some((pid, next));
+                } else {
+                    // systemd ignores a MAINPID= that names its main process
+                    // already; it takes it if the old master's was lost.
+                    self.manager.predecessor = None;
+                    let status = self.status_line();
+                    self.notify(&format!(
+                        "MAINPID={}\nREADY=1\nSTATUS={status}",
+                        std::process::id()
+                    ));
+                }
             }
         }
         if let Some((every, next)) = self.manager.watchdog {
@@ -91,12 +137,19 @@ impl Master<'_> {
         if self.manager.is_idle() {
             return None;
         }
-        let ready = (!self.manager.ready_sent)
+        let ready = self
+            .manager
+            .waits_for_pools()
             .then(|| sys::time::after(Instant::now(), Duration::from_millis(5)));
-        [ready, self.manager.watchdog.map(|(_, next)| next)]
-            .into_iter()
-            .flatten()
-            .min()
+        let predecessor = self.manager.predecessor.map(|(_, next)| next);
+        [
+            ready,
+            predecessor,
+            self.manager.watchdog.map(|(_, next)| next),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn all_workers_ready(&self) -> bool {
@@ -139,6 +192,8 @@ impl Master<'_> {
         let result = self.reload();
         let status = self.status_line();
         self.notify(&format!("READY=1\nSTATUS={status}"));
+        // The new workers are not counted yet: again when they are.
+        self.manager.status_stale = true;
         result
     }
 }

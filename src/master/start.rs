@@ -138,8 +138,17 @@ impl<'a> Master<'a> {
     /// Says `ready` on `pipe` once the workers are in accept, after writing
     /// our pid into the pidfile: this master was started by an upgrade, and
     /// the old one waits for that.
-    pub(crate) fn report_ready_on(&mut self, pipe: OwnedFd, pidfile: Option<RawFd>) {
-        self.manager.old_master = Some(ReadyReport { pipe, pidfile });
+    pub(crate) fn report_ready_on(
+        &mut self,
+        pipe: OwnedFd,
+        pidfile: Option<RawFd>,
+        from: Option<crate::sys::process::Pid>,
+    ) {
+        self.manager.old_master = Some(ReadyReport {
+            pipe,
+            pidfile,
+            from,
+        });
     }
 
     /// Takes the sockets a service manager (or an old master) passed for

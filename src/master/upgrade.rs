@@ -10,6 +10,15 @@
 //! - the write end of a pipe (`PREFORKD_READY_FD`) on which it says
 //!   `ready` once its workers are in accept.
 //!
+//! Under a service manager ($NOTIFY_SOCKET set) the new master is not the
+//! old master's child: an intermediate process forks it, writes its pid on
+//! the pipe (`pid N`) and exits, so that it is adopted at once by the
+//! service manager (PID 1, or the user manager, a subreaper). systemd
+//! decides whether it will wait for a main process when it reads `MAINPID=`:
+//! a process that is not its child then is "alien" for good (a later
+//! `MAINPID=` naming the same pid changes nothing), and `systemctl stop`
+//! of an alien main process skips the graceful wait and sends SIGKILL.
+//!
 //! Then the old master drains: its workers finish their connection and
 //! leave, and it exits without closing the sockets for good, removing the
 //! pidfile or the Unix socket files, which are the new master's now. If the
@@ -48,6 +57,8 @@ pub(crate) struct Handoff {
     pub ready: Option<OwnedFd>,
     /// The old master had detached: this one logs as a detached one does.
     pub detached: bool,
+    /// The old master's pid.
+    pub from: Option<Pid>,
 }
 
 impl Handoff {
@@ -61,11 +72,15 @@ impl Handoff {
         let ready = sys::daemon::inherited_fd(READY_FD);
         let detached = std::env::var_os(DETACHED).is_some();
         std::env::remove_var(DETACHED);
-        from.map(|_| Handoff {
+        from.map(|from| Handoff {
             pidfile_fd,
             pidfile,
             ready,
             detached,
+            from: from
+                .to_str()
+                .and_then(|p| p.parse().ok())
+                .map(Pid::from_raw),
         })
     }
 }
@@ -77,6 +92,9 @@ pub(crate) struct ReadyReport {
     pub pipe: OwnedFd,
     /// The pidfile to write our pid into first.
     pub pidfile: Option<RawFd>,
+    /// The old master, whose exit is awaited, under a service manager,
+    /// to say `MAINPID=` and `READY=1` again (see notify.rs).
+    pub from: Option<Pid>,
 }
 
 /// How to start the new master.
@@ -97,7 +115,12 @@ pub(crate) struct Upgrader {
 /// when it is given up.
 #[derive(Debug)]
 pub(crate) struct InProgress {
-    pub child: Pid,
+    /// The new master, once known: our child, or under a service manager
+    /// the pid the intermediate process wrote on the pipe.
+    pub child: Option<Pid>,
+    /// Under a service manager, the intermediate process, our child, that
+    /// forks the new master and exits at once.
+    pub intermediate: Option<Pid>,
     pub ready: OwnedFd,
     pub deadline: Instant,
 }
@@ -126,10 +149,29 @@ impl Master<'_> {
             }
         };
         let keys: Vec<_> = self.sockets.keys().cloned().collect();
+        let via_intermediate = self.manager.notifier.is_some();
         match sys::process::fork(&super::signals::CAUGHT) {
             Ok(Fork::Child) => {
                 // Never unwind out of the child: above are the master's frames.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if via_intermediate {
+                        // This process is the intermediate: the new master
+                        // is its child, adopted by the service manager as
+                        // soon as this one exits (see the module's text).
+                        match sys::process::fork(&super::signals::CAUGHT) {
+                            Ok(Fork::Child) => {}
+                            Ok(Fork::Parent(grandchild)) => {
+                                let line = format!("pid {grandchild}\n");
+                                let ok = nix::unistd::write(&ready_write, line.as_bytes())
+                                    .is_ok_and(|n| n == line.len());
+                                sys::process::exit_now(if ok { 0 } else { 71 });
+                            }
+                            Err(e) => {
+                                log::error!("M0042 upgrade failed: {e}");
+                                sys::process::exit_now(71);
+                            }
+                        }
+                    }
                     let mut fds: Vec<i32> =
                         keys.iter().map(|k| self.sockets[k].as_raw_fd()).collect();
                     let names: Vec<String> = keys
@@ -199,12 +241,20 @@ impl Master<'_> {
             }
             Ok(Fork::Parent(child)) => {
                 drop(ready_write);
-                log::info!(
-                    "M0041 USR2: upgrading: new master {child} ({})",
-                    upgrader.exe.display()
-                );
+                // Under a service manager the new master's pid comes on the
+                // pipe, from the intermediate process: M0041 is logged then.
+                let (child, intermediate) = if via_intermediate {
+                    (None, Some(child))
+                } else {
+                    log::info!(
+                        "M0041 USR2: upgrading: new master {child} ({})",
+                        upgrader.exe.display()
+                    );
+                    (Some(child), None)
+                };
                 self.phase = Phase::Upgrading(InProgress {
                     child,
+                    intermediate,
                     ready: ready_read,
                     deadline: sys::time::after(Instant::now(), self.graceful_timeout),
                 });
@@ -214,25 +264,61 @@ impl Master<'_> {
     }
 
     /// The new master wrote on its pipe, or closed it.
+    /// Lines: `pid N` from the intermediate process, then `ready` from the
+    /// new master (both may come in one read: each write is atomic).
     pub(super) fn upgrade_progress(&mut self) {
-        let Phase::Upgrading(up) = &self.phase else {
+        let Phase::Upgrading(up) = &mut self.phase else {
             return;
         };
-        let mut buf = [0u8; 16];
-        let n = nix::unistd::read(up.ready.as_raw_fd(), &mut buf).unwrap_or(0);
-        if buf[..n].starts_with(b"ready") {
-            self.hand_over();
-        } else if n == 0 {
+        let mut buf = [0u8; 64];
+        let n = match nix::unistd::read(up.ready.as_raw_fd(), &mut buf) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return,
+            Err(_) => 0,
+        };
+        if n == 0 {
             self.upgrade_failed("the new master closed its pipe before it was ready");
+            return;
+        }
+        let mut ready = false;
+        for line in buf[..n].split(|&b| b == b'\n') {
+            if let Some(pid) = line.strip_prefix(b"pid ") {
+                let pid = std::str::from_utf8(pid).ok().and_then(|p| p.parse().ok());
+                if let (Some(pid), None) = (pid, up.child) {
+                    let pid = Pid::from_raw(pid);
+                    up.child = Some(pid);
+                    if let Some(upgrader) = &self.upgrader {
+                        log::info!(
+                            "M0041 USR2: upgrading: new master {pid} ({})",
+                            upgrader.exe.display()
+                        );
+                    }
+                }
+            } else if line.starts_with(b"ready") {
+                ready = true;
+            }
+        }
+        if ready {
+            self.hand_over();
         }
     }
 
     /// The new master, our child, exited: before it was ready, the upgrade
     /// failed. Returns whether `pid` was it.
     pub(super) fn upgrade_child_exited(&mut self, pid: Pid, exit: ChildExit) -> bool {
-        match &self.phase {
-            Phase::Upgrading(up) if up.child == pid => {
+        match &mut self.phase {
+            Phase::Upgrading(up) if up.child == Some(pid) => {
                 self.upgrade_failed(&format!("the new master exited ({exit})"));
+                true
+            }
+            // It has written the new master's pid and gone, as it should.
+            Phase::Upgrading(up) if up.intermediate == Some(pid) => {
+                up.intermediate = None;
+                if exit != ChildExit::Exited(0) {
+                    self.upgrade_failed(&format!(
+                        "the process that starts the new master exited ({exit})"
+                    ));
+                }
                 true
             }
             _ => false,
@@ -261,18 +347,22 @@ impl Master<'_> {
     /// sockets it would take are being shut down.
     pub(super) fn cancel_upgrade(&mut self) {
         if let Some(up) = self.take_upgrade() {
-            sys::process::kill(up.child, Signal::SIGKILL);
+            if let Some(child) = up.child {
+                sys::process::kill(child, Signal::SIGKILL);
+            }
             self.rebind_control();
             log::error!(
                 "M0042 upgrade abandoned: the master is stopping; new master {} killed",
-                up.child
+                up.child.map_or(0, |p| p.as_raw())
             );
         }
     }
 
     fn upgrade_failed(&mut self, why: &str) {
         if let Some(up) = self.take_upgrade() {
-            sys::process::kill(up.child, Signal::SIGKILL);
+            if let Some(child) = up.child {
+                sys::process::kill(child, Signal::SIGKILL);
+            }
             // Before the log line, so that whoever reads it can talk to us.
             self.rebind_control();
             log::error!("M0042 upgrade failed: {why}; the old master goes on serving");
@@ -305,11 +395,14 @@ impl Master<'_> {
         let Some(up) = self.take_upgrade() else {
             return;
         };
-        log::info!(
-            "M0043 upgrade: new master {} is ready; this one stops",
-            up.child
-        );
-        self.notify(&format!("MAINPID={}", up.child));
+        let Some(child) = up.child else {
+            return;
+        };
+        log::info!("M0043 upgrade: new master {child} is ready; this one stops");
+        // Under systemd, the new master is systemd's child already (see the
+        // module's text): not an alien main process, which a stop would
+        // SIGKILL without waiting.
+        self.notify(&format!("MAINPID={child}"));
         // The sockets are the new master's now: a fast stop of this one
         // must not shut them down either.
         for listener in self.sockets.values() {

@@ -219,6 +219,25 @@ fn check_file(fd: std::os::fd::BorrowedFd<'_>) -> Result<FileId, PidfileError> {
     Ok(e.id)
 }
 
+/// Whether standard error is the journal's stream ($JOURNAL_STREAM names
+/// its device and inode, as systemd sets it): a line may then begin with
+/// `<N>`, its syslog priority, which journald reads (sd-daemon(3)).
+pub fn stderr_is_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let Ok(st) = nix::sys::stat::fstat(2) else {
+        return false;
+    };
+    // Not u64 on every system (i32 on macOS).
+    #[allow(clippy::unnecessary_cast)]
+    let (st_dev, st_ino) = (st.st_dev as u64, st.st_ino as u64);
+    dev.parse() == Ok(st_dev) && ino.parse() == Ok(st_ino)
+}
+
 /// The service manager's notification socket ($NOTIFY_SOCKET), if any.
 #[derive(Debug)]
 pub struct Notifier {

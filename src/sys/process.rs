@@ -170,6 +170,12 @@ pub fn kill(pid: Pid, signal: Signal) {
     let _ = nix::sys::signal::kill(pid, signal);
 }
 
+/// Whether `pid` still exists (a zombie does, until it is reaped): kill(2)
+/// with no signal, which fails with ESRCH only for a process that is gone.
+pub fn exists(pid: Pid) -> bool {
+    nix::sys::signal::kill(pid, None) != Err(Errno::ESRCH)
+}
+
 /// Sends `signal` to the process group `pgid` (a worker and anything it
 /// spawned). A worker makes its group itself (it calls [`new_session`]
 /// first thing): until it has, there is no such group, and the signal goes

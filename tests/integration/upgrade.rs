@@ -15,17 +15,33 @@ fn replace(path: &std::path::Path, contents: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// A config of one echo service `e` on port 0 with `workers`, and a
+/// control socket, written in `dir`.
+fn echo_config(dir: &TempDir, workers: u32) -> std::path::PathBuf {
+    let config = dir.path().join("preforkd.toml");
+    let service = format!(
+        "[[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = {workers}\n"
+    );
+    std::fs::write(&config, with_control(dir, &service)).unwrap();
+    config
+}
+
 struct KillFromPidfile(std::path::PathBuf);
 
 impl Drop for KillFromPidfile {
     fn drop(&mut self) {
         if let Some(pid) = read_pid(&self.0) {
-            for w in children_of(pid) {
-                kill(w, libc::SIGKILL);
-            }
-            kill(pid, libc::SIGKILL);
+            kill_master(pid);
         }
     }
+}
+
+/// SIGKILL to a master that is not this test's child, and its workers.
+fn kill_master(pid: u32) {
+    for w in children_of(pid) {
+        kill(w, libc::SIGKILL);
+    }
+    kill(pid, libc::SIGKILL);
 }
 
 #[test]
@@ -33,12 +49,7 @@ fn five_upgrades_under_load_lose_nothing_and_a_broken_binary_changes_nothing() {
     let dir = TempDir::new("upgrade");
     let bin = binary_for_nobody(&dir);
     let pidfile = dir.path().join("preforkd.pid");
-    let config = dir.path().join("preforkd.toml");
-    std::fs::write(
-        &config,
-        with_control(&dir, "[[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 2\n"),
-    )
-    .unwrap();
+    let config = echo_config(&dir, 2);
     let d = Daemon::start_with(
         std::process::Command::new(&bin).args([
             "serve",
@@ -178,12 +189,7 @@ fn five_upgrades_under_load_lose_nothing_and_a_broken_binary_changes_nothing() {
 fn a_stop_during_an_upgrade_kills_the_new_master_that_is_not_ready() {
     let dir = TempDir::new("upgrade-stop");
     let bin = binary_for_nobody(&dir);
-    let config = dir.path().join("preforkd.toml");
-    std::fs::write(
-        &config,
-        with_control(&dir, "[[service]]\nname = \"e\"\nlisten = [\"127.0.0.1:0\"]\nbuiltin = \"echo\"\nworkers = 1\n"),
-    )
-    .unwrap();
+    let config = echo_config(&dir, 1);
     let mut d = Daemon::start_with(
         std::process::Command::new(&bin).args([
             "serve",
@@ -234,5 +240,88 @@ struct KillOnDrop(u32);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         kill(self.0, libc::SIGKILL);
+    }
+}
+
+/// The parent of `pid`, from /proc/PID/status.
+fn parent_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("PPid:"))?;
+    line["PPid:".len()..].trim().parse().ok()
+}
+
+// Issue 16: under systemd, a new master that is the old one's child when
+// MAINPID= names it stays "not our child" for systemd, and is SIGKILLed
+// at the next stop. Under a service manager the new master is forked by
+// an intermediate process, so it is never the old master's child; and
+// once the old master is gone, it says MAINPID=, READY=1 and STATUS= itself.
+#[test]
+fn under_a_service_manager_the_new_master_is_not_the_old_ones_child() {
+    use std::process::Command;
+    let dir = TempDir::new("upgrade-notify");
+    let (notify_path, notify) = datagram_socket(&dir, "notify.sock", Duration::from_millis(200));
+    let config = echo_config(&dir, 2);
+    let mut d = Daemon::start_with(
+        Command::new(BIN)
+            .args(["serve", "--foreground", "-c", config.to_str().unwrap()])
+            .env("NOTIFY_SOCKET", &notify_path),
+        &["serve (NOTIFY_SOCKET, upgrade)"],
+    );
+    let old = d.pid();
+    let mut got = Vec::new();
+    let ready = |got: &[String]| got.iter().any(|m| m.lines().any(|l| l == "READY=1"));
+    assert!(
+        receive_until(&notify, &mut got, Duration::from_secs(5), ready),
+        "no READY=1: {got:?}\n{}",
+        d.report()
+    );
+    kill(old, libc::SIGUSR2);
+    let mainpid = |m: &String| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MAINPID="))
+            .and_then(|p| p.parse::<u32>().ok())
+    };
+    got.clear();
+    assert!(
+        receive_until(&notify, &mut got, Duration::from_secs(10), |g| g
+            .iter()
+            .any(|m| mainpid(m).is_some())),
+        "no MAINPID=: {got:?}\n{}",
+        d.stderr()
+    );
+    let new = got.iter().find_map(mainpid).unwrap();
+    let _cleanup = KillFromPids(new);
+    assert_ne!(new, old, "{got:?}");
+    let parent = parent_of(new);
+    assert!(
+        parent.is_some() && parent != Some(old),
+        "the new master {new} has parent {parent:?}, the old master is {old}"
+    );
+    assert!(
+        d.wait_exit_within(Duration::from_secs(10)).is_some(),
+        "the old master did not exit\n{}",
+        d.report()
+    );
+    // Then the new master names itself, READY=1 and its status.
+    got.clear();
+    let again = |g: &[String]| {
+        g.iter().any(|m| {
+            m.lines().any(|l| l == format!("MAINPID={new}"))
+                && m.lines().any(|l| l == "READY=1")
+                && m.contains("STATUS=1 pools")
+        })
+    };
+    assert!(
+        receive_until(&notify, &mut got, Duration::from_secs(5), again),
+        "the new master did not say MAINPID={new}, READY=1, STATUS=: {got:?}"
+    );
+}
+
+/// Kills the new master at the end, whatever happened.
+struct KillFromPids(u32);
+
+impl Drop for KillFromPids {
+    fn drop(&mut self) {
+        kill_master(self.0);
     }
 }
