@@ -108,7 +108,7 @@ impl Log for Logger {
                 };
                 // Into the journal, each line at its own priority, not
                 // all at info.
-                let priority = if crate::sys::daemon::stderr_is_journal() {
+                let priority = if stderr_is_journal() {
                     match record.level() {
                         Level::Error => "<3>",
                         Level::Warn => "<4>",
@@ -252,4 +252,19 @@ pub fn reopen_after_fork() {
 /// stderr, unprefixed.
 pub fn announce(line: &str) {
     write_line(&format!("{line}\n"));
+}
+
+/// Whether standard error is the journal's stream, looked at once (an
+/// fstat(2) and the environment) rather than for every line: a worker
+/// inherits the answer with the descriptor it is about.
+#[cfg(unix)]
+fn stderr_is_journal() -> bool {
+    static JOURNAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *JOURNAL.get_or_init(crate::sys::daemon::stderr_is_journal)
+}
+
+/// There is no journal where there is no systemd.
+#[cfg(not(unix))]
+fn stderr_is_journal() -> bool {
+    false
 }
