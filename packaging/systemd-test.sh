@@ -46,7 +46,9 @@ fi
 
 mkdir -p "$WORK"
 if [ ! -s "$CACHE" ]; then
-    mmdebstrap --quiet --variant=minbase \
+    # --format: the name ends in .part, from which mmdebstrap would guess a
+    # directory.
+    mmdebstrap --quiet --variant=minbase --format=tar \
         --include=systemd,systemd-sysv,dbus,procps,adduser bookworm "$CACHE.part" \
         || die "mmdebstrap could not make the Debian 12 root filesystem"
     mv "$CACHE.part" "$CACHE"
