@@ -30,6 +30,9 @@ pub(super) struct Sample {
     /// Its voluntary context switches during the load (each time one of
     /// its processes or threads slept and was woken), the same way.
     pub(super) wakeups: f64,
+    /// Its minor page faults during the load, the same way: a count of
+    /// work done (a fork's copied pages), which no busy machine changes.
+    pub(super) faults: f64,
     /// The whole run's, start and stop included.
     pub(super) gross: Usage,
     /// The same server's started and stopped without a client, just
@@ -53,6 +56,7 @@ impl Sample {
         let net = self.gross.minus(idle);
         self.server_cpu_ms = net.cpu_seconds.max(0.0) * 1000.0;
         self.wakeups = net.wakeups.max(0.0);
+        self.faults = net.faults.max(0.0);
     }
 
     /// Connections tried, completed or not.
@@ -80,6 +84,11 @@ impl Sample {
     /// Voluntary context switches per connection.
     pub(super) fn wakeups_per_connection(&self) -> f64 {
         self.per_tried(self.wakeups)
+    }
+
+    /// Minor page faults per connection.
+    pub(super) fn faults_per_connection(&self) -> f64 {
+        self.per_tried(self.faults)
     }
 }
 
@@ -115,6 +124,7 @@ pub(super) fn measure(
         load,
         server_cpu_ms: 0.0,
         wakeups: 0.0,
+        faults: 0.0,
         gross,
         idle,
         load_cpu_ms: load_usage.cpu_seconds * 1000.0,
@@ -132,6 +142,9 @@ pub(super) struct Usage {
     pub(super) cpu_seconds: f64,
     /// Voluntary context switches.
     pub(super) wakeups: f64,
+    /// Minor page faults (each page a process touched for the first time
+    /// or copied on write).
+    pub(super) faults: f64,
 }
 
 impl Usage {
@@ -142,6 +155,7 @@ impl Usage {
             Usage {
                 cpu_seconds: seconds(u.user_time()) + seconds(u.system_time()),
                 wakeups: u.voluntary_context_switches() as f64,
+                faults: u.minor_page_faults() as f64,
             }
         })
     }
@@ -150,6 +164,7 @@ impl Usage {
         Usage {
             cpu_seconds: self.cpu_seconds - other.cpu_seconds,
             wakeups: self.wakeups - other.wakeups,
+            faults: self.faults - other.faults,
         }
     }
 }

@@ -143,6 +143,10 @@ pub struct Row {
     /// per connection: how many of them slept and were woken, the herd
     /// included.
     pub wakeups_per_connection: Stat,
+    /// Minor page faults of the server's processes per connection: the
+    /// pages a fork copies on write, a thread's new stack. A count of work,
+    /// so it holds from run to run where CPU time drifts with the machine.
+    pub faults_per_connection: Stat,
     /// The load generator's own CPU per connection, µs.
     pub load_cpu_per_connection_us: Stat,
     /// Whether the load generator, not the server, was the bottleneck in
@@ -262,6 +266,7 @@ fn less_idle(cells: &[(Model, usize)], samples: &mut [Vec<Option<Sample>>]) {
         let idle = measure::Usage {
             cpu_seconds: Stat::of(idles.iter().map(|u| u.cpu_seconds)).median,
             wakeups: Stat::of(idles.iter().map(|u| u.wakeups)).median,
+            faults: Stat::of(idles.iter().map(|u| u.faults)).median,
         };
         for (c, cell) in cells.iter().zip(samples.iter_mut()) {
             if c.0 == model {
@@ -324,6 +329,7 @@ fn report(spec: &CompareSpec, cells: &[(Model, usize)], samples: &[Vec<Option<Sa
             within_noise: above_iterative.is_some_and(|a| a.within_noise_of_zero()),
             fork_times: None,
             wakeups_per_connection: stat(&|s| s.wakeups_per_connection()),
+            faults_per_connection: stat(&|s| s.faults_per_connection()),
             load_cpu_per_connection_us: stat(&|s| s.load_cpu_per_connection_us()),
             load_bound,
             pss_peak_mib: ok.iter().map(|s| s.pss_peak_bytes).max().unwrap_or(0) as f64

@@ -61,6 +61,7 @@ fn compare_runs_every_model_fills_every_column_and_charts_each() {
             "cpu_per_connection_us",
             "above_iterative_us",
             "wakeups_per_connection",
+            "faults_per_connection",
             "load_cpu_per_connection_us",
         ] {
             assert!(

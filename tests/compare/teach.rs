@@ -33,6 +33,26 @@ fn two_runs_back_to_back_agree_within_their_printed_spread() {
     let (first, second) = (compare(&args), compare(&args));
     for model in ["fork", "prefork", "pool"] {
         let (a, b) = (row(&first, model), row(&second, model));
+        // The work done holds where the time does not: fork's pages
+        // copied on write are the same count in both runs, within the
+        // larger spread or, where the rounds agreed closely, half a fault
+        // and a tenth (a server's start, taken off as its idle run, varies
+        // by some hundreds of faults).
+        let ((fa, ha), (fb, hb)) = (
+            figure(&a["faults_per_connection"]),
+            figure(&b["faults_per_connection"]),
+        );
+        eprintln!("{model}: {fa:.1} ±{ha:.1} then {fb:.1} ±{hb:.1} faults per connection");
+        assert!(
+            (fa - fb).abs() <= ha.max(hb).max(0.5 + fa.max(fb) / 10.0),
+            "{model}: {fa:.1} ±{ha:.1} and {fb:.1} ±{hb:.1} faults per connection"
+        );
+        if model == "fork" {
+            assert!(
+                fa >= 5.0,
+                "fork: {fa:.1} faults per connection, too few for a fork"
+            );
+        }
         for r in [a, b] {
             let (median, half) = figure(&r["above_iterative_us"]);
             // Never a negative cost: a range that reaches zero is ≈0.

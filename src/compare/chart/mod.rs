@@ -137,6 +137,7 @@ mod tests {
             within_noise: above.is_some_and(|a| a.within_noise_of_zero()),
             fork_times: None,
             wakeups_per_connection: s(2.0),
+            faults_per_connection: s(1.0),
             load_cpu_per_connection_us: s(20.0),
             load_bound: false,
             pss_peak_mib: 2.0,
