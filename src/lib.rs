@@ -21,9 +21,9 @@
 //! | `backoff` | when a process that cannot fork tries again, and the lines it logs (the master's pools, the `prefork-pass` runner) |
 //! | `worker` | the child: drop privileges, accept, check the client, run the handler, exit with a meaning; a UDP builtin's datagrams; a wait service's program on the socket itself |
 //! | `exit` | the exit statuses a worker and a runner tell the master why they stopped with ([`WorkerExit`]) |
-//! | [`scoreboard`] | one shared-memory slot per worker: state, client, served |
+//! | [`scoreboard`] | one shared-memory slot per worker: state, client, served; one per pool: its counters, which outlive its workers |
 //! | [`privileges`] | what a worker becomes: user, group, chroot, limits |
-//! | [`service`] | handlers: the RFC 862–868 builtins and exec'd programs |
+//! | [`service`] | handlers: the RFC 862–868 builtins, preforkd's `work` and `metrics` (OpenMetrics from the scoreboard), and exec'd programs |
 //! | [`log`] | stderr or syslog, one line per message |
 //! | `sys` | every `unsafe` block and OS call: fork, spawning programs, signals, descriptors, shared memory, privileges, daemon |
 //! | [`models`] | the server designs of UNP chapter 30 (`--model`): how a worker accepts, how a pool's socket is bound, the single-process runners |

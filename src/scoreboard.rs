@@ -2,8 +2,12 @@
 //! worker, read by the master (for the pool's size, the timeouts, per_source
 //! and `preforkd status`).
 //!
-//! A slot is eight 64-bit atomic words in a mapping made before the first
-//! fork (see `sys::shm`). The master hands out free slots and clears them
+//! A slot is sixteen 64-bit atomic words in a mapping made before the
+//! first fork (see `sys::shm`); a worker's uses the first eight, a pool's
+//! shared slot also holds the pool's [`Counter`]s, which outlive its
+//! workers (the master adds what it knows, started and died young; the
+//! workers what they see, refusals and bytes; a reaped worker's served
+//! connections are folded in). The master hands out free slots and clears them
 //! when it reaps a worker; a worker writes only its own. Nothing is locked,
 //! so a worker killed in the middle of an update leaves at worst one stale
 //! field, which the master overwrites when it frees the slot.
@@ -18,7 +22,7 @@ use crate::sys::shm::{monotonic_ms, SharedWords};
 /// Slots in the board: the most workers of all pools together.
 pub const MAX_SLOTS: usize = 4096;
 
-const SLOT_WORDS: usize = 8;
+const SLOT_WORDS: usize = 16;
 const PID: usize = 0; // pid | generation << 32
 const STATE: usize = 1;
 const SERVED: usize = 2;
@@ -30,6 +34,33 @@ const POOL: usize = 7; // the pool's shared slot + 1
 
 /// In a pool's shared slot: the rate limiter's state.
 const RATE: usize = 0;
+/// In a pool's shared slot: which pool holds it (a number never reused).
+const SERIAL: usize = 8;
+/// In a pool's shared slot: the first [`Counter`] (then one word each).
+const COUNTERS: usize = 9;
+
+/// A pool's counters, in its shared slot: totals since the pool started.
+/// (Its connections served are the `served` of its shared slot: those of
+/// reaped workers, to which the live workers' own are added.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// Workers forked (the master's).
+    Started,
+    /// Workers that died young or could not start (the master's).
+    DiedYoung,
+    /// Connections refused by only_from, no_access or per_source.
+    RefusedRule,
+    /// Connections refused by rate.
+    RefusedRate,
+    /// Connections refused for their PROXY protocol header.
+    RefusedProxy,
+    /// Bytes read from clients by handlers that read through `Connection`.
+    BytesIn,
+    /// Bytes written to clients by handlers that write through `Connection`.
+    BytesOut,
+}
+
+const _: () = assert!(COUNTERS + (Counter::BytesOut as usize) < SLOT_WORDS);
 
 /// What a worker is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +123,8 @@ pub struct Scoreboard {
     /// The UDP services' per-source limiter, and its hash key.
     sources: SharedWords,
     hasher: RandomState,
+    /// The next pool's serial.
+    serial: u64,
 }
 
 impl Scoreboard {
@@ -102,6 +135,7 @@ impl Scoreboard {
             free: (0..MAX_SLOTS).rev().collect(),
             sources: SharedWords::new(2 * SOURCES)?,
             hasher: RandomState::new(),
+            serial: 0,
         })
     }
 
@@ -120,11 +154,55 @@ impl Scoreboard {
         Some(index)
     }
 
-    /// Takes a slot for a pool's shared counters (its rate limiter).
+    /// Takes a slot for a pool's shared counters (its rate limiter), with
+    /// a serial no other pool of this board has.
     pub fn allocate_shared(&mut self) -> Option<usize> {
         let index = self.allocate(0)?;
+        self.serial += 1;
+        self.slot(index).w[SERIAL].store(self.serial, Ordering::SeqCst);
         self.slot(index).set(State::Shared);
         Some(index)
+    }
+
+    /// Whether `index` is still the shared slot of the pool with `serial`
+    /// (a worker forked before a reload may ask about a pool since gone).
+    pub fn is_pool(&self, index: usize, serial: u64) -> bool {
+        index < MAX_SLOTS
+            && self.slot(index).state() == State::Shared
+            && self.serial(index) == serial
+    }
+
+    /// The serial of the pool whose shared slot is `index`.
+    pub fn serial(&self, index: usize) -> u64 {
+        self.slot(index).w[SERIAL].load(Ordering::SeqCst)
+    }
+
+    /// The live workers of the pool whose shared slot is `pool`: how many
+    /// are busy, how many idle, and the connections they served.
+    pub fn pool_workers(&self, pool: usize) -> (u64, u64, u64) {
+        let tag = pool as u64 + 1;
+        let (mut busy, mut idle, mut served) = (0, 0, 0);
+        for w in self.words.words().chunks_exact(SLOT_WORDS) {
+            if w[POOL].load(Ordering::Relaxed) != tag {
+                continue;
+            }
+            match State::from_word(w[STATE].load(Ordering::Relaxed)) {
+                State::Busy => busy += 1,
+                State::Idle => idle += 1,
+                _ => {}
+            }
+            served += w[SERVED].load(Ordering::Relaxed);
+        }
+        (busy, idle, served)
+    }
+
+    /// A reaped worker's connections served join its pool's total: its
+    /// slot leaves the pool first, so that a reader never counts them
+    /// twice (at worst once not at all, for an instant).
+    pub fn fold_served(&self, index: usize, pool: usize) {
+        let slot = self.slot(index);
+        slot.w[POOL].store(0, Ordering::SeqCst);
+        self.slot(pool).w[SERVED].fetch_add(slot.served(), Ordering::SeqCst);
     }
 
     /// Busy connections from `ip` in the pool whose shared slot is `pool`.
@@ -173,6 +251,18 @@ impl Slot<'_> {
     /// Records which pool the worker belongs to (by its shared slot).
     pub fn set_pool(&self, pool: usize) {
         self.w[POOL].store(pool as u64 + 1, Ordering::SeqCst);
+    }
+
+    /// Adds `n` to a pool's counter (in its shared slot).
+    pub fn add(&self, counter: Counter, n: u64) {
+        if n > 0 {
+            self.w[COUNTERS + counter as usize].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// A pool's counter (in its shared slot).
+    pub fn count(&self, counter: Counter) -> u64 {
+        self.w[COUNTERS + counter as usize].load(Ordering::Relaxed)
     }
 
     /// The rate limiter's word, in a pool's shared slot.

@@ -190,7 +190,7 @@ fn target_of(service: &str, args: &CompareArgs) -> Result<(Target, Request), Err
             ))),
             _ => Ok((Target::Builtin(service.into()), Request::Echo(0))),
         },
-        Builtin::Discard | Builtin::Chargen => Err(Error::Usage(format!(
+        Builtin::Discard | Builtin::Chargen | Builtin::Metrics => Err(Error::Usage(format!(
             "--service {service}: compare measures services that answer and close: echo, daytime, time, work or exec"
         ))),
     }

@@ -71,6 +71,13 @@ impl ServiceConfig {
                     b.name()
                 ))
             }
+            Service::Builtin(b) if b.needs_scoreboard() && !self.pool.model.is_process_pool() => {
+                Err(format!(
+                    "builtin {} reads the workers' scoreboard: it needs a prefork model, not model = \"{}\"",
+                    b.name(),
+                    self.pool.model
+                ))
+            }
             _ => Ok(()),
         }
     }

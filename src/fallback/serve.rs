@@ -49,6 +49,9 @@ pub(crate) fn threaded(service: &ServiceConfig) -> Result<ServiceConfig, String>
     if service.pool.wait {
         return unavailable("wait = true".into());
     }
+    if matches!(&service.service, Service::Builtin(b) if b.needs_scoreboard()) {
+        return unavailable("builtin = \"metrics\"".into());
+    }
     let keys = service.process_pool_keys();
     if !keys.is_empty() {
         return unavailable(keys.join(", "));

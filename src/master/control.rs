@@ -27,6 +27,7 @@ use super::{Ended, Master, Phase, PoolRun};
 use crate::error::Error;
 use crate::net::{Connection, ListenAddr, Listener};
 use crate::scoreboard::State;
+use crate::service::builtin::metrics::PoolCounts;
 use crate::sys;
 
 /// Binds the control socket at `path`, non-blocking, its file born with
@@ -179,6 +180,8 @@ pub(crate) struct PoolStatus {
     pub busy: usize,
     pub idle: usize,
     pub served: u64,
+    /// The numbers `/metrics` gives (the `metrics` builtin).
+    pub counters: PoolCounts,
     pub workers: Vec<WorkerStatus>,
 }
 
@@ -342,6 +345,7 @@ impl Master<'_> {
                 }
             })
             .collect();
+        let counters = PoolCounts::read(&self.board, run.shared_slot);
         PoolStatus {
             service: run.plan.name.clone(),
             address: run.listener.local_display().to_string(),
@@ -349,7 +353,8 @@ impl Master<'_> {
             retiring: run.retiring.is_some(),
             busy: workers.iter().filter(|w| w.state == "busy").count(),
             idle: workers.iter().filter(|w| w.state == "idle").count(),
-            served: run.served_by_gone + workers.iter().map(|w| w.served).sum::<u64>(),
+            served: counters.served,
+            counters,
             workers,
         }
     }

@@ -40,6 +40,7 @@ use crate::error::Error;
 use crate::models::accept::PoolShared;
 use crate::net::Listener;
 use crate::scoreboard::Scoreboard;
+use crate::service::builtin::metrics::PoolLabel;
 use crate::spec::PoolSpec;
 use crate::sys;
 use crate::sys::process::Pid;
@@ -123,11 +124,9 @@ struct PoolRun<'a> {
     retiring: Option<Instant>,
     /// What the scoreboard watch keeps about this pool.
     watch: watch::PoolWatch,
-    /// The pool's shared slot on the scoreboard (its rate limiter; the tag
-    /// its workers' slots carry, for per_source).
+    /// The pool's shared slot on the scoreboard (its rate limiter, its
+    /// counters; the tag its workers' slots carry, for per_source).
     shared_slot: usize,
-    /// Connections served by workers that are gone.
-    served_by_gone: u64,
     /// What its workers share (`prefork-lock`'s lock file, `prefork-mutex`'s
     /// mutex), inherited by each.
     shared: PoolShared,
@@ -158,6 +157,9 @@ pub(crate) struct Master<'a> {
     leaving: stop::Leaving,
     sockets: BTreeMap<SocketKey, Rc<Listener>>,
     pools: Vec<PoolRun<'a>>,
+    /// Every pool's names and shared slot, for the `metrics` builtin:
+    /// made when the pools change, given to each worker by reference.
+    directory: Vec<PoolLabel>,
     graceful_timeout: Duration,
     /// Reads the configuration again, for SIGHUP (`serve` only).
     reloader: Option<Reloader<'a>>,

@@ -24,6 +24,7 @@ use super::spawn::startable;
 use super::{Master, NUDGE_EVERY};
 use crate::config::Sizing;
 use crate::models::socket::{bind, refresh};
+use crate::service::{Builtin, Service};
 use crate::spec::PoolSpec;
 use crate::sys;
 
@@ -176,6 +177,25 @@ impl Master<'_> {
         }
         // 3. ...then the old ones leave.
         self.signal_workers(|r| r.retiring.is_some(), Signal::SIGTERM);
+        // The metrics workers list the pools of their fork: new ones do.
+        self.refresh_directory();
+        if started > 0 || retired > 0 {
+            let metrics: Vec<_> = self
+                .pools
+                .iter()
+                .filter(|r| r.retiring.is_none())
+                .filter(|r| {
+                    matches!(
+                        r.plan.job.service(),
+                        Some(Service::Builtin(Builtin::Metrics))
+                    )
+                })
+                .flat_map(|r| r.pool.pids().collect::<Vec<_>>())
+                .collect();
+            for pid in metrics {
+                self.retire_worker(pid);
+            }
+        }
         if retired > 0 {
             self.leaving.next_nudge = Some(sys::time::after(now, NUDGE_EVERY));
         }

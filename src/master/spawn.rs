@@ -13,6 +13,8 @@ use super::{plan, signals, watch, Master, Phase, PoolRun};
 use crate::config::Protocol;
 use crate::error::Error;
 use crate::models::accept::PoolShared;
+use crate::scoreboard::Counter;
+use crate::service::builtin::metrics::PoolLabel;
 use crate::spec::PoolSpec;
 use crate::sys;
 use crate::sys::process::{ChildExit, Fork, ForkError, Pid};
@@ -60,11 +62,14 @@ impl<'a> Master<'a> {
                             .is_adaptive()
                             .then(|| self.busy_pipe.1.as_fd()),
                         udp_ports: &udp_ports,
+                        pools: &self.directory,
                     }
                     .run(),
                     Ok(Fork::Parent(pid)) => {
                         self.board.slot(slot).set_pid(pid.as_raw() as u32);
-                        self.board.slot(slot).set_pool(self.pools[i].shared_slot);
+                        let shared = self.pools[i].shared_slot;
+                        self.board.slot(slot).set_pool(shared);
+                        self.board.slot(shared).add(Counter::Started, 1);
                         self.pools[i].pool.forked(pid, now, slot);
                     }
                     Err(e @ (ForkError::Threaded(_) | ForkError::Unverifiable(_))) => {
@@ -135,8 +140,11 @@ impl<'a> Master<'a> {
             }
             return;
         };
-        run.served_by_gone += self.board.slot(slot).served();
+        self.board.fold_served(slot, run.shared_slot);
         self.board.release(slot);
+        if matches!(verdict, Verdict::Failure { .. } | Verdict::Fatal) {
+            self.board.slot(run.shared_slot).add(Counter::DiedYoung, 1);
+        }
         run.watch.forget(pid);
         self.leaving.retired.remove(&pid);
         let service = &run.plan.name;
@@ -201,7 +209,6 @@ impl<'a> Master<'a> {
         };
         self.pools.push(PoolRun {
             shared_slot,
-            served_by_gone: 0,
             shared,
             plan: spec,
             listener,
@@ -209,6 +216,27 @@ impl<'a> Master<'a> {
             retiring: None,
             watch: watch::PoolWatch::default(),
         });
+        self.refresh_directory();
+    }
+
+    /// Makes the list of pools the `metrics` builtin reads again (the
+    /// pools changed); workers forked from now on get the new one. A
+    /// retiring pool is left out: its replacement has the same labels.
+    pub(super) fn refresh_directory(&mut self) {
+        self.directory = self
+            .pools
+            .iter()
+            .filter(|r| r.retiring.is_none())
+            .map(|r| {
+                PoolLabel::new(
+                    &r.plan.name,
+                    r.listener.local_display(),
+                    &r.plan.protocol().to_string(),
+                    r.shared_slot,
+                    self.board.serial(r.shared_slot),
+                )
+            })
+            .collect();
     }
 }
 

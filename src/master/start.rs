@@ -45,6 +45,7 @@ impl<'a> Master<'a> {
             leaving: Leaving::default(),
             sockets: bound.into_iter().map(|(k, l)| (k, Rc::new(l))).collect(),
             pools: Vec::new(),
+            directory: Vec::new(),
             graceful_timeout: plan.graceful_timeout,
             reloader,
             generation: 1,

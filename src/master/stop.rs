@@ -156,6 +156,7 @@ impl Master<'_> {
             self.kill_where(overdue);
         }
         let board = &mut self.board;
+        let before = self.pools.len();
         self.pools.retain(|r| {
             let keep = r.retiring.is_none() || r.pool.len() > 0;
             if !keep {
@@ -163,6 +164,9 @@ impl Master<'_> {
             }
             keep
         });
+        if self.pools.len() != before {
+            self.refresh_directory();
+        }
         if !self.pools.iter().any(|r| r.retiring.is_some()) && self.leaving.retired.is_empty() {
             self.leaving.next_nudge = None;
         }

@@ -14,6 +14,8 @@ pub mod proxy;
 
 pub use addr::{AddrParseError, ListenAddr};
 #[cfg(unix)]
+pub(crate) use listen::take_traffic;
+#[cfg(unix)]
 pub use listen::{Connection, Listener};
 pub use peer::Peer;
 

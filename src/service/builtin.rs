@@ -1,7 +1,9 @@
 //! The built-in services of inetd, each to its RFC: echo (862), discard
 //! (863), chargen (864), daytime (867) and time (868), over TCP and UDP;
 //! and preforkd's own `work` (TCP only, see [`work`]), a handler whose CPU
-//! time, wait and answer size are set, to compare the models with.
+//! time, wait and answer size are set, to compare the models with; and
+//! `metrics` (TCP, the prefork models only, see [`metrics`]), which
+//! answers `GET /metrics` with the scoreboard's numbers, for Prometheus.
 //!
 //! echo and discard serve until the client closes; chargen sends until the
 //! client closes; daytime and time send one answer and close. A client that
@@ -18,6 +20,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::net::Connection;
 use crate::sys;
 
+#[cfg(unix)]
+pub mod metrics;
 pub mod work;
 pub use work::WorkSpec;
 
@@ -37,18 +41,22 @@ pub enum Builtin {
     /// preforkd's: read how many bytes the client wants, burn CPU, wait,
     /// send them, close (UNP's `web_child`; see [`work`]).
     Work(WorkSpec),
+    /// preforkd's: `GET /metrics` over HTTP/1.x, the daemon's pools in
+    /// OpenMetrics text, read from the scoreboard (see [`metrics`]).
+    Metrics,
 }
 
 /// Every builtin, with its name and its standard port (inetd's `biltins[]`;
 /// 0 for `work`, which is preforkd's own and has none), `work` with its
-/// default parameters.
-pub const BUILTINS: [(Builtin, &str, u16); 6] = [
+/// default parameters; `metrics`, preforkd's own too.
+pub const BUILTINS: [(Builtin, &str, u16); 7] = [
     (Builtin::Echo, "echo", 7),
     (Builtin::Discard, "discard", 9),
     (Builtin::Daytime, "daytime", 13),
     (Builtin::Chargen, "chargen", 19),
     (Builtin::Time, "time", 37),
     (Builtin::Work(WorkSpec::DEFAULT), "work", 0),
+    (Builtin::Metrics, "metrics", 0),
 ];
 
 /// The error for a name that is not a builtin, or for parameters a builtin
@@ -133,7 +141,7 @@ impl Builtin {
             other => other
                 .parse()
                 .ok()
-                .filter(|b| !matches!(b, Builtin::Work(_))),
+                .filter(|b| !matches!(b, Builtin::Work(_) | Builtin::Metrics)),
         }
     }
 
@@ -154,10 +162,16 @@ impl Builtin {
         self.entry().map_or(0, |(_, _, port)| *port)
     }
 
-    /// Whether it serves UDP too: all but `work`, which reads a request
-    /// line on a connection.
+    /// Whether it serves UDP too: all but `work` and `metrics`, which
+    /// read a request on a connection.
     pub fn serves_udp(self) -> bool {
-        !matches!(self, Builtin::Work(_))
+        !matches!(self, Builtin::Work(_) | Builtin::Metrics)
+    }
+
+    /// Whether only a prefork model's worker can serve it: `metrics`,
+    /// which reads the scoreboard and the daemon's list of pools.
+    pub fn needs_scoreboard(self) -> bool {
+        matches!(self, Builtin::Metrics)
     }
 
     /// Serves one TCP connection.
@@ -176,6 +190,12 @@ impl Builtin {
             Builtin::Daytime => stream.write_all(daytime_text().as_bytes()),
             Builtin::Time => stream.write_all(&time_since_1900().to_be_bytes()),
             Builtin::Work(spec) => work::serve(spec, &mut stream),
+            // A worker serves it with the scoreboard (`metrics::serve`);
+            // the config's checks keep it from every other runner.
+            Builtin::Metrics => Err(io::Error::new(
+                ErrorKind::Unsupported,
+                "builtin metrics is served by prefork workers only",
+            )),
         };
         match result {
             Err(e) if client_went_away(&e) => Ok(()),
@@ -220,7 +240,7 @@ impl Builtin {
             Builtin::Daytime => Some(daytime_text().into_bytes()),
             Builtin::Time => Some(time_since_1900().to_be_bytes().to_vec()),
             // Refused on UDP by the config's checks (`serves_udp`).
-            Builtin::Work(_) => None,
+            Builtin::Work(_) | Builtin::Metrics => None,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::Worker;
 use crate::exit::WorkerExit;
 use crate::net::acl::{Rate, UDP_PER_SOURCE};
-use crate::scoreboard::State;
+use crate::scoreboard::{Counter, State};
 use crate::service::builtin::answerable;
 use crate::service::Builtin;
 use crate::sys;
@@ -56,9 +56,13 @@ impl Worker<'_> {
                     continue;
                 }
             };
-            if let Err(why) =
-                answerable(source, self.udp_ports).and_then(|()| self.admit_datagram(source.ip()))
-            {
+            let admitted = answerable(source, self.udp_ports)
+                .map_err(|why| (None, why))
+                .and_then(|()| self.admit_datagram(source.ip()));
+            if let Err((counter, why)) = admitted {
+                if let Some(counter) = counter {
+                    self.seat.board.slot(self.seat.pool).add(counter, 1);
+                }
                 log::debug!(
                     "service {}: dropped a datagram from {source}: {why}",
                     self.name()
@@ -67,9 +71,14 @@ impl Worker<'_> {
             }
             self.seat.slot.begin(Some(source));
             taken += 1;
+            let pool = self.seat.board.slot(self.seat.pool);
+            pool.add(Counter::BytesIn, len as u64);
             if let Some(reply) = builtin.datagram_reply(&buf[..len], answered) {
                 match socket.send_to(&reply, source) {
-                    Ok(_) => answered += 1,
+                    Ok(n) => {
+                        answered += 1;
+                        pool.add(Counter::BytesOut, n as u64);
+                    }
                     Err(e) => log::debug!("service {}: sendto {source}: {e}", self.name()),
                 }
             }
@@ -80,10 +89,12 @@ impl Worker<'_> {
     /// Applies the service's access rules to a datagram from `ip`: the
     /// lists, `per_source` as datagrams per second from one address (by
     /// default [`UDP_PER_SOURCE`], so that every builtin's replies to one
-    /// address are limited), and `rate` for the whole socket.
-    fn admit_datagram(&self, ip: std::net::IpAddr) -> Result<(), &'static str> {
+    /// address are limited), and `rate` for the whole socket. A refusal
+    /// says which of the pool's counters it adds to.
+    fn admit_datagram(&self, ip: std::net::IpAddr) -> Result<(), (Option<Counter>, &'static str)> {
         let access = &self.spec.settings.access;
-        access.allows(ip)?;
+        let rule = |why| (Some(Counter::RefusedRule), why);
+        access.allows(ip).map_err(rule)?;
         let per_second = Rate {
             count: access.per_source.unwrap_or(UDP_PER_SOURCE),
             per_secs: 1,
@@ -95,11 +106,11 @@ impl Worker<'_> {
             .sources()
             .admit(self.seat.pool, ip, per_second, now)
         {
-            return Err("per_source limit reached");
+            return Err(rule("per_source limit reached"));
         }
         if let Some(rate) = access.rate {
             if !rate.admit(self.seat.board.slot(self.seat.pool).rate_state(), now) {
-                return Err("rate limit reached");
+                return Err((Some(Counter::RefusedRate), "rate limit reached"));
             }
         }
         Ok(())

@@ -33,8 +33,9 @@ use crate::models::accept::{AcceptError, Acceptor, PoolShared};
 use crate::models::{report_served, Runner};
 use crate::net::proxy::{self, Proxy};
 use crate::net::{Connection, Listener};
-use crate::scoreboard::{Scoreboard, Slot, State};
-use crate::service::{serve_one, Served, Service};
+use crate::scoreboard::{Counter, Scoreboard, Slot, State};
+use crate::service::builtin::metrics::{self, PoolLabel};
+use crate::service::{serve_one, Builtin, Served, Service};
 use crate::spec::{Job, PoolSpec};
 use crate::sys;
 use crate::sys::process::Pid;
@@ -60,6 +61,8 @@ pub(crate) struct Worker<'a> {
     pub busy_pipe: Option<BorrowedFd<'a>>,
     /// The daemon's UDP service ports, never answered (see `answerable`).
     pub udp_ports: &'a [u16],
+    /// The daemon's pools, for the `metrics` builtin.
+    pub pools: &'a [PoolLabel],
 }
 
 /// A worker's place on the scoreboard: its own slot, and its pool's
@@ -169,7 +172,11 @@ impl Worker<'_> {
     /// Applies the service's access rules to a client just accepted: to
     /// its own address, or to the one a trusted balancer's header named
     /// (whose `rate` was applied before its header: `with_rate` false).
-    fn admit(&self, conn: &crate::net::Connection, with_rate: bool) -> Result<(), String> {
+    fn admit(
+        &self,
+        conn: &crate::net::Connection,
+        with_rate: bool,
+    ) -> Result<(), (Counter, String)> {
         let access = &self.spec.settings.access;
         if access.is_open() {
             return Ok(());
@@ -177,11 +184,16 @@ impl Worker<'_> {
         let Some(ip) = conn.remote_addr().map(|a| a.ip()) else {
             return Ok(()); // Unix sockets: the file's mode is the access list.
         };
-        access.allows(ip).map_err(str::to_string)?;
+        access
+            .allows(ip)
+            .map_err(|e| (Counter::RefusedRule, e.to_string()))?;
         if let Some(limit) = access.per_source {
             // Our own slot is busy with this client already.
             if self.seat.board.busy_from(self.seat.pool, ip) > limit as usize {
-                return Err(format!("per_source limit of {limit} reached"));
+                return Err((
+                    Counter::RefusedRule,
+                    format!("per_source limit of {limit} reached"),
+                ));
             }
         }
         if with_rate {
@@ -191,19 +203,22 @@ impl Worker<'_> {
     }
 
     /// The service's `rate`, for each address it listens on.
-    fn admit_rate(&self) -> Result<(), String> {
+    fn admit_rate(&self) -> Result<(), (Counter, String)> {
         if let Some(rate) = self.spec.settings.access.rate {
             let state = self.seat.board.slot(self.seat.pool);
             if !rate.admit(state.rate_state(), sys::shm::monotonic_us()) {
-                return Err(format!("rate limit of {rate} reached"));
+                return Err((
+                    Counter::RefusedRate,
+                    format!("rate limit of {rate} reached"),
+                ));
             }
         }
         Ok(())
     }
 
     /// Everything a connection must pass before its handler runs; on
-    /// failure, the log line's id (W0030 access rules, W0031 PROXY header)
-    /// and why.
+    /// failure, the log line's id (W0030 access rules, W0031 PROXY header),
+    /// the pool's counter it adds to, and why.
     ///
     /// Without `proxy_protocol`, the access rules on the client. With it, a
     /// connection from a trusted balancer (or over a unix: socket, whose
@@ -214,8 +229,8 @@ impl Worker<'_> {
     /// nginx's `set_real_ip_from` treat it: judged by its own address
     /// before anything is read, never waited for, and refused if what it
     /// has sent already starts like a header.
-    fn screen(&self, conn: &mut Connection) -> Result<(), (&'static str, String)> {
-        let access = |e| ("W0030", e);
+    fn screen(&self, conn: &mut Connection) -> Result<(), (&'static str, Counter, String)> {
+        let access = |(counter, e)| ("W0030", counter, e);
         let Some(proxy) = &self.spec.settings.proxy_protocol else {
             return self.admit(conn, true).map_err(access);
         };
@@ -227,6 +242,7 @@ impl Worker<'_> {
                 if proxy::looks_like_header(&first[..n]) {
                     return Err((
                         "W0031",
+                        Counter::RefusedProxy,
                         format!("a PROXY protocol header from {peer}, not in trusted_proxies"),
                     ));
                 }
@@ -235,20 +251,22 @@ impl Worker<'_> {
             _ => {
                 self.admit_rate().map_err(access)?;
                 self.take_proxy_header(conn, proxy)
-                    .map_err(|e| ("W0031", e))?;
+                    .map_err(|e| ("W0031", Counter::RefusedProxy, e))?;
                 self.admit(conn, false).map_err(access)
             }
         }
     }
 
     /// Closes a connection at once, logs why under `id` (W0030 for the
-    /// access rules, W0031 for a bad PROXY header), and goes back to idle
-    /// without counting it as served.
-    fn refuse(&self, conn: Connection, id: &str, why: &str) {
+    /// access rules, W0031 for a bad PROXY header), counts it in the pool's
+    /// `counter`, and goes back to idle without counting it as served.
+    fn refuse(&self, conn: Connection, id: &str, counter: Counter, why: &str) {
         let client = conn
             .remote_addr()
             .map_or("a client".to_string(), |a| a.to_string());
         log::info!("{id} service {}: refused {client}: {why}", self.name());
+        // Counted before the client sees the close.
+        self.seat.board.slot(self.seat.pool).add(counter, 1);
         drop(conn);
         self.mark(|s| s.end_refused());
     }
@@ -328,8 +346,8 @@ impl Worker<'_> {
                 },
             };
             self.mark(|s| s.begin(conn.remote_addr()));
-            if let Err((id, why)) = self.screen(&mut conn) {
-                self.refuse(conn, id, &why);
+            if let Err((id, counter, why)) = self.screen(&mut conn) {
+                self.refuse(conn, id, counter, &why);
                 continue;
             }
             // Also clears the header's read timeout when there is none.
@@ -344,6 +362,12 @@ impl Worker<'_> {
                 self.serve_one(conn);
             }
             *served += 1;
+            // What the handler read and wrote, into the pool's totals: a
+            // worker's own slot is cleared when it is reaped.
+            let (bytes_in, bytes_out) = crate::net::take_traffic();
+            let pool = self.seat.board.slot(self.seat.pool);
+            pool.add(Counter::BytesIn, bytes_in);
+            pool.add(Counter::BytesOut, bytes_out);
             self.mark(|s| s.end());
             if let Some(limit) = self.spec.settings.max_memory {
                 let rss = sys::process::resident_bytes().unwrap_or(0);
@@ -399,6 +423,16 @@ impl Worker<'_> {
     /// Runs the job on one connection, catching a panic of its handler.
     fn serve_one(&self, conn: Connection) -> Served {
         match &self.spec.job {
+            Job::Service(Service::Builtin(Builtin::Metrics)) => {
+                let sources = metrics::Sources {
+                    board: self.seat.board,
+                    pools: self.pools,
+                    timeout: self.spec.settings.timeout,
+                };
+                serve_one(self.name(), || {
+                    metrics::serve(conn, &sources).map(|()| None)
+                })
+            }
             Job::Service(service) => serve_one(self.name(), || service.serve(conn)),
             Job::Handler(handler) => serve_one(self.name(), || handler.handle(conn).map(|()| None)),
         }

@@ -105,7 +105,7 @@ fn unknown_builtin() {
     fails_with(
         &["run", "127.0.0.1:0", "--builtin", "ech0"],
         2,
-        "unknown builtin 'ech0' (expected one of: echo, discard, daytime, chargen, time, work)",
+        "unknown builtin 'ech0' (expected one of: echo, discard, daytime, chargen, time, work, metrics)",
     );
 }
 

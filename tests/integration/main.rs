@@ -14,6 +14,7 @@ mod library;
 mod limits;
 mod load;
 mod log_level;
+mod metrics;
 mod models;
 mod packaging;
 mod pool;

@@ -71,6 +71,8 @@ impl Session {
                 at: 0,
             },
             Builtin::Work(_) => Kind::WorkRead(WorkLine::default()),
+            // Refused for this model by the config's checks.
+            Builtin::Metrics => Kind::Discard,
         };
         let mut session = Session {
             conn,

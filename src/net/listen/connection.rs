@@ -9,6 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 
@@ -31,6 +32,7 @@ impl Listener {
             stream,
             peer,
             proxied_local: None,
+            traffic: Traffic::default(),
         })
     }
 
@@ -52,6 +54,7 @@ impl Listener {
             stream,
             peer,
             proxied_local: None,
+            traffic: Traffic::default(),
         })
     }
 }
@@ -65,6 +68,43 @@ pub struct Connection {
     peer: Option<SocketAddr>,
     /// The address the client connected to, from a PROXY protocol header.
     proxied_local: Option<SocketAddr>,
+    /// Bytes read and written through this `Connection`.
+    traffic: Traffic,
+}
+
+/// Bytes read and written through the connections this process has
+/// closed, and not yet taken ([`take_traffic`]).
+static READ: AtomicU64 = AtomicU64::new(0);
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+/// A connection's byte counts: plain numbers while it is open, added to
+/// the process's ([`take_traffic`]) once when it is dropped, so counting
+/// costs no system call and one atomic add per connection.
+#[derive(Debug, Default)]
+struct Traffic {
+    read: u64,
+    written: u64,
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        if self.read > 0 {
+            READ.fetch_add(self.read, Ordering::Relaxed);
+        }
+        if self.written > 0 {
+            WRITTEN.fetch_add(self.written, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The bytes read and written through the connections this process closed
+/// since the last call: what its handlers received and sent (not what a
+/// program that was given the socket itself did with it).
+pub(crate) fn take_traffic() -> (u64, u64) {
+    (
+        READ.swap(0, Ordering::Relaxed),
+        WRITTEN.swap(0, Ordering::Relaxed),
+    )
 }
 
 #[derive(Debug)]
@@ -174,19 +214,23 @@ impl AsFd for Connection {
 
 impl Read for Connection {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.stream {
+        let n = match &mut self.stream {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s, _) => s.read(buf),
-        }
+        }?;
+        self.traffic.read += n as u64;
+        Ok(n)
     }
 }
 
 impl Write for Connection {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.stream {
+        let n = match &mut self.stream {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s, _) => s.write(buf),
-        }
+        }?;
+        self.traffic.written += n as u64;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {

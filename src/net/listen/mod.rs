@@ -27,6 +27,7 @@ use super::ListenAddr;
 use crate::sys;
 use crate::sys::path::FileId;
 
+pub(crate) use connection::take_traffic;
 pub use connection::Connection;
 use unix::adopted_file;
 
