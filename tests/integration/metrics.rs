@@ -169,11 +169,16 @@ fn metrics_count_a_known_load_agree_with_status_and_pass_promtool() {
         assert_eq!(echoed.is_ok(), i < 3, "connection {i}: {echoed:?}");
     }
 
-    // A worker counts a connection once its client has gone.
+    // A worker counts a connection once its client has gone, and is idle
+    // again a moment after it counted a refusal.
     let settled = |body: &str| {
         let e = samples(body, "echo");
         let l = samples(body, "limited");
-        e["preforkd_connections_total{}"] == 10 && l["preforkd_connections_total{}"] == 3
+        let busy = "preforkd_workers{state=\"busy\"}";
+        e["preforkd_connections_total{}"] == 10
+            && l["preforkd_connections_total{}"] == 3
+            && e[busy] == 0
+            && l[busy] == 0
     };
     assert!(
         wait_until(Duration::from_secs(5), || settled(&scrape(&metrics, None))),
