@@ -11,6 +11,8 @@ mod errors;
 mod exec;
 mod import;
 mod library;
+mod library_hooks;
+mod library_knobs;
 mod limits;
 mod load;
 mod log_level;
