@@ -11,6 +11,7 @@ mod errors;
 mod exec;
 mod import;
 mod library;
+mod library_examples;
 mod library_hooks;
 mod library_knobs;
 mod limits;
