@@ -15,7 +15,7 @@
 //! |---|---|
 //! | `cli`, `commands` | the command line (clap; the only place flag names are spelled) and what each subcommand does |
 //! | [`config`] | the TOML file: typed values, every error at file:line:column; the inetd.conf importer |
-//! | `spec` | one pool, built once (from the config, `run`'s flags or [`Server`]) and read by reference below |
+//! | `spec` | one pool, built once (from the config, `run`'s flags or [`Server`]) and read by reference below; the hooks a library program's workers run ([`WorkerInfo`]) |
 //! | [`net`] | addresses, binding, listening, the accepted [`Connection`]; access rules; the PROXY protocol of load balancers |
 //! | `master` | the supervisor: one signal loop, pools and back-off, the scoreboard watch, reload, upgrade, the control socket |
 //! | `backoff` | when a process that cannot fork tries again, and the lines it logs (the master's pools, the `prefork-pass` runner) |
@@ -28,7 +28,7 @@
 //! | `sys` | every `unsafe` block and OS call: fork, spawning programs, signals, descriptors, shared memory, privileges, daemon |
 //! | [`models`] | the server designs of UNP chapter 30 (`--model`): how a worker accepts, how a pool's socket is bound, the single-process runners |
 //! | [`compare`], [`load`] | `preforkd compare`: every model against the same load, measured from outside; the one load generator (of `compare`, `preforkd load` and the benchmarks under bench/) |
-//! | `server` | the library's [`Server`]: one pool of the master's, your handler |
+//! | `server` | the library's [`Server`]: a pool of the master's per listener, each with your handler; the builder's knobs over the pool spec; the lifecycle hooks (before the first fork, after fork, worker exit, reload) |
 //! | `fallback` | serving without fork (Windows), in one folder: every TCP service on a thread pool of std's, exec services through pipes |
 //!
 //! # The dependency rule: arrows point down
@@ -63,7 +63,9 @@
 //! library's [`Server`], which forks, is not there. `tools/cross-check`
 //! type-checks the Windows, macOS and FreeBSD builds from Linux.
 //!
-//! # Writing your own pre-fork server
+//! # Writing your own pre-fork server: a tutorial
+//!
+//! ## A handler
 //!
 //! Give [`Server`] a [`Handler`], or a closure over the [`Connection`]:
 //!
@@ -79,9 +81,121 @@
 //! ```
 //!
 //! `serve` forks the workers and returns when the server is stopped by a
-//! signal. The process must be single-threaded when it calls `serve`
-//! (forking a multi-threaded process is refused), and each worker is a copy
-//! of it: anything set up before `serve` is there in every worker.
+//! signal (SIGTERM gracefully, SIGINT at once). The process must be
+//! single-threaded when it calls `serve` (forking a multi-threaded process
+//! is refused), and each worker is a copy of it: anything set up before
+//! `serve` is there in every worker. A handler serving a long connection
+//! can ask [`stop_pending`] between requests.
+//!
+//! ## A pool
+//!
+//! Each listener is one pool of the master's, with the same
+//! [`config::PoolSettings`] a `[[service]]` of the daemon's config file
+//! gives: the knobs set its fields, [`Server::pool_settings`] reaches any.
+//! [`Server::listen`] adds a listener with its own handler and pool; the
+//! knobs that follow set that pool.
+//!
+//! ```no_run
+//! use std::io::Write;
+//! use std::time::Duration;
+//! use preforkd::{Connection, Server};
+//!
+//! fn main() -> Result<(), preforkd::Error> {
+//!     Server::bind("127.0.0.1:8080")?
+//!         .adaptive(2, 1, 8, 64)?              // start, min_spare, max_spare, max
+//!         .max_requests(10_000, 500)           // recycle, with jitter
+//!         .timeout(Duration::from_secs(30))    // idle clients closed, stuck handlers killed
+//!         .only_from(&["10.0.0.0/8", "127.0.0.1"])?
+//!         .per_source(8)
+//!         .rate("200/s")?
+//!         .listen("unix:/run/app/admin.sock", |mut c: Connection| c.write_all(b"ok\n"))?
+//!         .name("admin")
+//!         .workers(1)
+//!         .graceful_timeout(Duration::from_secs(10))
+//!         .serve(|mut c: Connection| c.write_all(b"hello\n"))
+//! }
+//! ```
+//!
+//! ## Hooks
+//!
+//! [`Server::before_first_fork`] runs once in the master;
+//! [`Server::after_fork`] in each worker before its first accept (the
+//! place for a connection to a database); [`Server::before_worker_exit`]
+//! in each worker as it leaves. An after-fork hook that fails makes the
+//! worker exit with [`WorkerExit::Sick`]: the master backs off (at most
+//! about one fork a second) and recovers once the hook succeeds.
+//!
+//! ```no_run
+//! use std::cell::RefCell;
+//! use std::io::Write;
+//! use std::rc::Rc;
+//! use preforkd::{Connection, Server};
+//!
+//! fn main() -> Result<(), preforkd::Error> {
+//!     let db: Rc<RefCell<Option<std::fs::File>>> = Rc::default();
+//!     let opening = Rc::clone(&db);
+//!     Server::bind("127.0.0.1:8080")?
+//!         .before_first_fork(|| Ok(()))
+//!         .after_fork(move |worker| {
+//!             let file = std::fs::File::open("/var/lib/app/db")
+//!                 .map_err(|e| format!("worker {}: {e}", worker.pid()))?;
+//!             *opening.borrow_mut() = Some(file);
+//!             Ok(())
+//!         })
+//!         .before_worker_exit(|worker, why| eprintln!("{} leaves: {why:?}", worker.pid()))
+//!         .serve(move |mut conn: Connection| {
+//!             writeln!(conn, "db open: {}", db.borrow().is_some())
+//!         })
+//! }
+//! ```
+//!
+//! ## Reload
+//!
+//! On SIGHUP the master runs [`Server::on_reload`]: it changes the pools'
+//! settings, or refuses with a reason (logged; the running pools go on).
+//! Pools whose settings changed get new workers; the old ones finish
+//! their connection first, and no socket is closed.
+//!
+//! ```no_run
+//! use preforkd::{config::Sizing, Connection, Server};
+//!
+//! fn main() -> Result<(), preforkd::Error> {
+//!     Server::bind("127.0.0.1:8080")?
+//!         .on_reload(|reload| {
+//!             let n = std::fs::read_to_string("/etc/app/workers")
+//!                 .map_err(|e| e.to_string())?;
+//!             let n: usize = n.trim().parse().map_err(|_| "not a number".to_string())?;
+//!             if let Some(pool) = reload.pool_mut("server") {
+//!                 pool.sizing = Sizing::Fixed(n);
+//!             }
+//!             Ok(())
+//!         })
+//!         .serve(|_conn: Connection| Ok(()))
+//! }
+//! ```
+//!
+//! ## systemd
+//!
+//! Nothing to write: under socket activation (`$LISTEN_FDS`), `bind`
+//! binds nothing and `serve` takes the passed socket of the same address;
+//! under `Type=notify` (`$NOTIFY_SOCKET`) the master says `READY=1` once
+//! every worker is in accept, `RELOADING=1` around a reload, `STOPPING=1`,
+//! and the watchdog's `WATCHDOG=1` on time.
+//!
+//! ```no_run
+//! // preforkd-app.service: Type=notify, ExecStart=/usr/bin/app,
+//! // ExecReload=kill -HUP $MAINPID; preforkd-app.socket: ListenStream=8080
+//! fn main() -> Result<(), preforkd::Error> {
+//!     preforkd::Server::bind("0.0.0.0:8080")?.serve(|_c: preforkd::Connection| Ok(()))
+//! }
+//! ```
+//!
+//! What is public, and so kept across minor versions: the items this page
+//! lists (`Server` and its methods, `Handler`, `Connection`, `Reload`,
+//! `WorkerInfo`, `WorkerExit`, `stop_pending`, `Error`), and the `config`
+//! types a pool's settings are made of. The modules `cli`, `compare`,
+//! `load`, `models`, `service` and `scoreboard` are public for the
+//! `preforkd` binary and its tests, and may change in any release.
 
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
@@ -127,8 +241,9 @@ pub use service::{Builtin, ExecSpec, Service};
 pub use {
     exit::WorkerExit,
     net::{Connection, Listener},
-    server::{Options, Server},
+    server::{stop_pending, Reload, Server},
     service::Handler,
+    spec::WorkerInfo,
 };
 
 /// One worker per CPU. Counted once per process: finding out reads

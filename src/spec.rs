@@ -16,6 +16,7 @@
 use std::rc::Rc;
 
 use crate::config::{PoolSettings, Protocol, ServiceConfig};
+use crate::exit::WorkerExit;
 use crate::net::ListenAddr;
 use crate::service::{Handler, Service};
 
@@ -26,8 +27,48 @@ pub(crate) enum Job<'h> {
     /// socket, each connection; on a UDP socket, a builtin each datagram,
     /// and a program (a wait service) the socket itself.
     Service(Service),
-    /// The library's handler, for each connection.
-    Handler(Rc<dyn Handler + 'h>),
+    /// The library's handler, for each connection, with the hooks its
+    /// workers run around it.
+    Handler(Rc<dyn Handler + 'h>, Rc<WorkerHooks<'h>>),
+}
+
+/// An after-fork hook: see [`WorkerHooks::started`].
+pub(crate) type StartHook<'h> = Box<dyn Fn(&WorkerInfo) -> Result<(), String> + 'h>;
+
+/// An exit hook: see [`WorkerHooks::exiting`].
+pub(crate) type ExitHook<'h> = Box<dyn Fn(&WorkerInfo, WorkerExit) + 'h>;
+
+/// What a library program runs in each of its workers, besides the
+/// handler (the master's hooks are the `server`'s own).
+#[derive(Default)]
+pub(crate) struct WorkerHooks<'h> {
+    /// After fork and the privilege drop, before the first accept. An
+    /// error makes the worker exit with [`WorkerExit::Sick`], which the
+    /// master backs off from.
+    pub started: Option<StartHook<'h>>,
+    /// When the worker leaves its accept loop of its own accord (a stop,
+    /// `max_requests`, `max_memory`, a broken socket), before it exits.
+    pub exiting: Option<ExitHook<'h>>,
+}
+
+/// The worker a hook runs in: its pool and its process.
+#[derive(Debug, Clone)]
+pub struct WorkerInfo {
+    pub(crate) pool: String,
+    pub(crate) pid: u32,
+}
+
+impl WorkerInfo {
+    /// The name of the worker's pool (its listener's, as set by
+    /// [`Server::name`](crate::Server::name)).
+    pub fn pool(&self) -> &str {
+        &self.pool
+    }
+
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
 }
 
 impl Job<'_> {
@@ -35,7 +76,7 @@ impl Job<'_> {
     pub(crate) fn handler(&self) -> &dyn Handler {
         match self {
             Job::Service(service) => service,
-            Job::Handler(handler) => handler.as_ref(),
+            Job::Handler(handler, _) => handler.as_ref(),
         }
     }
 
@@ -44,14 +85,29 @@ impl Job<'_> {
     pub(crate) fn service(&self) -> Option<&Service> {
         match self {
             Job::Service(service) => Some(service),
-            Job::Handler(_) => None,
+            Job::Handler(..) => None,
         }
     }
 
-    /// Whether two jobs serve alike: the same builtin or program. A
-    /// library handler is like no other (the library does not reload).
+    /// The hooks a library program's workers run, if any.
+    pub(crate) fn hooks(&self) -> Option<&WorkerHooks<'_>> {
+        match self {
+            Job::Service(_) => None,
+            Job::Handler(_, hooks) => Some(hooks),
+        }
+    }
+
+    /// Whether two jobs serve alike: the same builtin or program, or the
+    /// very same library handler (a library reload that leaves a pool's
+    /// settings alone keeps its workers).
     fn same_as(&self, other: &Job<'_>) -> bool {
-        matches!((self, other), (Job::Service(a), Job::Service(b)) if a == b)
+        match (self, other) {
+            (Job::Service(a), Job::Service(b)) => a == b,
+            (Job::Handler(a, _), Job::Handler(b, _)) => {
+                std::ptr::addr_eq(Rc::as_ptr(a), Rc::as_ptr(b))
+            }
+            _ => false,
+        }
     }
 }
 

@@ -45,6 +45,12 @@ extern "C" fn record_stop(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
+/// Whether the handler [`install_stop_flag`] installed has run: in a
+/// worker, a stop is pending.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
 /// Installs a handler for `signal` that only records its arrival, and
 /// returns the flag it sets.
 ///

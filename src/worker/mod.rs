@@ -81,7 +81,7 @@ impl Worker<'_> {
         // master's, whose destructors would remove the daemon's files and
         // close descriptors already closed.
         let exit = panic::catch_unwind(AssertUnwindSafe(|| match self.setup() {
-            Ok((stop, acceptor)) => self.serve(stop, &acceptor),
+            Ok((stop, acceptor)) => self.serve_hooked(stop, &acceptor),
             Err(e) => {
                 log::error!("W0010 service {}: worker cannot start: {}", self.name(), e);
                 WorkerExit::Fatal
@@ -128,6 +128,36 @@ impl Worker<'_> {
         // (prctl(2)): ask for it again as the new user.
         sys::process::die_with_parent(self.master)?;
         Ok((stop, acceptor))
+    }
+
+    /// Serves between a library program's hooks: the after-fork hook
+    /// first (if it fails, the worker exits [`WorkerExit::Sick`] without
+    /// serving, and the master backs off as from any worker that dies
+    /// young), the exit hook last.
+    fn serve_hooked(&self, stop: &'static AtomicBool, acceptor: &Acceptor<'_>) -> WorkerExit {
+        let Some(hooks) = self.spec.job.hooks() else {
+            return self.serve(stop, acceptor);
+        };
+        let info = crate::spec::WorkerInfo {
+            pool: self.name().to_string(),
+            pid: std::process::id(),
+        };
+        if let Some(started) = &hooks.started {
+            if let Err(why) = started(&info) {
+                log::error!(
+                    "W0017 service {}: worker {}: the after-fork hook failed: {why}; the worker exits to be respawned with back-off",
+                    self.name(),
+                    info.pid
+                );
+                self.seat.slot.set(State::Exiting);
+                return WorkerExit::Sick;
+            }
+        }
+        let exit = self.serve(stop, acceptor);
+        if let Some(exiting) = &hooks.exiting {
+            exiting(&info, exit);
+        }
+        exit
     }
 
     /// The service's name, for logs.
@@ -434,7 +464,9 @@ impl Worker<'_> {
                 })
             }
             Job::Service(service) => serve_one(self.name(), || service.serve(conn)),
-            Job::Handler(handler) => serve_one(self.name(), || handler.handle(conn).map(|()| None)),
+            Job::Handler(handler, _) => {
+                serve_one(self.name(), || handler.handle(conn).map(|()| None))
+            }
         }
     }
 

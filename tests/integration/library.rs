@@ -8,9 +8,15 @@ use std::time::Duration;
 use crate::util::*;
 
 /// Cargo builds examples next to the binary's directory, under examples/.
-fn example(name: &str) -> PathBuf {
+pub fn example(name: &str) -> PathBuf {
     let bin = PathBuf::from(BIN);
-    bin.parent().unwrap().join("examples").join(name)
+    let path = bin.parent().unwrap().join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} not built (cargo test builds examples)",
+        path.display()
+    );
+    path
 }
 
 #[test]

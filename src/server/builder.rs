@@ -1,0 +1,217 @@
+//! The pool knobs of a [`Server`]: each sets one field of the
+//! [`PoolSettings`] of the listener added last, the same field a
+//! `[[service]]` key of the daemon's config file sets (preforkd.toml(5)
+//! describes each). [`Server::pool_settings`] reaches every field.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Server;
+use crate::config::{PoolSettings, Sizing};
+use crate::net::acl::{parse_net, Rate};
+use crate::net::proxy::{self, Proxy, ProxyVersion};
+use crate::privileges::{Account, Limits};
+use crate::Error;
+
+/// Every entry of `list` as a network, or the first that is not one.
+fn networks(key: &str, list: &[&str]) -> Result<Vec<ipnet::IpNet>, Error> {
+    list.iter()
+        .map(|s| parse_net(s).map_err(|e| Error::Usage(format!("{key}: {e}"))))
+        .collect()
+}
+
+impl Server {
+    /// Names the pool in log lines, `status` and the hooks' [`WorkerInfo`]
+    /// (`server` for the first, `server-N` for the N-th otherwise); each
+    /// listener needs its own.
+    ///
+    /// [`WorkerInfo`]: crate::WorkerInfo
+    pub fn name(mut self, name: impl Into<String>) -> Server {
+        self.current_mut().name = name.into();
+        self
+    }
+
+    /// A fixed pool of `n` workers (at least one): `workers = N`.
+    pub fn workers(mut self, n: usize) -> Server {
+        self.current_mut().settings.sizing = Sizing::Fixed(n.max(1));
+        self
+    }
+
+    /// An adaptive pool: `start` workers forked at first, at least
+    /// `min_spare` kept idle by forking as workers turn busy, idle ones
+    /// above `max_spare` retired, never more than `max` (`workers = {
+    /// start, min_spare, max_spare, max }`). An error names the number that
+    /// does not fit.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:8080")?.adaptive(2, 1, 4, 32)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn adaptive(
+        mut self,
+        start: usize,
+        min_spare: usize,
+        max_spare: usize,
+        max: usize,
+    ) -> Result<Server, Error> {
+        self.current_mut().settings.sizing =
+            Sizing::adaptive(Some(start), Some(min_spare), Some(max_spare), Some(max))
+                .map_err(|e| Error::Usage(format!("workers: {e}")))?;
+        Ok(self)
+    }
+
+    /// Retires a worker after `n` connections, plus up to `jitter` more
+    /// chosen per worker so that workers started together do not all
+    /// leave together (`max_requests`, `max_requests_jitter`). Its
+    /// replacement is forked at once; nothing waiting is lost.
+    pub fn max_requests(mut self, n: u64, jitter: u64) -> Server {
+        let settings = &mut self.current_mut().settings;
+        settings.max_requests = Some(n.max(1));
+        settings.max_requests_jitter = jitter;
+        self
+    }
+
+    /// Closes a connection idle for `timeout` (a read or write waits no
+    /// longer), and kills a worker whose handler is busy longer than that
+    /// (`timeout`).
+    pub fn timeout(mut self, timeout: Duration) -> Server {
+        self.current_mut().settings.timeout = Some(timeout);
+        self
+    }
+
+    /// Retires a worker, after its connection, once its resident memory is
+    /// larger than `bytes` (it is replaced at once; nothing is lost):
+    /// `max_memory`.
+    pub fn max_memory(mut self, bytes: u64) -> Server {
+        self.current_mut().settings.max_memory = Some(bytes);
+        self
+    }
+
+    /// Logs one line per connection (C0001, C0003): `log_connections`.
+    pub fn log_connections(mut self, on: bool) -> Server {
+        self.current_mut().settings.log_connections = on;
+        self
+    }
+
+    /// Serves only clients from these networks or addresses
+    /// (`10.0.0.0/8`, `::1`); others are closed at once and logged
+    /// (W0030): `only_from`.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind(":8080")?
+    ///     .only_from(&["127.0.0.0/8", "::1"])?
+    ///     .no_access(&["127.0.0.2"])?
+    ///     .per_source(4)
+    ///     .rate("100/s")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn only_from(mut self, networks_: &[&str]) -> Result<Server, Error> {
+        self.current_mut().settings.access.only_from = networks("only_from", networks_)?;
+        Ok(self)
+    }
+
+    /// Never serves clients from these networks (wins over `only_from`):
+    /// `no_access`.
+    pub fn no_access(mut self, networks_: &[&str]) -> Result<Server, Error> {
+        self.current_mut().settings.access.no_access = networks("no_access", networks_)?;
+        Ok(self)
+    }
+
+    /// At most `n` connections at once from one client address:
+    /// `per_source`.
+    pub fn per_source(mut self, n: u32) -> Server {
+        self.current_mut().settings.access.per_source = Some(n);
+        self
+    }
+
+    /// At most this many new connections per period (`"50/s"`, `"600/m"`)
+    /// on this listener; the others are closed at once: `rate`.
+    pub fn rate(mut self, rate: &str) -> Result<Server, Error> {
+        let rate: Rate = rate
+            .parse()
+            .map_err(|e| Error::Usage(format!("rate: {e}")))?;
+        self.current_mut().settings.access.rate = Some(rate);
+        Ok(self)
+    }
+
+    /// Expects a PROXY protocol header (`version`) first on connections
+    /// from the balancers in `trusted` (at least one network), and takes
+    /// the client's address from it: the access rules, `per_source` and
+    /// [`Connection::remote_addr`](crate::Connection::remote_addr) see the
+    /// client. Other peers are direct clients; a header from one of them
+    /// is refused (W0031). `proxy_protocol`, `trusted_proxies`.
+    ///
+    /// ```no_run
+    /// use preforkd::net::proxy::ProxyVersion;
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind(":8080")?
+    ///     .proxy_protocol(ProxyVersion::V2, &["10.0.0.5"])?;
+    /// # Ok(()) }
+    /// ```
+    pub fn proxy_protocol(
+        mut self,
+        version: ProxyVersion,
+        trusted: &[&str],
+    ) -> Result<Server, Error> {
+        if trusted.is_empty() {
+            return Err(Error::Usage(
+                "trusted_proxies: name at least one balancer".into(),
+            ));
+        }
+        self.current_mut().settings.proxy_protocol = Some(Proxy {
+            version,
+            trusted: networks("trusted_proxies", trusted)?,
+            timeout: proxy::DEFAULT_TIMEOUT,
+        });
+        Ok(self)
+    }
+
+    /// Workers switch to `user` (and `group`, instead of the user's
+    /// primary group) after fork, before the after-fork hook: `user`,
+    /// `group`. The master must be root for that; `serve` refuses
+    /// otherwise. An error says the user or group is unknown.
+    pub fn user(mut self, user: &str, group: Option<&str>) -> Result<Server, Error> {
+        let account = Account::lookup(user, group).map_err(Error::Usage)?;
+        self.current_mut().settings.privileges.account = Some(account);
+        Ok(self)
+    }
+
+    /// Workers chroot(2) to `dir` after fork (the master must be root):
+    /// `chroot`.
+    pub fn chroot(mut self, dir: impl Into<PathBuf>) -> Server {
+        self.current_mut().settings.privileges.chroot = Some(dir.into());
+        self
+    }
+
+    /// Resource limits each worker sets on itself after fork:
+    /// `limits`.
+    pub fn limits(mut self, limits: Limits) -> Server {
+        self.current_mut().settings.privileges.limits = limits;
+        self
+    }
+
+    /// On SIGTERM, how long busy workers may take before they are killed
+    /// (all listeners): `[daemon] graceful_timeout`.
+    pub fn graceful_timeout(mut self, timeout: Duration) -> Server {
+        self.graceful_timeout = timeout;
+        self
+    }
+
+    /// Changes any field of the pool's settings: the same
+    /// [`PoolSettings`] the daemon makes of a `[[service]]`.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:8080")?.pool_settings(|s| {
+    ///     s.model = preforkd::config::Model::PreforkLock;
+    ///     s.privileges.no_new_privs = true;
+    /// });
+    /// # Ok(()) }
+    /// ```
+    pub fn pool_settings(mut self, change: impl FnOnce(&mut PoolSettings)) -> Server {
+        change(&mut self.current_mut().settings);
+        self
+    }
+}

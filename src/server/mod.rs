@@ -1,0 +1,273 @@
+//! The library's pre-fork server: bind, set the pool, add hooks, `serve`.
+//!
+//! [`Server`] wraps the daemon's own machinery (`crate::master`, its pools,
+//! forked workers, reload, systemd) for a Rust program that brings its own
+//! [`Handler`]. Each listener is one pool of the master's, described by the
+//! same [`PoolSettings`] the daemon builds from its config file: the
+//! builder's knobs (in `builder.rs`) set its fields, nothing else. The
+//! hooks, and where each runs, are in `hooks.rs`; the crate docs show it
+//! all in use. Unix only: it forks.
+//!
+//! What does not live here: forking, supervising and reloading (the
+//! master's), serving a connection (the worker's).
+
+mod builder;
+mod hooks;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::config::PoolSettings;
+use crate::spec::{Job, PoolSpec, WorkerHooks};
+use crate::{master, net};
+use crate::{Error, Handler, ListenAddr, Listener};
+
+use hooks::Hooks;
+pub use hooks::Reload;
+
+/// Whether a graceful stop is pending in this worker: the master sent it
+/// SIGTERM (a stop, a reload that replaces its pool, a scale-down). A
+/// handler serving a long connection can look at it between requests and
+/// finish cleanly; the worker leaves once the handler returns. Always
+/// false in the master and before the first fork.
+///
+/// ```no_run
+/// use std::io::{BufRead, BufReader, Write};
+/// use preforkd::Connection;
+///
+/// fn handle(conn: Connection) -> std::io::Result<()> {
+///     let mut conn = BufReader::new(conn);
+///     let mut line = String::new();
+///     while !preforkd::stop_pending() && conn.read_line(&mut line)? > 0 {
+///         conn.get_mut().write_all(line.as_bytes())?;
+///         line.clear();
+///     }
+///     Ok(())
+/// }
+/// ```
+pub fn stop_pending() -> bool {
+    crate::sys::signal::stop_requested()
+}
+
+/// One listener of a [`Server`] and its pool, as the builder fills it in.
+struct PoolBuild {
+    name: String,
+    addr: ListenAddr,
+    /// Bound already; `None` when a service manager passed the sockets
+    /// (the master adopts or binds it).
+    listener: Option<Listener>,
+    /// What `local_display` shows.
+    display: String,
+    settings: PoolSettings,
+    /// The handler given with `listen`; the first pool's comes to `serve`.
+    handler: Option<Rc<dyn Handler>>,
+}
+
+/// A pre-fork server: its listeners, each with its pool and handler, and
+/// the hooks of its lifecycle. Call [`Server::serve`] to fork the workers
+/// and supervise them.
+///
+/// The pool knobs ([`workers`](Server::workers),
+/// [`timeout`](Server::timeout), [`only_from`](Server::only_from), ...)
+/// set the pool of the listener added last: the one of
+/// [`bind`](Server::bind) until [`listen`](Server::listen) adds another.
+pub struct Server {
+    pools: Vec<PoolBuild>,
+    graceful_timeout: Duration,
+    hooks: Hooks,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field(
+                "listeners",
+                &self
+                    .pools
+                    .iter()
+                    .map(|p| (&p.name, &p.display))
+                    .collect::<Vec<_>>(),
+            )
+            .field("graceful_timeout", &self.graceful_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a service manager passed this process its sockets
+/// (`$LISTEN_PID` is ours and `$LISTEN_FDS` is set): then the master
+/// adopts them, matched by address, and binds only what is missing.
+fn socket_activated() -> bool {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    ours && std::env::var("LISTEN_FDS").is_ok_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0))
+}
+
+/// Binds `addr` (`127.0.0.1:8080`, `[::1]:0`, `:8080`, `unix:/path`),
+/// unless a service manager passed the sockets.
+fn bind_pool(addr: &str, name: String) -> Result<PoolBuild, Error> {
+    let addr: ListenAddr = addr.parse().map_err(Error::Address)?;
+    let listener = if socket_activated() {
+        None
+    } else {
+        Some(
+            Listener::bind(&addr, net::DEFAULT_BACKLOG).map_err(|source| Error::Bind {
+                addr: addr.to_string(),
+                source,
+            })?,
+        )
+    };
+    Ok(PoolBuild {
+        display: listener
+            .as_ref()
+            .map_or_else(|| addr.to_string(), |l| l.local_display().to_string()),
+        name,
+        addr,
+        listener,
+        settings: PoolSettings::default(),
+        handler: None,
+    })
+}
+
+impl Server {
+    /// Binds `addr` (`127.0.0.1:8080`, `[::1]:0`, `:8080`, `unix:/path`)
+    /// with the default backlog, for a pool with the default settings (one
+    /// worker per CPU, open to every client, no limits).
+    ///
+    /// Under systemd socket activation (`$LISTEN_FDS` for this process)
+    /// nothing is bound here: `serve` takes the passed socket whose
+    /// address is `addr`, and binds `addr` only if none is.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?;
+    /// eprintln!("bound {}", server.local_display());
+    /// # Ok(()) }
+    /// ```
+    pub fn bind(addr: &str) -> Result<Server, Error> {
+        Ok(Server {
+            pools: vec![bind_pool(addr, "server".into())?],
+            graceful_timeout: Duration::from_secs(30),
+            hooks: Hooks::default(),
+        })
+    }
+
+    /// Adds a listener on `addr` with its own `handler` and its own pool
+    /// (default settings, named `server-N` for the N-th listener); the
+    /// pool knobs that follow set this pool.
+    ///
+    /// ```no_run
+    /// use std::io::Write;
+    /// use preforkd::{Connection, Server};
+    ///
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// Server::bind("127.0.0.1:8080")?
+    ///     .workers(4)
+    ///     .listen("unix:/run/app/admin.sock", |mut c: Connection| c.write_all(b"ok\n"))?
+    ///     .name("admin")
+    ///     .workers(1)
+    ///     .serve(|mut c: Connection| c.write_all(b"hello\n"))
+    /// # }
+    /// ```
+    pub fn listen<H: Handler + 'static>(mut self, addr: &str, handler: H) -> Result<Server, Error> {
+        let name = format!("server-{}", self.pools.len() + 1);
+        let mut pool = bind_pool(addr, name)?;
+        pool.handler = Some(Rc::new(handler));
+        self.pools.push(pool);
+        Ok(self)
+    }
+
+    /// The address of the listener added last, with the real port
+    /// (`listening on` prints this); the address asked for under socket
+    /// activation.
+    pub fn local_display(&self) -> &str {
+        &self.current().display
+    }
+
+    /// The settings of the pool of the listener added last: the same type
+    /// the daemon builds from a `[[service]]` of its config file.
+    pub fn settings(&self) -> &PoolSettings {
+        &self.current().settings
+    }
+
+    fn current(&self) -> &PoolBuild {
+        self.pools.last().expect("a server has a listener")
+    }
+
+    fn current_mut(&mut self) -> &mut PoolBuild {
+        self.pools.last_mut().expect("a server has a listener")
+    }
+
+    /// Runs the before-fork hook, forks the workers and supervises them
+    /// until a signal stops the server: SIGTERM (graceful) or
+    /// SIGINT/SIGQUIT (at once). SIGHUP runs the reload hook. Prints
+    /// `listening on ADDR` on stderr for each listener once its workers
+    /// are forked (with ` (tcp service NAME)` after it when there are
+    /// several), and tells systemd `READY=1` then when it runs under a
+    /// `Type=notify` unit (`$NOTIFY_SOCKET`).
+    ///
+    /// `handler` serves the first listener (the one of
+    /// [`bind`](Server::bind)). The process must be single-threaded here:
+    /// forking a multi-threaded process is refused.
+    pub fn serve<H: Handler>(self, handler: H) -> Result<(), Error> {
+        let Server {
+            pools,
+            graceful_timeout,
+            hooks,
+        } = self;
+        let mut names = std::collections::BTreeSet::new();
+        if let Some(p) = pools.iter().find(|p| !names.insert(p.name.as_str())) {
+            return Err(Error::Usage(format!(
+                "two listeners are named {}: give each its own name",
+                p.name
+            )));
+        }
+        let Hooks {
+            before_first_fork,
+            after_fork,
+            before_worker_exit,
+            on_reload,
+        } = hooks;
+        let worker_hooks: Rc<WorkerHooks<'_>> = Rc::new(WorkerHooks {
+            started: after_fork,
+            exiting: before_worker_exit,
+        });
+        let first: Rc<dyn Handler + '_> = Rc::new(handler);
+        let mut bound = Vec::new();
+        let mut specs = Vec::new();
+        for (i, pool) in pools.into_iter().enumerate() {
+            let handler = match pool.handler {
+                Some(h) if i > 0 => h,
+                _ => Rc::clone(&first),
+            };
+            let spec = PoolSpec {
+                name: pool.name,
+                addr: pool.addr,
+                job: Job::Handler(handler, Rc::clone(&worker_hooks)),
+                settings: pool.settings,
+            };
+            // Bound already, under the key the pool will ask for.
+            if let Some(listener) = pool.listener {
+                bound.push((master::plan::socket_key(&spec), listener));
+            }
+            specs.push(spec);
+        }
+        let announce = if specs.len() > 1 {
+            master::Announce::WithService
+        } else {
+            master::Announce::Address
+        };
+        let reloader = on_reload.map(|hook| hooks::reloader(hook, &specs, graceful_timeout));
+        let plan = master::plan::Plan {
+            pools: specs,
+            graceful_timeout,
+            log_level: None,
+        };
+        let master = master::Master::new(bound, plan, reloader, announce)?;
+        if let Some(hook) = before_first_fork {
+            hook().map_err(|why| Error::Failed(format!("the before-fork hook failed: {why}")))?;
+        }
+        master.run().map(|_| ())
+    }
+}
