@@ -177,21 +177,32 @@ esac
 echo_ok 50 && ok "echo: 50 connections answered" || fail "echo does not answer"
 
 # --- reload ---
-idle_before=$(prop StatusText | sed -n 's/.* \([0-9]*\) idle.*/\1/p')
+# echo's idle workers, and every pool's, as `preforkd status --json` counts them.
+idle_of() {
+    "${C[@]}" preforkd status -c /etc/preforkd/preforkd.toml --json 2>/dev/null |
+        python3 -c 'import json, sys
+pools = json.load(sys.stdin)["pools"]
+print(sum(p["idle"] for p in pools if p["service"] == "echo"), sum(p["idle"] for p in pools))'
+}
 sed -i '/^name = "echo"/a workers = 6' "$ROOT/etc/preforkd/preforkd.toml"
 if sc reload preforkd; then
-    sleep 1
-    status=$(prop StatusText)
-    idle_after=$(echo "$status" | sed -n 's/.* \([0-9]*\) idle.*/\1/p')
-    case $status in
-        # echo had 2 workers, the packaged default: 4 more, all idle.
-        *"generation 2") if [ -n "$idle_after" ] && [ "$idle_after" = $((idle_before + 4)) ]; then
-            ok "reload: the pool changed, StatusText now: $status"
-        else
-            fail "reload: StatusText not refreshed after the pool settled: '$status' (idle before: $idle_before, 4 more expected)"
-        fi ;;
-        *) fail "reload: StatusText is '$status'" ;;
-    esac
+    # Settled: echo has its 6 workers, all idle, and StatusText counts
+    # what status counts (polled for at most 10 s).
+    settled=
+    for _ in $(seq 100); do
+        read -r echo_idle all_idle < <(idle_of) || true
+        status=$(prop StatusText)
+        case $status in
+            *" ${all_idle:-x} idle, generation 2")
+                [ "${echo_idle:-0}" = 6 ] && { settled=1; break; } ;;
+        esac
+        sleep 0.1
+    done
+    if [ -n "$settled" ]; then
+        ok "reload: echo has 6 workers, StatusText now: $status"
+    else
+        fail "reload: not settled in 10 s: StatusText '$status', status counts ${echo_idle:-?} idle for echo and ${all_idle:-?} in all"
+    fi
 else
     fail "reload of a good file failed"
 fi
