@@ -417,11 +417,7 @@ fn load_bound_cells(rows: &[Row]) -> Option<String> {
                     .collect()
             };
             let (bound, free) = (names(true), names(false));
-            let clients = if c == 1 {
-                "1 client".to_string()
-            } else {
-                format!("{c} clients")
-            };
+            let clients = clients_text(c);
             match (bound.len(), free.len()) {
                 (0, _) => None,
                 (_, 0) => Some(format!("at {clients} for every model")),
