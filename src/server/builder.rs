@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Server;
-use crate::config::{PoolSettings, Sizing};
+use crate::config::{maxima, PoolSettings, Sizing};
 use crate::net::acl::{parse_net, Rate};
 use crate::net::proxy::{self, Proxy, ProxyVersion};
 use crate::privileges::{Account, Limits};
@@ -31,9 +31,12 @@ impl Server {
         self
     }
 
-    /// A fixed pool of `n` workers (at least one): `workers = N`.
+    /// A fixed pool of `n` workers (at least one, at most
+    /// [`MAX_WORKERS`](crate::config::maxima::MAX_WORKERS), as in the
+    /// config): `workers = N`.
     pub fn workers(mut self, n: usize) -> Server {
-        self.current_mut().settings.sizing = Sizing::Fixed(n.max(1));
+        let most = maxima::MAX_WORKERS as usize;
+        self.current_mut().settings.sizing = Sizing::Fixed(n.clamp(1, most));
         self
     }
 
@@ -67,8 +70,9 @@ impl Server {
     /// replacement is forked at once; nothing waiting is lost.
     pub fn max_requests(mut self, n: u64, jitter: u64) -> Server {
         let settings = &mut self.current_mut().settings;
-        settings.max_requests = Some(n.max(1));
-        settings.max_requests_jitter = jitter;
+        // Bounded as the config's are, so that their sum cannot overflow.
+        settings.max_requests = Some(n.clamp(1, maxima::MAX_REQUESTS));
+        settings.max_requests_jitter = jitter.min(maxima::MAX_REQUESTS);
         self
     }
 
@@ -76,7 +80,8 @@ impl Server {
     /// longer), and kills a worker whose handler is busy longer than that
     /// (`timeout`).
     pub fn timeout(mut self, timeout: Duration) -> Server {
-        self.current_mut().settings.timeout = Some(timeout);
+        // At most the config's longest, so that a deadline cannot overflow.
+        self.current_mut().settings.timeout = Some(timeout.min(maxima::MAX_DURATION));
         self
     }
 
@@ -84,7 +89,7 @@ impl Server {
     /// larger than `bytes` (it is replaced at once; nothing is lost):
     /// `max_memory`.
     pub fn max_memory(mut self, bytes: u64) -> Server {
-        self.current_mut().settings.max_memory = Some(bytes);
+        self.current_mut().settings.max_memory = Some(bytes.min(maxima::MAX_SIZE));
         self
     }
 
@@ -122,7 +127,7 @@ impl Server {
     /// At most `n` connections at once from one client address:
     /// `per_source`.
     pub fn per_source(mut self, n: u32) -> Server {
-        self.current_mut().settings.access.per_source = Some(n);
+        self.current_mut().settings.access.per_source = Some(n.min(maxima::MAX_PER_SOURCE as u32));
         self
     }
 
@@ -195,7 +200,7 @@ impl Server {
     /// On SIGTERM, how long busy workers may take before they are killed
     /// (all listeners): `[daemon] graceful_timeout`.
     pub fn graceful_timeout(mut self, timeout: Duration) -> Server {
-        self.graceful_timeout = timeout;
+        self.graceful_timeout = timeout.min(maxima::MAX_DURATION);
         self
     }
 
@@ -213,5 +218,30 @@ impl Server {
     pub fn pool_settings(mut self, change: impl FnOnce(&mut PoolSettings)) -> Server {
         change(&mut self.current_mut().settings);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_s_numbers_are_bounded_as_the_config_s_are() {
+        let mut server = Server::bind("127.0.0.1:0")
+            .unwrap()
+            .workers(usize::MAX)
+            .max_requests(u64::MAX, u64::MAX)
+            .timeout(Duration::MAX)
+            .max_memory(u64::MAX)
+            .per_source(u32::MAX)
+            .graceful_timeout(Duration::MAX);
+        assert_eq!(server.graceful_timeout, maxima::MAX_DURATION);
+        let s = &server.current_mut().settings;
+        assert_eq!(s.sizing, Sizing::Fixed(maxima::MAX_WORKERS as usize));
+        assert_eq!(s.max_requests, Some(maxima::MAX_REQUESTS));
+        assert_eq!(s.max_requests_jitter, maxima::MAX_REQUESTS);
+        assert_eq!(s.timeout, Some(maxima::MAX_DURATION));
+        assert_eq!(s.max_memory, Some(maxima::MAX_SIZE));
+        assert_eq!(s.access.per_source, Some(maxima::MAX_PER_SOURCE as u32));
     }
 }
