@@ -225,6 +225,12 @@ pub fn to_syslog() -> bool {
     }
 }
 
+/// Whether log lines go to the service manager's journal: to standard
+/// error, when that is the stream $JOURNAL_STREAM names.
+pub fn to_journal() -> bool {
+    !to_syslog() && stderr_is_journal()
+}
+
 /// Connects to syslog again (USR1, or syslogd restarted). Nothing to do on
 /// stderr.
 #[cfg(unix)]

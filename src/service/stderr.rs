@@ -1,14 +1,16 @@
 //! Programs' stderr: to the daemon's log, and never a terminal.
 //!
-//! A program's descriptor 2 is the daemon's stderr only when that is
-//! neither a terminal nor thrown away: in the foreground with stderr on a
-//! file, a pipe or the journal, the program writes there directly, as
-//! tcpserver's do. Otherwise it gets the write end of a pipe that its
-//! worker reads while it waits for the program, and each line becomes a
-//! log line `service NAME: PROGRAM[PID]: LINE` (control characters
-//! escaped):
+//! A program's descriptor 2 is the daemon's stderr only when that is a
+//! plain file or pipe (in the foreground): the program writes there
+//! directly, as tcpserver's do. Otherwise it gets the write end of a pipe
+//! that its worker reads while it waits for the program, and each line
+//! becomes a log line `service NAME: PROGRAM[PID]: LINE` (control
+//! characters escaped):
 //! - when the daemon logs to syslog (a detached `serve`), so the admin
 //!   sees why a program failed instead of nothing (it was /dev/null);
+//! - when the daemon's stderr is the journal (under systemd), so each line
+//!   says which service and program wrote it, at priority info, rather
+//!   than standing untagged under the master's pid;
 //! - when the daemon's stderr is a terminal, so that no program, even one
 //!   running as root, holds a descriptor of that terminal to inject input
 //!   into with TIOCSTI.
@@ -43,14 +45,15 @@ const LONGEST_LINE: usize = 2048;
 static SETTINGS: OnceLock<(bool, String)> = OnceLock::new();
 
 /// Decides, in a worker before it serves, whether its programs' stderr
-/// goes through it (the log is syslog, or stderr is a terminal), and
+/// goes through it (the log is syslog or the journal, or stderr is a
+/// terminal), and
 /// names the service their lines are logged for.
 pub fn prepare(service: &str) {
     let _ = SETTINGS.set((needed(), service.to_string()));
 }
 
 fn needed() -> bool {
-    crate::log::to_syslog() || io::stderr().is_terminal()
+    crate::log::to_syslog() || crate::log::to_journal() || io::stderr().is_terminal()
 }
 
 fn settings() -> &'static (bool, String) {

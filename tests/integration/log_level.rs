@@ -176,3 +176,70 @@ fn a_reload_applies_a_new_log_level() {
     assert!(!stderr.contains("reloaded: generation 2"), "{stderr}");
     assert!(!stderr.contains("stopping gracefully"), "{stderr}");
 }
+
+// Under systemd, stderr is the journal ($JOURNAL_STREAM names its device
+// and inode): a program's stderr is then relayed, one line each at
+// priority info, tagged with the service and the program's pid, rather
+// than written untagged into the master's stream. A file stands in for
+// the journal's stream here; packaging/systemd-test.sh checks the real one.
+#[test]
+fn under_the_journal_a_programs_stderr_is_tagged_with_its_service_and_pid() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("level-journal");
+    let script = dir.script(
+        "talker.sh",
+        "#!/bin/sh\necho to-the-log-from-$$ >&2\necho hello\n",
+    );
+    let log = dir.path().join("journal");
+    let stream = std::fs::File::create(&log).unwrap();
+    let meta = stream.metadata().unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["run", "127.0.0.1:0", "--workers", "1", "--"])
+        .arg(&script)
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stream)
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut addr = None;
+    wait_until(Duration::from_secs(10), || {
+        addr = read().lines().find_map(|l| {
+            l.split_once("listening on ")
+                .map(|(_, a)| announced_addr(a).to_string())
+        });
+        addr.is_some()
+    });
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        panic!("no listening line: {}", read());
+    };
+    let mut out = String::new();
+    connect_within_5s(&addr.parse().unwrap())
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(out, "hello\n");
+    let tagged = |text: &str| {
+        text.lines()
+            .find(|l| l.contains("to-the-log-from-"))
+            .map(str::to_string)
+    };
+    wait_until(Duration::from_secs(5), || tagged(&read()).is_some());
+    kill(child.id(), libc::SIGTERM);
+    let _ = child.wait();
+    let text = read();
+    let line = tagged(&text).unwrap_or_else(|| panic!("no line of the program's: {text}"));
+    // <6>preforkd[WORKER]: service exec: talker.sh[PID]: to-the-log-from-PID
+    let (head, said) = line.split_once(": to-the-log-from-").unwrap();
+    assert!(head.starts_with("<6>preforkd["), "{line}");
+    assert!(
+        head.ends_with(&format!("talker.sh[{said}]")),
+        "not tagged with the program's pid {said}: {line}"
+    );
+    assert!(
+        head.contains(": service "),
+        "not tagged with its service: {line}"
+    );
+}
