@@ -90,6 +90,17 @@ chroot "$ROOT" dpkg -i /tmp/preforkd.deb >"$WORK/dpkg.log" 2>&1 \
 mkdir -p "$ROOT/etc/systemd/system/preforkd.service.d"
 printf '[Service]\nWatchdogSec=3s\n' >"$ROOT/etc/systemd/system/preforkd.service.d/test.conf"
 rm -f "$ROOT/etc/systemd/system/multi-user.target.wants/preforkd.service"
+# A program that writes a line on its stderr, naming its own pid, for the
+# journal check.
+cat >>"$ROOT/etc/preforkd/preforkd.toml" <<'EOF_TOML'
+
+[[service]]
+name = "stderr-test"
+listen = ["127.0.0.1:7020"]
+exec = ["/bin/sh", "-c", "echo to-the-journal-from-$$ >&2; echo hello"]
+user = "nobody"
+workers = 1
+EOF_TOML
 cp "$ROOT/etc/preforkd/preforkd.toml" "$ROOT/etc/preforkd/preforkd.toml.orig"
 
 systemd-nspawn -q -D "$ROOT" --boot --register=no --keep-unit --private-network \
@@ -246,8 +257,8 @@ bad=$(journal_since "$c" -u preforkd -o cat | grep -E "not our child|reception o
 [ -z "$bad" ] && ok "upgrade: systemd took every notification, and supervises the new master as its child" \
     || fail "upgrade: systemd says: $bad"
 sleep 4 # a watchdog period and more, on the new master
-[ "$(prop NRestarts)" = 0 ] && [ "$(prop MainPID)" = "$new" ] \
-    && ok "watchdog: fed by the new master after the upgrade" \
+[ "$(prop NRestarts)" = 0 ] && [ "$new" -gt 0 ] && [ "$(prop MainPID)" = "$new" ] \
+    && [ "$(prop WatchdogUSec)" = 3s ] && ok "watchdog: fed by the new master after the upgrade" \
     || fail "watchdog: NRestarts $(prop NRestarts), MainPID $(prop MainPID)"
 
 # --- the journal's priorities ---
@@ -268,6 +279,24 @@ wrong=$(journal_since "$c" -u preforkd -o json | grep -E '"MESSAGE":"[^"]*M004[1
     || fail "journal: M0041/M0043 at priority info: $info; elsewhere: $wrong"
 [ -n "$warn" ] && ok "journal: a killed worker's line at priority warning: $(echo "${warn#*: warning: }" | tr -d '"')" \
     || fail "journal: no line at priority warning after a worker was killed: $(journal_since "$c2" -u preforkd -o verbose | grep -E 'PRIORITY=|MESSAGE=' | tail -n4 | tr '\n' ' ')"
+
+# --- a program's stderr in the journal ---
+# One line, at priority info, tagged with the service and the program's
+# pid, which is the pid the program wrote (its $$).
+c3=$(cursor)
+"${C[@]}" preforkd load 127.0.0.1:7020 --clients 1 --connections 1 --expect hello --json >/dev/null 2>&1
+line=
+for _ in $(seq 1 50); do
+    line=$(at_priority "$c3" 6 | grep -F 'to-the-journal-from-' | head -n1)
+    [ -n "$line" ] && break
+    sleep 0.1
+done
+tagged=$(echo "$line" | sed -nE 's/.*service stderr-test: sh\[([0-9]+)\]: to-the-journal-from-([0-9]+).*/\1 \2/p')
+if [ -n "$tagged" ] && [ "${tagged% *}" = "${tagged#* }" ]; then
+    ok "journal: a program's stderr line at priority info, tagged: $(echo "$line" | sed 's/^"MESSAGE":"//; s/"$//')"
+else
+    fail "journal: a program's stderr: '$line'; since then: $(journal_since "$c3" -u preforkd -o cat | tail -n3 | tr '\n' ' ')"
+fi
 
 # --- upgrade then stop, 10 times ---
 clean=0
@@ -293,10 +322,18 @@ done
     || fail "upgrade then stop: clean in $clean of 10 runs"
 
 # --- watchdog ---
+# Alive means the same main process, active, with the watchdog armed, after
+# two periods and more: a unit that is missing or has no watchdog reads
+# NRestarts=0 too.
 sc start preforkd
+healthy=$(prop MainPID)
 sleep 7
-[ "$(prop NRestarts)" = 0 ] && ok "watchdog: alive after 7 s with WatchdogSec=3s" \
-    || fail "watchdog: restarted $(prop NRestarts) times while healthy"
+if [ "$(prop WatchdogUSec)" = 3s ] && [ "$(sc is-active preforkd)" = active ] \
+    && [ "$healthy" -gt 0 ] && [ "$(prop MainPID)" = "$healthy" ] && [ "$(prop NRestarts)" = 0 ]; then
+    ok "watchdog: alive after 7 s with WatchdogSec=3s (MainPID $healthy throughout)"
+else
+    fail "watchdog: WatchdogUSec '$(prop WatchdogUSec)', $(sc is-active preforkd), MainPID $healthy -> $(prop MainPID), NRestarts $(prop NRestarts)"
+fi
 c=$(cursor)
 stopped=$(prop MainPID)
 "${C[@]}" kill -STOP "$stopped"
