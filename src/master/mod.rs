@@ -230,7 +230,16 @@ impl<'a> Master<'a> {
             if next() {
                 sys::fd::drain(self.busy_pipe.0.as_fd());
             }
-            let (control_ready, upgrade_ready) = (control && next(), upgrading && next());
+            let control_ready = control && next();
+            // The new master's pipe closed (it exited before it was ready,
+            // or its intermediate did) polls as POLLHUP without POLLIN:
+            // that too must be read, to see the end of file, or poll
+            // returns at once forever.
+            let closed = PollFlags::POLLHUP | PollFlags::POLLERR;
+            let upgrade_ready = upgrading
+                && ready
+                    .next()
+                    .is_some_and(|r| r.contains(readable) || r.intersects(closed));
             // A client's socket is ready for what it waits for, or closed.
             let clients: Vec<bool> = ready.map(|r| !r.is_empty()).collect();
             self.serve_controls(&clients, Instant::now());

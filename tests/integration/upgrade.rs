@@ -317,6 +317,49 @@ fn under_a_service_manager_the_new_master_is_not_the_old_ones_child() {
     );
 }
 
+// Under a service manager the new master is not our child, so no SIGCHLD
+// says it died: the end of its pipe does. A closed pipe polls as POLLHUP
+// without POLLIN, which the old master ignored, spinning in poll until the
+// graceful timeout (30 s) gave the upgrade up. It must say M0042 at once,
+// and go on serving, with its CPU time to show it does not spin.
+#[test]
+fn under_a_service_manager_a_new_master_that_fails_is_noticed_at_once() {
+    use std::process::Command;
+    let dir = TempDir::new("upgrade-notify-fail");
+    let (notify_path, _notify) = datagram_socket(&dir, "notify.sock", Duration::from_millis(200));
+    let config = echo_config(&dir, 2);
+    let d = Daemon::start_with(
+        Command::new(BIN)
+            .args(["serve", "--foreground", "-c", config.to_str().unwrap()])
+            .env("NOTIFY_SOCKET", &notify_path),
+        &["serve (NOTIFY_SOCKET, failed upgrade)"],
+    );
+    d.wait_running();
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{good}\n[[service]]\nname = \"unbindable\"\nlisten = [\"192.0.2.1:7\"]\nbuiltin = \"echo\"\nworkers = 1\n"),
+    )
+    .unwrap();
+    let before = cpu_time(d.pid()).unwrap();
+    kill(d.pid(), libc::SIGUSR2);
+    assert!(
+        d.wait_for_log("M0042 upgrade failed", Duration::from_secs(10)),
+        "the old master did not notice its new master fail\n{}",
+        d.stderr()
+    );
+    let spent = cpu_time(d.pid()).unwrap().saturating_sub(before);
+    let mut c = d.connect_to(&d.address_of("e", "tcp"));
+    assert_eq!(echo_once(&mut c, "still\n").unwrap(), "still\n");
+    // A spinning master burns its whole core until the message; one that
+    // waits, a few milliseconds for the fork.
+    assert!(
+        spent < Duration::from_millis(500),
+        "the old master spent {spent:?} of CPU during the failed upgrade\n{}",
+        d.stderr()
+    );
+}
+
 /// Kills the new master at the end, whatever happened.
 struct KillFromPids(u32);
 
