@@ -43,7 +43,15 @@ impl PidsCgroup {
             return None;
         };
         let dir = Path::new(root).join(format!("preforkd-{name}-{}", std::process::id()));
-        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        // A container may mount the hierarchy read-only.
+        if let Err(e) = std::fs::create_dir(&dir) {
+            needs(
+                false,
+                &format!("a pids cgroup this test can make a group in ({}: {e})", dir.display()),
+                "run the tests as root on the host, or in a container with a writable /sys/fs/cgroup",
+            );
+            return None;
+        }
         let group = PidsCgroup(dir);
         group.set_max(max);
         Some(group)
