@@ -14,6 +14,7 @@
 mod builder;
 mod hooks;
 
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -49,6 +50,41 @@ pub fn stop_pending() -> bool {
     crate::sys::signal::stop_requested()
 }
 
+/// Tells `preforkd status` what this worker's handler is doing, as
+/// Apache's mod_status shows the request: `status` shows it for a busy
+/// worker (the `handler_state` column, and field of `--json`) until the
+/// connection ends, when the worker clears it.
+///
+/// It runs in the worker, in the handler's own thread, and writes the
+/// worker's scoreboard slot without a lock or a system call: cheap
+/// enough for every request. The text is untrusted (it usually comes from
+/// a client): control characters and those that reorder text become `?`,
+/// and it is cut to 48 bytes on a character boundary. Anywhere else (the
+/// master, a hook before the first fork, a thread the handler started)
+/// it does nothing. A state set outside a connection (in the after-fork
+/// hook) is cleared when the next one begins.
+///
+/// ```
+/// use std::io::{BufRead, BufReader};
+/// use preforkd::Connection;
+///
+/// fn handle(conn: Connection) -> std::io::Result<()> {
+///     let mut conn = BufReader::new(conn);
+///     let mut request = String::new();
+///     conn.read_line(&mut request)?;
+///     preforkd::set_state(request.trim_end());
+///     // ... serve it ...
+///     Ok(())
+/// }
+///
+/// // Outside a worker it does nothing.
+/// preforkd::set_state("GET /");
+/// # let _ = handle;
+/// ```
+pub fn set_state(text: &str) {
+    crate::worker::set_state(text);
+}
+
 /// One listener of a [`Server`] and its pool, as the builder fills it in.
 struct PoolBuild {
     name: String,
@@ -75,6 +111,8 @@ pub struct Server {
     pools: Vec<PoolBuild>,
     graceful_timeout: Duration,
     hooks: Hooks,
+    /// Where `serve` opens the control socket, if anywhere.
+    control: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Server {
@@ -150,7 +188,27 @@ impl Server {
             pools: vec![bind_pool(addr, "server".into())?],
             graceful_timeout: Duration::from_secs(30),
             hooks: Hooks::default(),
+            control: None,
         })
+    }
+
+    /// Opens a control socket at `path` (mode 0600) as the daemon's
+    /// `[daemon] control` is: `preforkd status --control PATH` shows the
+    /// pools, each worker's state, client and [`set_state`] text.
+    /// Without one, a library program answers only signals. A path where another live program listens makes
+    /// `serve` fail; one that cannot be made is logged (W0040) and
+    /// `serve` goes on without it.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// preforkd::Server::bind("127.0.0.1:8080")?
+    ///     .control_socket("/run/app/control.sock")
+    ///     .serve(|_conn: preforkd::Connection| Ok(()))
+    /// # }
+    /// ```
+    pub fn control_socket(mut self, path: impl Into<PathBuf>) -> Server {
+        self.control = Some(path.into());
+        self
     }
 
     /// Adds a listener on `addr` with its own `handler` and its own pool
@@ -215,6 +273,7 @@ impl Server {
             pools,
             graceful_timeout,
             hooks,
+            control,
         } = self;
         let mut names = std::collections::BTreeSet::new();
         if let Some(p) = pools.iter().find(|p| !names.insert(p.name.as_str())) {
@@ -264,7 +323,10 @@ impl Server {
             graceful_timeout,
             log_level: None,
         };
-        let master = master::Master::new(bound, plan, reloader, announce)?;
+        let mut master = master::Master::new(bound, plan, reloader, announce)?;
+        if let Some(path) = control {
+            master.open_control(path, false)?;
+        }
         if let Some(hook) = before_first_fork {
             hook().map_err(|why| Error::Failed(format!("the before-fork hook failed: {why}")))?;
         }
