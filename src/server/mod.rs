@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::config::PoolSettings;
+use crate::config::{maxima, PoolSettings};
 use crate::spec::{Job, PoolSpec, WorkerHooks};
 use crate::{master, net};
 use crate::{Error, Handler, ListenAddr, Listener};
@@ -268,6 +268,13 @@ impl Server {
     /// `handler` serves the first listener (the one of
     /// [`bind`](Server::bind)). The process must be single-threaded here:
     /// forking a multi-threaded process is refused.
+    ///
+    /// Each pool's settings are first held to the bounds `preforkd check`
+    /// holds a config file's to (preforkd.toml(5), DURATIONS AND SIZES):
+    /// a number that [`pool_settings`](Server::pool_settings) set out of
+    /// them (`workers`, `max_requests`, `timeout`, `per_source`, `backlog`,
+    /// a limit, ...) is an [`Error::Usage`] naming the pool, the field and
+    /// its bound, before anything is forked.
     pub fn serve<H: Handler>(self, handler: H) -> Result<(), Error> {
         let Server {
             pools,
@@ -275,6 +282,13 @@ impl Server {
             hooks,
             control,
         } = self;
+        // What `pool_settings` set is held to the config's bounds, as a
+        // `[[service]]` is by `check`.
+        for pool in &pools {
+            maxima::check_settings(&pool.settings)
+                .map_err(|e| Error::Usage(format!("pool {}: {e}", pool.name)))?;
+        }
+        maxima::check_graceful_timeout(graceful_timeout).map_err(Error::Usage)?;
         let mut names = std::collections::BTreeSet::new();
         if let Some(p) = pools.iter().find(|p| !names.insert(p.name.as_str())) {
             return Err(Error::Usage(format!(
@@ -331,5 +345,40 @@ impl Server {
             hook().map_err(|why| Error::Failed(format!("the before-fork hook failed: {why}")))?;
         }
         master.run().map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `serve` refuses before it forks (the test process has threads, so
+    /// a fork would be refused with another error).
+    #[test]
+    fn serve_refuses_settings_out_of_the_config_s_bounds_naming_the_field() {
+        type Change = fn(&mut PoolSettings);
+        let cases: [(Change, &str); 3] = [
+            (
+                |s| s.max_requests = Some(0),
+                "pool server: max_requests = 0: expected 1 to 1000000000",
+            ),
+            (
+                |s| s.sizing = crate::config::Sizing::Fixed(1_000_000),
+                "pool server: workers = 1000000: expected a number from 1 to 4096",
+            ),
+            (
+                |s| s.timeout = Some(Duration::MAX),
+                "pool server: timeout = ",
+            ),
+        ];
+        for (change, words) in cases {
+            let err = Server::bind("127.0.0.1:0")
+                .unwrap()
+                .pool_settings(change)
+                .serve(|_c: crate::Connection| Ok(()))
+                .unwrap_err();
+            assert!(matches!(err, Error::Usage(_)), "{err:?}");
+            assert!(err.to_string().starts_with(words), "{err}");
+        }
     }
 }
