@@ -59,10 +59,10 @@ pub fn stop_pending() -> bool {
 /// worker's scoreboard slot without a lock or a system call: cheap
 /// enough for every request. The text is untrusted (it usually comes from
 /// a client): control characters and those that reorder text become `?`,
-/// and it is cut to 48 bytes on a character boundary. Anywhere else (the
-/// master, a hook before the first fork, a thread the handler started)
-/// it does nothing. A state set outside a connection (in the after-fork
-/// hook) is cleared when the next one begins.
+/// and it is cut to 48 bytes on a character boundary. Before a worker
+/// serves (the master, the before-fork and after-fork hooks) and on a
+/// thread the handler started, it does nothing; a state set between two
+/// connections (the exit hook) is cleared as the next one begins.
 ///
 /// ```
 /// use std::io::{BufRead, BufReader};
@@ -195,9 +195,11 @@ impl Server {
     /// Opens a control socket at `path` (mode 0600) as the daemon's
     /// `[daemon] control` is: `preforkd status --control PATH` shows the
     /// pools, each worker's state, client and [`set_state`] text.
-    /// Without one, a library program answers only signals. A path where another live program listens makes
-    /// `serve` fail; one that cannot be made is logged (W0040) and
-    /// `serve` goes on without it.
+    /// Without one, a library program answers only signals. A path where
+    /// another live program listens makes `serve` fail (a socket file
+    /// left by a program that died is replaced); one that cannot be made
+    /// is logged (W0040) and `serve` goes on without it. The file is
+    /// removed when the server stops.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), preforkd::Error> {
