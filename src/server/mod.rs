@@ -60,8 +60,10 @@ pub fn stop_pending() -> bool {
 /// enough for every request. The text is untrusted (it usually comes from
 /// a client): control characters and those that reorder text become `?`,
 /// and it is cut to 48 bytes on a character boundary. Before a worker
-/// serves (the master, the before-fork and after-fork hooks) and on a
-/// thread the handler started, it does nothing; a state set between two
+/// serves (the master, the before-fork and after-fork hooks), on a
+/// thread the handler started, and under a model other than the prefork
+/// ones (`iterative`, `fork`, `prefork-pass`: no worker slot per
+/// connection), it does nothing; a state set between two
 /// connections (the exit hook) is cleared as the next one begins.
 ///
 /// ```
