@@ -2,12 +2,17 @@
 //! request per connection (`Connection: close`), GET and HEAD only.
 //!
 //! ```text
-//! cargo run --example http -- 127.0.0.1:8000 4 ./public
+//! cargo run --example http -- 127.0.0.1:8000 4 ./public /tmp/http.sock
 //! curl -i http://127.0.0.1:8000/index.html
+//! preforkd status --control /tmp/http.sock
 //! ```
 //!
 //! A path that leaves the directory (`..`), or names no file, is 404.
-//! The before-fork hook checks the directory once, in the master.
+//! The before-fork hook checks the directory once, in the master. Each
+//! worker reports its current request (`GET /path`) on the scoreboard,
+//! from the moment its request line is read until the response is sent:
+//! `status` shows it through the control socket, the optional fourth
+//! argument.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Component, Path, PathBuf};
@@ -48,6 +53,10 @@ fn serve(root: &Path, conn: Connection) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn);
     let mut request = String::new();
     reader.read_line(&mut request)?;
+    // What `preforkd status` shows while this connection lasts: the
+    // method and the target, sanitized and cut there.
+    let shown: Vec<&str> = request.split_whitespace().take(2).collect();
+    preforkd::set_state(&shown.join(" "));
     // The headers, up to the empty line; none is needed here.
     let mut header = String::new();
     while reader.read_line(&mut header)? > 0 && header != "\r\n" && header != "\n" {
@@ -74,10 +83,15 @@ fn main() -> std::process::ExitCode {
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:8000".into());
     let workers = args.next().and_then(|n| n.parse().ok()).unwrap_or(4);
     let root = PathBuf::from(args.next().unwrap_or_else(|| ".".into()));
+    let control = args.next().map(PathBuf::from);
     preforkd::log::init_stderr(log::LevelFilter::Info);
 
     let checked = root.clone();
     let result = Server::bind(&addr).and_then(|server| {
+        let server = match control {
+            Some(path) => server.control_socket(path),
+            None => server,
+        };
         server
             .workers(workers)
             .name("http")

@@ -176,12 +176,17 @@ pub struct ConfigArgs {
     pub config: Option<std::path::PathBuf>,
 }
 
-/// `preforkd status [-c FILE] [--json]`
+/// `preforkd status [-c FILE | --control SOCKET] [--json]`
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Which config (its `[daemon] control` names the socket).
     #[command(flatten)]
     pub config: ConfigArgs,
+
+    /// Ask the control socket at SOCKET instead of the config's: a
+    /// library program's (`Server::control_socket`).
+    #[arg(long, value_name = "SOCKET", conflicts_with = "config")]
+    pub control: Option<std::path::PathBuf>,
 
     /// Print JSON, for scripts.
     #[arg(long)]

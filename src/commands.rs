@@ -45,7 +45,10 @@ pub(crate) fn run(cli: Cli) -> Result<(), Error> {
         Command::ImportInetd(args) => import_inetd(args),
         Command::Status(args) => {
             let request = if args.json { "status json" } else { "status" };
-            platform::control(&args.config, request)
+            match &args.control {
+                Some(path) => platform::control_at(path, request),
+                None => platform::control(&args.config, request),
+            }
         }
         Command::Reload(args) => platform::control(&args, "reload"),
         Command::Stop(args) => platform::control(&args, "stop"),

@@ -85,7 +85,9 @@
 //! single-threaded when it calls `serve` (forking a multi-threaded process
 //! is refused), and each worker is a copy of it: anything set up before
 //! `serve` is there in every worker. A handler serving a long connection
-//! can ask [`stop_pending`] between requests.
+//! can ask [`stop_pending`] between requests, and tell `preforkd status`
+//! what it is doing with [`set_state`] (shown through the control socket
+//! [`Server::control_socket`] opens).
 //!
 //! ## A pool
 //!
@@ -192,7 +194,7 @@
 //!
 //! What is public, and so kept across minor versions: the items this page
 //! lists (`Server` and its methods, `Handler`, `Connection`, `Reload`,
-//! `WorkerInfo`, `WorkerExit`, `stop_pending`, `Error`), and the `config`
+//! `WorkerInfo`, `WorkerExit`, `stop_pending`, `set_state`, `Error`), and the `config`
 //! types a pool's settings are made of. The modules `cli`, `compare`,
 //! `load`, `models`, `service` and `scoreboard` are public for the
 //! `preforkd` binary and its tests, and may change in any release.
@@ -241,7 +243,7 @@ pub use service::{Builtin, ExecSpec, Service};
 pub use {
     exit::WorkerExit,
     net::{Connection, Listener},
-    server::{stop_pending, Reload, Server},
+    server::{set_state, stop_pending, Reload, Server},
     service::Handler,
     spec::WorkerInfo,
 };

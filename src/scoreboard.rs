@@ -3,7 +3,9 @@
 //! and `preforkd status`).
 //!
 //! A slot is sixteen 64-bit atomic words in a mapping made before the
-//! first fork (see `sys::shm`); a worker's uses the first eight, a pool's
+//! first fork (see `sys::shm`); a worker's uses the first eight for its
+//! state, client and counts, the other eight for what its handler says it
+//! is doing (a seqlock: `note.rs`), a pool's
 //! shared slot also holds the pool's [`Counter`]s, which outlive its
 //! workers (the master adds what it knows, started and died young; the
 //! workers what they see, refusals and bytes; a reaped worker's served
@@ -14,10 +16,15 @@
 
 use std::collections::hash_map::RandomState;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::net::acl::{SourceTable, SOURCES};
 use crate::sys::shm::{monotonic_ms, SharedWords};
+
+mod note;
+
+pub use note::{sanitize, NOTE_BYTES};
 
 /// Slots in the board: the most workers of all pools together.
 pub const MAX_SLOTS: usize = 4096;
@@ -31,6 +38,10 @@ const IP_HIGH: usize = 4;
 const IP_LOW: usize = 5;
 const PORT: usize = 6; // port + 1 (0: no client address)
 const POOL: usize = 7; // the pool's shared slot + 1
+/// In a worker's slot: its handler's note, to the end of the slot.
+const NOTE: usize = 8;
+
+const _: () = assert!(NOTE + note::NOTE_WORDS == SLOT_WORDS);
 
 /// In a pool's shared slot: the rate limiter's state.
 const RATE: usize = 0;
@@ -118,7 +129,8 @@ impl State {
 /// The shared board and, on the master's side, which slots are free.
 #[derive(Debug)]
 pub struct Scoreboard {
-    words: SharedWords,
+    /// Shared with the [`OwnSlot`] a worker keeps of its own slot.
+    words: Rc<SharedWords>,
     free: Vec<usize>,
     /// The UDP services' per-source limiter, and its hash key.
     sources: SharedWords,
@@ -131,7 +143,7 @@ impl Scoreboard {
     /// Maps a board of [`MAX_SLOTS`] free slots.
     pub fn new() -> std::io::Result<Scoreboard> {
         Ok(Scoreboard {
-            words: SharedWords::new(MAX_SLOTS * SLOT_WORDS)?,
+            words: Rc::new(SharedWords::new(MAX_SLOTS * SLOT_WORDS)?),
             free: (0..MAX_SLOTS).rev().collect(),
             sources: SharedWords::new(2 * SOURCES)?,
             hasher: RandomState::new(),
@@ -229,9 +241,36 @@ impl Scoreboard {
 
     /// The slot at `index`.
     pub fn slot(&self, index: usize) -> Slot<'_> {
-        Slot {
-            w: &self.words.words()[index * SLOT_WORDS..(index + 1) * SLOT_WORDS],
+        slot_of(&self.words, index)
+    }
+
+    /// The slot at `index`, held without borrowing the board: for a
+    /// worker to keep its own where its handler can reach it.
+    pub fn own_slot(&self, index: usize) -> OwnSlot {
+        OwnSlot {
+            words: Rc::clone(&self.words),
+            index,
         }
+    }
+}
+
+fn slot_of(words: &SharedWords, index: usize) -> Slot<'_> {
+    Slot {
+        w: &words.words()[index * SLOT_WORDS..(index + 1) * SLOT_WORDS],
+    }
+}
+
+/// One slot of a board, owning its share of the mapping.
+#[derive(Debug)]
+pub struct OwnSlot {
+    words: Rc<SharedWords>,
+    index: usize,
+}
+
+impl OwnSlot {
+    /// The slot.
+    pub fn slot(&self) -> Slot<'_> {
+        slot_of(&self.words, self.index)
     }
 }
 
@@ -307,13 +346,34 @@ impl Slot<'_> {
         self.w[IP_LOW].store(ip.1, Ordering::SeqCst);
         self.w[PORT].store(port, Ordering::SeqCst);
         self.w[SINCE].store(monotonic_ms(), Ordering::SeqCst);
+        self.clear_note();
         self.set(State::Busy);
     }
 
     /// The connection is over; back to idle.
     pub fn end(&self) {
         self.w[SERVED].fetch_add(1, Ordering::SeqCst);
+        self.clear_note();
         self.set(State::Idle);
+    }
+
+    /// Records what the handler is doing (sanitized, at most
+    /// [`NOTE_BYTES`] bytes): the worker's own slot only.
+    pub fn set_note(&self, text: &str) {
+        note::write(&self.w[NOTE..], text);
+    }
+
+    /// Forgets the handler's note.
+    pub fn clear_note(&self) {
+        if self.w[NOTE + 1].load(Ordering::Relaxed) != 0 {
+            self.set_note("");
+        }
+    }
+
+    /// What the handler said it is doing, sanitized again (the worker is
+    /// not trusted); `None` if nothing, or if it is being rewritten.
+    pub fn note(&self) -> Option<String> {
+        note::read(&self.w[NOTE..])
     }
 
     /// Counts one connection served, without a change of state (the
@@ -325,6 +385,7 @@ impl Slot<'_> {
     /// The connection was refused at once (access rules): back to idle,
     /// not counted as served.
     pub fn end_refused(&self) {
+        self.clear_note();
         self.set(State::Idle);
     }
 
@@ -386,5 +447,24 @@ mod tests {
         board.release(i);
         assert_eq!(board.slot(i).state(), State::Free);
         assert_eq!(board.allocate(1), Some(i));
+    }
+
+    #[test]
+    fn a_note_is_cleared_as_a_connection_begins_and_ends_and_with_its_slot() {
+        let mut board = Scoreboard::new().unwrap();
+        let i = board.allocate(1).unwrap();
+        let own = board.own_slot(i);
+        own.slot().set_note("warming up");
+        board.slot(i).begin(None);
+        assert_eq!(board.slot(i).note(), None);
+        own.slot().set_note("GET /a\x1b[0m");
+        assert_eq!(board.slot(i).note().as_deref(), Some("GET /a?[0m"));
+        board.slot(i).end();
+        assert_eq!(board.slot(i).note(), None);
+        own.slot().set_note("left behind by a killed worker");
+        board.release(i);
+        assert_eq!(board.slot(i).note(), None);
+        // The words after the note's are the next slot's: untouched.
+        assert_eq!(board.slot(i + 1).state(), State::Free);
     }
 }

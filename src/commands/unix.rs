@@ -74,17 +74,24 @@ pub(super) fn control(args: &ConfigArgs, request: &str) -> Result<(), Error> {
         Err(e) if request == "reload" => return Err(Error::Config(e)),
         Err(_) => source.control_path_only(),
     };
-    let failed = |source| Error::Control {
-        path: path.clone(),
-        source,
-    };
     // The daemon refuses to reload when the file checked here is not the
     // one it reads.
     let request = match (request, source.absolute().absolute_path()) {
         ("reload", Some(file)) => format!("reload {}", file.display()),
         (other, _) => other.to_string(),
     };
-    let mut stream = std::os::unix::net::UnixStream::connect(&path).map_err(failed)?;
+    control_at(&path, &request)
+}
+
+/// Sends `request` to the control socket at `path` (`status --control`:
+/// a library program's, or a daemon's named directly), and prints the
+/// answer.
+pub(super) fn control_at(path: &Path, request: &str) -> Result<(), Error> {
+    let failed = |source| Error::Control {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(failed)?;
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .map_err(failed)?;

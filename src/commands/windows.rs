@@ -56,6 +56,10 @@ pub(super) fn control(_args: &ConfigArgs, request: &str) -> Result<(), Error> {
     ))
 }
 
+pub(super) fn control_at(_path: &std::path::Path, request: &str) -> Result<(), Error> {
+    control(&ConfigArgs { config: None }, request)
+}
+
 /// The one line for what Windows cannot do.
 fn unsupported(what: &str, instead: &str) -> Error {
     Error::Usage(format!("{what}: not supported on Windows; use {instead}"))

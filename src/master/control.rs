@@ -193,6 +193,9 @@ pub(crate) struct WorkerStatus {
     pub served: u64,
     pub client: Option<String>,
     pub busy_ms: u64,
+    /// What a library handler said it is doing (`preforkd::set_state`),
+    /// sanitized; only while busy.
+    pub handler_state: Option<String>,
 }
 
 impl Master<'_> {
@@ -333,15 +336,15 @@ impl Master<'_> {
             .slots()
             .map(|(pid, slot)| {
                 let s = self.board.slot(slot);
+                let busy = s.state() == State::Busy;
                 WorkerStatus {
                     pid: pid.as_raw() as u32,
                     generation: s.generation(),
                     state: s.state().name().into(),
                     served: s.served(),
-                    client: (s.state() == State::Busy)
-                        .then(|| s.client().map(|c| c.to_string()))
-                        .flatten(),
+                    client: busy.then(|| s.client().map(|c| c.to_string())).flatten(),
                     busy_ms: s.busy_for_ms(),
+                    handler_state: busy.then(|| s.note()).flatten(),
                 }
             })
             .collect();
@@ -379,8 +382,8 @@ impl Status {
                 p.served
             );
             out += &format!(
-                "  {:>8}  {:>3}  {:<8}  {:>8}  {:<24}  {}\n",
-                "pid", "gen", "state", "served", "client", "for"
+                "  {:>8}  {:>3}  {:<8}  {:>8}  {:<24}  {:<6}  {}\n",
+                "pid", "gen", "state", "served", "client", "for", "handler_state"
             );
             for w in &p.workers {
                 let busy_for = if w.state == "busy" {
@@ -389,13 +392,14 @@ impl Status {
                     "-".into()
                 };
                 out += &format!(
-                    "  {:>8}  {:>3}  {:<8}  {:>8}  {:<24}  {}\n",
+                    "  {:>8}  {:>3}  {:<8}  {:>8}  {:<24}  {:<6}  {}\n",
                     w.pid,
                     w.generation,
                     w.state,
                     w.served,
                     w.client.as_deref().unwrap_or("-"),
-                    busy_for
+                    busy_for,
+                    w.handler_state.as_deref().unwrap_or("-")
                 );
             }
         }

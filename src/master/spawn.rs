@@ -52,6 +52,7 @@ impl<'a> Master<'a> {
                         seat: Seat {
                             board: &self.board,
                             slot: self.board.slot(slot),
+                            index: slot,
                             pool: run.shared_slot,
                         },
                         master: self.pid,

@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use super::Server;
-use crate::config::PoolSettings;
+use crate::config::{maxima, PoolSettings};
 use crate::master::plan::Plan;
 use crate::master::Reloader;
 use crate::net::ListenAddr;
@@ -167,7 +167,9 @@ impl Server {
     /// Runs `hook` in the master on SIGHUP (gunicorn's `on_reload`): it
     /// may change each pool's settings through the [`Reload`], or refuse
     /// the reload with a reason, which is logged (M0010) while the running
-    /// pools go on unchanged. Without a reload hook, SIGHUP is ignored
+    /// pools go on unchanged. Settings out of the config's bounds (see
+    /// [`Server::serve`]) refuse the reload the same way, naming the pool,
+    /// the field and its bound. Without a reload hook, SIGHUP is ignored
     /// (M0004). A pool's address and handler stay; its protocol cannot
     /// change.
     ///
@@ -229,9 +231,14 @@ pub(super) fn reloader<'h>(
                     old.protocol, new.protocol
                 ));
             }
-            if new.sizing.start() == 0 {
-                errors.push(format!("pool {name}: no workers"));
+            // The config's bounds, as at `serve`: a hook's numbers must
+            // not overflow a deadline or fork thousands of workers.
+            if let Err(e) = maxima::check_settings(new) {
+                errors.push(format!("pool {name}: {e}"));
             }
+        }
+        if let Err(e) = maxima::check_graceful_timeout(timeout) {
+            errors.push(e);
         }
         if !errors.is_empty() {
             return Err(errors);

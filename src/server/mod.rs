@@ -14,10 +14,11 @@
 mod builder;
 mod hooks;
 
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::config::PoolSettings;
+use crate::config::{maxima, PoolSettings};
 use crate::spec::{Job, PoolSpec, WorkerHooks};
 use crate::{master, net};
 use crate::{Error, Handler, ListenAddr, Listener};
@@ -49,6 +50,43 @@ pub fn stop_pending() -> bool {
     crate::sys::signal::stop_requested()
 }
 
+/// Tells `preforkd status` what this worker's handler is doing, as
+/// Apache's mod_status shows the request: `status` shows it for a busy
+/// worker (the `handler_state` column, and field of `--json`) until the
+/// connection ends, when the worker clears it.
+///
+/// It runs in the worker, in the handler's own thread, and writes the
+/// worker's scoreboard slot without a lock or a system call: cheap
+/// enough for every request. The text is untrusted (it usually comes from
+/// a client): control characters and those that reorder text become `?`,
+/// and it is cut to 48 bytes on a character boundary. Before a worker
+/// serves (the master, the before-fork and after-fork hooks), on a
+/// thread the handler started, and under a model other than the prefork
+/// ones (`iterative`, `fork`, `prefork-pass`: no worker slot per
+/// connection), it does nothing; a state set between two
+/// connections (the exit hook) is cleared as the next one begins.
+///
+/// ```
+/// use std::io::{BufRead, BufReader};
+/// use preforkd::Connection;
+///
+/// fn handle(conn: Connection) -> std::io::Result<()> {
+///     let mut conn = BufReader::new(conn);
+///     let mut request = String::new();
+///     conn.read_line(&mut request)?;
+///     preforkd::set_state(request.trim_end());
+///     // ... serve it ...
+///     Ok(())
+/// }
+///
+/// // Outside a worker it does nothing.
+/// preforkd::set_state("GET /");
+/// # let _ = handle;
+/// ```
+pub fn set_state(text: &str) {
+    crate::worker::set_state(text);
+}
+
 /// One listener of a [`Server`] and its pool, as the builder fills it in.
 struct PoolBuild {
     name: String,
@@ -75,6 +113,8 @@ pub struct Server {
     pools: Vec<PoolBuild>,
     graceful_timeout: Duration,
     hooks: Hooks,
+    /// Where `serve` opens the control socket, if anywhere.
+    control: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Server {
@@ -150,7 +190,29 @@ impl Server {
             pools: vec![bind_pool(addr, "server".into())?],
             graceful_timeout: Duration::from_secs(30),
             hooks: Hooks::default(),
+            control: None,
         })
+    }
+
+    /// Opens a control socket at `path` (mode 0600) as the daemon's
+    /// `[daemon] control` is: `preforkd status --control PATH` shows the
+    /// pools, each worker's state, client and [`set_state`] text.
+    /// Without one, a library program answers only signals. A path where
+    /// another live program listens makes `serve` fail (a socket file
+    /// left by a program that died is replaced); one that cannot be made
+    /// is logged (W0040) and `serve` goes on without it. The file is
+    /// removed when the server stops.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// preforkd::Server::bind("127.0.0.1:8080")?
+    ///     .control_socket("/run/app/control.sock")
+    ///     .serve(|_conn: preforkd::Connection| Ok(()))
+    /// # }
+    /// ```
+    pub fn control_socket(mut self, path: impl Into<PathBuf>) -> Server {
+        self.control = Some(path.into());
+        self
     }
 
     /// Adds a listener on `addr` with its own `handler` and its own pool
@@ -210,12 +272,27 @@ impl Server {
     /// `handler` serves the first listener (the one of
     /// [`bind`](Server::bind)). The process must be single-threaded here:
     /// forking a multi-threaded process is refused.
+    ///
+    /// Each pool's settings are first held to the bounds `preforkd check`
+    /// holds a config file's to (preforkd.toml(5), DURATIONS AND SIZES):
+    /// a number that [`pool_settings`](Server::pool_settings) set out of
+    /// them (`workers`, `max_requests`, `timeout`, `per_source`, `backlog`,
+    /// a limit, ...) is an [`Error::Usage`] naming the pool, the field and
+    /// its bound, before anything is forked.
     pub fn serve<H: Handler>(self, handler: H) -> Result<(), Error> {
         let Server {
             pools,
             graceful_timeout,
             hooks,
+            control,
         } = self;
+        // What `pool_settings` set is held to the config's bounds, as a
+        // `[[service]]` is by `check`.
+        for pool in &pools {
+            maxima::check_settings(&pool.settings)
+                .map_err(|e| Error::Usage(format!("pool {}: {e}", pool.name)))?;
+        }
+        maxima::check_graceful_timeout(graceful_timeout).map_err(Error::Usage)?;
         let mut names = std::collections::BTreeSet::new();
         if let Some(p) = pools.iter().find(|p| !names.insert(p.name.as_str())) {
             return Err(Error::Usage(format!(
@@ -264,10 +341,48 @@ impl Server {
             graceful_timeout,
             log_level: None,
         };
-        let master = master::Master::new(bound, plan, reloader, announce)?;
+        let mut master = master::Master::new(bound, plan, reloader, announce)?;
+        if let Some(path) = control {
+            master.open_control(path, false)?;
+        }
         if let Some(hook) = before_first_fork {
             hook().map_err(|why| Error::Failed(format!("the before-fork hook failed: {why}")))?;
         }
         master.run().map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `serve` refuses before it forks (the test process has threads, so
+    /// a fork would be refused with another error).
+    #[test]
+    fn serve_refuses_settings_out_of_the_config_s_bounds_naming_the_field() {
+        type Change = fn(&mut PoolSettings);
+        let cases: [(Change, &str); 3] = [
+            (
+                |s| s.max_requests = Some(0),
+                "pool server: max_requests = 0: expected 1 to 1000000000",
+            ),
+            (
+                |s| s.sizing = crate::config::Sizing::Fixed(1_000_000),
+                "pool server: workers = 1000000: expected a number from 1 to 4096",
+            ),
+            (
+                |s| s.timeout = Some(Duration::MAX),
+                "pool server: timeout = ",
+            ),
+        ];
+        for (change, words) in cases {
+            let err = Server::bind("127.0.0.1:0")
+                .unwrap()
+                .pool_settings(change)
+                .serve(|_c: crate::Connection| Ok(()))
+                .unwrap_err();
+            assert!(matches!(err, Error::Usage(_)), "{err:?}");
+            assert!(err.to_string().starts_with(words), "{err}");
+        }
     }
 }

@@ -33,7 +33,7 @@ use crate::models::accept::{AcceptError, Acceptor, PoolShared};
 use crate::models::{report_served, Runner};
 use crate::net::proxy::{self, Proxy};
 use crate::net::{Connection, Listener};
-use crate::scoreboard::{Counter, Scoreboard, Slot, State};
+use crate::scoreboard::{Counter, OwnSlot, Scoreboard, Slot, State};
 use crate::service::builtin::metrics::{self, PoolLabel};
 use crate::service::{serve_one, Builtin, Served, Service};
 use crate::spec::{Job, PoolSpec};
@@ -71,7 +71,26 @@ pub(crate) struct Worker<'a> {
 pub(crate) struct Seat<'a> {
     pub board: &'a Scoreboard,
     pub slot: Slot<'a>,
+    /// Where `slot` is on the board.
+    pub index: usize,
     pub pool: usize,
+}
+
+thread_local! {
+    /// This worker's own slot, for [`set_state`]: set once the worker
+    /// serves connections; never set in the master.
+    static OWN_SLOT: std::cell::RefCell<Option<OwnSlot>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Records on this worker's slot what its handler is doing (what
+/// `preforkd::set_state` does); nothing outside a worker, or on a thread
+/// of the handler's own.
+pub(crate) fn set_state(text: &str) {
+    OWN_SLOT.with_borrow(|own| {
+        if let Some(own) = own {
+            own.slot().set_note(text);
+        }
+    });
 }
 
 impl Worker<'_> {
@@ -341,6 +360,7 @@ impl Worker<'_> {
         served: &mut u64,
     ) -> WorkerExit {
         let max_requests = self.max_requests();
+        OWN_SLOT.set(Some(self.seat.board.own_slot(self.seat.index)));
         self.seat.slot.set_pool(self.seat.pool);
         self.mark(|s| s.set(State::Idle));
         loop {

@@ -210,3 +210,32 @@ fn a_failing_after_fork_hook_backs_off_is_logged_and_recovers() {
     );
     d.stop_gracefully();
 }
+
+// Issue 17: a reload hook's settings meet the config's bounds.
+#[test]
+fn a_reload_hook_s_settings_out_of_bounds_refuse_the_reload_and_the_old_pool_serves() {
+    let dir = TempDir::new("library-reload-bounds");
+    let (mut d, log) = start_hooks(&dir, "2", None);
+    assert!(
+        wait_until(Duration::from_secs(10), || d.workers().len() == 2),
+        "{}",
+        d.report()
+    );
+    let before = set(&d.workers());
+    std::fs::write(dir.path().join("hooks.log.reload"), "workers 5000\n").unwrap();
+    d.signal(libc::SIGHUP);
+    assert!(
+        d.wait_for_log(
+            "M0010 reload refused: pool hooks: workers = 5000: expected a number from 1 to 4096",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        d.report()
+    );
+    assert_eq!(ran(&log, "reload").len(), 1, "{:?}", hook_lines(&log));
+    // The old workers go on, and no new one was forked.
+    assert_eq!(set(&d.workers()), before, "{}", d.report());
+    assert_eq!(ran(&log, "after_fork").len(), 2, "{:?}", hook_lines(&log));
+    assert!(before.contains(&served_by(&d)), "{}", d.report());
+    d.stop_gracefully();
+}

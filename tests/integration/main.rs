@@ -14,6 +14,7 @@ mod library;
 mod library_examples;
 mod library_hooks;
 mod library_knobs;
+mod library_state;
 mod limits;
 mod load;
 mod log_level;
