@@ -55,6 +55,15 @@ pub(crate) struct WorkerHooks<'h> {
 }
 
 /// The worker a hook runs in: its pool and its process.
+///
+/// ```
+/// # fn main() -> Result<(), preforkd::Error> {
+/// let server = preforkd::Server::bind("127.0.0.1:0")?.after_fork(|worker: &preforkd::WorkerInfo| {
+///     eprintln!("worker {} of pool {}", worker.pid(), worker.pool());
+///     Ok(())
+/// });
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct WorkerInfo {
     pub(crate) pool: String,
@@ -64,11 +73,28 @@ pub struct WorkerInfo {
 impl WorkerInfo {
     /// The name of the worker's pool (its listener's, as set by
     /// [`Server::name`](crate::Server::name)).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?
+    ///     .after_fork(|worker| {
+    ///         eprintln!("a worker of {} starts", worker.pool());
+    ///         Ok(())
+    ///     });
+    /// # Ok(()) }
+    /// ```
     pub fn pool(&self) -> &str {
         &self.pool
     }
 
     /// The worker's process id.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?
+    ///     .before_worker_exit(|worker, exit| eprintln!("{} exits: {exit:?}", worker.pid()));
+    /// # Ok(()) }
+    /// ```
     pub fn pid(&self) -> u32 {
         self.pid
     }

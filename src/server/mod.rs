@@ -87,7 +87,21 @@ impl Handed<'_> {
 /// The pool knobs ([`workers`](Server::workers),
 /// [`timeout`](Server::timeout), [`only_from`](Server::only_from), ...)
 /// set the pool of the listener added last: the one of
-/// [`bind`](Server::bind) until [`listen`](Server::listen) adds another.
+/// [`bind`](Server::bind) until [`listen`](Server::listen) or
+/// [`listen_udp`](Server::listen_udp) adds another.
+///
+/// ```no_run
+/// use std::io::Write;
+/// use preforkd::{Connection, Datagram, Server};
+///
+/// # fn main() -> Result<(), preforkd::Error> {
+/// Server::bind("127.0.0.1:8080")?
+///     .workers(4)                                  // the pool of 127.0.0.1:8080
+///     .listen_udp("127.0.0.1:8080", |d: Datagram<'_>| d.reply(b"up\n").map(|_| ()))?
+///     .workers(1)                                  // the pool of the UDP listener
+///     .serve(|mut c: Connection| c.write_all(b"hello\n"))
+/// # }
+/// ```
 pub struct Server {
     pools: Vec<PoolBuild>,
     graceful_timeout: Duration,
@@ -293,12 +307,30 @@ impl Server {
     /// The address of the listener added last, with the real port
     /// (`listening on` prints this); the address asked for under socket
     /// activation.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?;
+    /// assert!(server.local_display().starts_with("127.0.0.1:"));
+    /// assert!(!server.local_display().ends_with(":0"));
+    /// # Ok(()) }
+    /// ```
     pub fn local_display(&self) -> &str {
         &self.current().display
     }
 
     /// The settings of the pool of the listener added last: the same type
     /// the daemon builds from a `[[service]]` of its config file.
+    ///
+    /// ```
+    /// use preforkd::config::Protocol;
+    ///
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?
+    ///     .listen_udp("127.0.0.1:0", |_d: preforkd::Datagram<'_>| Ok(()))?;
+    /// assert_eq!(server.settings().protocol, Protocol::Udp);
+    /// # Ok(()) }
+    /// ```
     pub fn settings(&self) -> &PoolSettings {
         &self.current().settings
     }

@@ -28,6 +28,25 @@ use crate::net::{Connection, Datagram};
 /// handler returns or drops it. Returning an error only logs it (at debug
 /// level for a client that went away, warning otherwise); the worker goes
 /// back to accept either way, and so it does after a panic.
+///
+/// ```no_run
+/// use std::io::Write;
+/// use preforkd::{Connection, Handler};
+///
+/// /// Greets each client by its address.
+/// struct Greeter;
+///
+/// impl Handler for Greeter {
+///     fn handle(&self, mut conn: Connection) -> std::io::Result<()> {
+///         let who = conn.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+///         writeln!(conn, "hello {who}")
+///     }
+/// }
+///
+/// # fn main() -> Result<(), preforkd::Error> {
+/// preforkd::Server::bind("127.0.0.1:8080")?.serve(Greeter)
+/// # }
+/// ```
 #[cfg(unix)]
 pub trait Handler {
     /// Serve `conn` until done.

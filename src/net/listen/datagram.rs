@@ -54,22 +54,48 @@ impl<'a> Datagram<'a> {
     }
 
     /// The datagram's bytes (at most 65,535).
+    ///
+    /// ```
+    /// fn upper(d: preforkd::Datagram<'_>) -> std::io::Result<()> {
+    ///     d.reply(&d.data().to_ascii_uppercase()).map(|_| ())
+    /// }
+    /// ```
     pub fn data(&self) -> &'a [u8] {
         self.data
     }
 
     /// Who sent it: where [`reply`](Datagram::reply) sends.
+    ///
+    /// ```
+    /// fn who(d: preforkd::Datagram<'_>) -> std::io::Result<()> {
+    ///     d.reply(d.peer_addr().to_string().as_bytes()).map(|_| ())
+    /// }
+    /// ```
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
     }
 
     /// The listener's own address.
+    ///
+    /// ```
+    /// fn where_(d: preforkd::Datagram<'_>) -> std::io::Result<()> {
+    ///     let local = d.local_addr()?;
+    ///     d.reply(format!("this is {local}").as_bytes()).map(|_| ())
+    /// }
+    /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
     }
 
     /// Sends `bytes` to the sender as one datagram (sendto(2)); the number
-    /// of bytes sent.
+    /// of bytes sent. A datagram may get several replies, or none.
+    ///
+    /// ```
+    /// fn twice(d: preforkd::Datagram<'_>) -> std::io::Result<()> {
+    ///     d.reply(b"one")?;
+    ///     d.reply(b"two").map(|_| ())
+    /// }
+    /// ```
     pub fn reply(&self, bytes: &[u8]) -> io::Result<usize> {
         let n = self
             .socket
