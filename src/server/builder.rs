@@ -347,4 +347,35 @@ mod tests {
         assert_eq!(s.max_memory, Some(maxima::MAX_SIZE));
         assert_eq!(s.access.per_source, Some(maxima::MAX_PER_SOURCE as u32));
     }
+
+    #[test]
+    fn a_udp_listener_is_refused_what_the_daemon_refuses_a_udp_builtin() {
+        let udp = |change: fn(Server) -> Server| {
+            let server = Server::bind("127.0.0.1:0")
+                .unwrap()
+                .listen_udp("127.0.0.1:0", |_d: crate::Datagram<'_>| Ok(()))
+                .unwrap();
+            let server = change(server);
+            super::super::check_udp("server-2", server.settings())
+        };
+        assert_eq!(udp(|s| s.workers(2).rate("10/s").unwrap()), Ok(()));
+        for (change, key) in [
+            (
+                (|s: Server| s.timeout(Duration::from_secs(1))) as fn(Server) -> Server,
+                "timeout",
+            ),
+            (|s| s.max_memory(1 << 20), "max_memory"),
+            (|s| s.log_connections(true), "log_connections"),
+            (
+                |s| s.pool_settings(|p| p.model = crate::config::Model::Threads),
+                "model",
+            ),
+        ] {
+            let refused = udp(change).unwrap_err();
+            assert!(
+                refused.starts_with("listener server-2: ") && refused.contains(key),
+                "{refused}"
+            );
+        }
+    }
 }

@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use super::Server;
-use crate::config::PoolSettings;
+use crate::config::{PoolSettings, Protocol};
 use crate::master::plan::Plan;
 use crate::master::Reloader;
 use crate::net::ListenAddr;
@@ -226,7 +226,8 @@ impl Server {
     /// the reload with a reason, which is logged (M0010) while the running
     /// pools go on unchanged. Without a reload hook, SIGHUP is ignored
     /// (M0004). A pool's address and handler stay; its protocol cannot
-    /// change.
+    /// change, and a UDP pool is refused what [`serve`](Server::serve)
+    /// refuses it (see [`listen_udp`](Server::listen_udp)).
     ///
     /// ```no_run
     /// # fn main() -> Result<(), preforkd::Error> {
@@ -285,6 +286,9 @@ pub(super) fn reloader<'h>(
                     "pool {name}: the protocol cannot change ({} to {})",
                     old.protocol, new.protocol
                 ));
+            }
+            if new.protocol == Protocol::Udp {
+                errors.extend(super::check_udp(name, new).err());
             }
             if new.sizing.start() == 0 {
                 errors.push(format!("pool {name}: no workers"));

@@ -174,14 +174,14 @@ fn bind_pool(addr: &str, name: String, protocol: Protocol) -> Result<PoolBuild, 
 /// What a UDP pool cannot do, refused as the daemon's config refuses it
 /// for a UDP builtin: a worker answers each datagram at once, in the
 /// memory it started with, and logs no line per datagram.
-fn check_udp(pool: &PoolBuild) -> Result<(), Error> {
-    let s = &pool.settings;
+/// `name` is the listener's, for the message.
+pub(super) fn check_udp(name: &str, s: &PoolSettings) -> Result<(), String> {
     let unfit = [
         ("timeout", s.timeout.is_some()),
         ("max_memory", s.max_memory.is_some()),
         ("log_connections", s.log_connections),
     ];
-    let refused = |why: String| Error::Usage(format!("listener {}: {why}", pool.name));
+    let refused = |why: String| format!("listener {name}: {why}");
     if let Some((key, _)) = unfit.iter().find(|(_, set)| *set) {
         return Err(refused(format!(
             "`{key}` applies to tcp listeners, not udp"
@@ -427,7 +427,7 @@ impl Server {
             .iter()
             .filter(|p| p.settings.protocol == Protocol::Udp)
         {
-            check_udp(pool)?;
+            check_udp(&pool.name, &pool.settings).map_err(Error::Usage)?;
         }
         let mut first = Some(first);
         let mut bound = Vec::new();

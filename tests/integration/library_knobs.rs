@@ -189,3 +189,13 @@ fn a_library_udp_only_from_drops_a_datagram_from_another_address() {
         d.report()
     );
 }
+
+#[test]
+fn a_library_udp_listener_refuses_a_timeout_before_forking() {
+    let args = ["127.0.0.1:0", "--udp", "127.0.0.1:0", "--timeout", "1"];
+    let stderr = expect_usage_error(
+        Command::new(example("knobs")).args(args),
+        "listener udp: `timeout` applies to tcp listeners, not udp",
+    );
+    assert!(!stderr.contains("listening on"), "{stderr}");
+}
