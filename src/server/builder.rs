@@ -349,6 +349,31 @@ mod tests {
     }
 
     #[test]
+    fn a_handler_serves_only_its_own_kind_of_listener() {
+        let refused = |result: Result<(), Error>| match result {
+            Err(Error::Usage(why)) => why,
+            other => panic!("not refused: {other:?}"),
+        };
+        let udp = Server::bind_udp("127.0.0.1:0").unwrap();
+        let why = refused(udp.serve(|_c: crate::Connection| Ok(())));
+        assert!(why.contains("served by a datagram handler"), "{why}");
+        let tcp = Server::bind("127.0.0.1:0").unwrap();
+        let why = refused(tcp.serve_datagrams(|_d: crate::Datagram<'_>| Ok(())));
+        assert!(
+            why.contains("a datagram handler serves a UDP listener"),
+            "{why}"
+        );
+        // A protocol changed behind the listener's back.
+        let switched = Server::bind("127.0.0.1:0")
+            .unwrap()
+            .listen_udp("127.0.0.1:0", |_d: crate::Datagram<'_>| Ok(()))
+            .unwrap()
+            .pool_settings(|s| s.protocol = crate::config::Protocol::Tcp);
+        let why = refused(switched.serve(|_c: crate::Connection| Ok(())));
+        assert!(why.starts_with("listener server-2: "), "{why}");
+    }
+
+    #[test]
     fn a_udp_listener_is_refused_what_the_daemon_refuses_a_udp_builtin() {
         let udp = |change: fn(Server) -> Server| {
             let server = Server::bind("127.0.0.1:0")

@@ -171,6 +171,31 @@ fn bind_pool(addr: &str, name: String, protocol: Protocol) -> Result<PoolBuild, 
     })
 }
 
+/// Whether `handler` can serve `pool`: a handler of connections a TCP or
+/// `unix:` listener, a datagram handler a UDP one (as bound: a protocol
+/// changed by `pool_settings` is refused), with what UDP allows.
+fn check_handled(pool: &PoolBuild, handler: &Handed<'_>) -> Result<(), Error> {
+    let protocol = pool.settings.protocol;
+    if protocol != handler.protocol() {
+        return Err(Error::Usage(format!(
+            "listener {}: {}",
+            pool.name,
+            match handler {
+                Handed::Connections(_) =>
+                    "a UDP listener is served by a datagram handler \
+                     (bind_udp and serve_datagrams, or listen_udp)",
+                Handed::Datagrams(_) =>
+                    "a datagram handler serves a UDP listener \
+                     (bind_udp or listen_udp), and its protocol stays udp",
+            }
+        )));
+    }
+    if protocol == Protocol::Udp {
+        check_udp(&pool.name, &pool.settings).map_err(Error::Usage)?;
+    }
+    Ok(())
+}
+
 /// What a UDP pool cannot do, refused as the daemon's config refuses it
 /// for a UDP builtin: a worker answers each datagram at once, in the
 /// memory it started with, and logs no line per datagram.
@@ -357,8 +382,9 @@ impl Server {
     /// [`serve_datagrams`](Server::serve_datagrams) instead. The process
     /// must be single-threaded here: forking a multi-threaded process is
     /// refused. A setting a listener cannot have (see
-    /// [`listen_udp`](Server::listen_udp)), or two listeners of one name,
-    /// is refused before anything is forked.
+    /// [`listen_udp`](Server::listen_udp)), a handler of the wrong kind
+    /// for its listener, or two listeners of one name, is refused before
+    /// anything is forked.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), preforkd::Error> {
@@ -411,33 +437,20 @@ impl Server {
             started: after_fork,
             exiting: before_worker_exit,
         });
-        let head = pools.first().expect("a server has a listener");
-        if head.settings.protocol != first.protocol() {
-            return Err(Error::Usage(
-                match first {
-                    Handed::Connections(_) => {
-                        "a server bound by bind_udp is served by serve_datagrams"
-                    }
-                    Handed::Datagrams(_) => "serve_datagrams serves a server bound by bind_udp",
-                }
-                .into(),
-            ));
-        }
-        for pool in pools
-            .iter()
-            .filter(|p| p.settings.protocol == Protocol::Udp)
-        {
-            check_udp(&pool.name, &pool.settings).map_err(Error::Usage)?;
-        }
+        // The first listener's handler came to `serve` or `serve_datagrams`.
         let mut first = Some(first);
-        let mut bound = Vec::new();
-        let mut specs = Vec::new();
-        for pool in pools {
-            let handed = match (first.take(), pool.handler) {
-                (Some(h), _) => h,
-                (None, Some(h)) => h,
+        let mut handed = Vec::new();
+        for mut pool in pools {
+            let handler = match (first.take(), pool.handler.take()) {
+                (Some(h), _) | (None, Some(h)) => h,
                 (None, None) => unreachable!("every listener after the first has a handler"),
             };
+            check_handled(&pool, &handler)?;
+            handed.push((pool, handler));
+        }
+        let mut bound = Vec::new();
+        let mut specs = Vec::new();
+        for (pool, handed) in handed {
             let hooks = Rc::clone(&worker_hooks);
             let job = match handed {
                 Handed::Connections(h) => Job::Handler(h, hooks),
