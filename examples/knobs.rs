@@ -3,18 +3,21 @@
 //!
 //! ```text
 //! cargo run --example knobs -- 127.0.0.1:8080 --workers 2 --timeout 1 \
-//!     --max-requests 3 --only-from 10.0.0.0/8 --second 127.0.0.1:8081
+//!     --max-requests 3 --only-from 10.0.0.0/8 --second 127.0.0.1:8081 \
+//!     --udp 127.0.0.1:8082 --only-from 127.0.0.0/8
 //! ```
 //!
 //! Each connection sends one line and gets `NAME PID LINE` back, NAME
 //! being `first` or `second` (the listener of `--second`, its own pool of
-//! one worker with its own handler). The knobs set the first listener's
-//! pool.
+//! one worker with its own handler). `--udp ADDR` adds a UDP listener
+//! named `udp`, whose datagram handler answers each datagram with `udp
+//! PID DATA`. The knobs set the pool of the listener added last: the
+//! first one's, or after `--udp` the UDP one's.
 
 use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
-use preforkd::{Connection, Error, Server};
+use preforkd::{Connection, Datagram, Error, Server};
 
 /// Reads one line and answers `name pid line`.
 fn answer(name: &'static str) -> impl Fn(Connection) -> std::io::Result<()> {
@@ -29,6 +32,13 @@ fn answer(name: &'static str) -> impl Fn(Connection) -> std::io::Result<()> {
             line.trim()
         )
     }
+}
+
+/// Answers a datagram with `udp pid data`.
+fn answer_datagram(datagram: Datagram<'_>) -> std::io::Result<()> {
+    let data = String::from_utf8_lossy(datagram.data());
+    let reply = format!("udp {} {}", std::process::id(), data.trim());
+    datagram.reply(reply.as_bytes()).map(|_| ())
 }
 
 fn build(mut args: impl Iterator<Item = String>) -> Result<Server, Error> {
@@ -47,6 +57,10 @@ fn build(mut args: impl Iterator<Item = String>) -> Result<Server, Error> {
             "--no-access" => server.no_access(&[value.as_str()])?,
             "--per-source" => server.per_source(number()? as u32),
             "--rate" => server.rate(&value)?,
+            "--udp" => server
+                .listen_udp(&value, answer_datagram)?
+                .name("udp")
+                .workers(1),
             "--second" => {
                 second = Some(value);
                 server

@@ -19,7 +19,7 @@
 //! | [`net`] | addresses, binding, listening, the accepted [`Connection`]; access rules; the PROXY protocol of load balancers |
 //! | `master` | the supervisor: one signal loop, pools and back-off, the scoreboard watch, reload, upgrade, the control socket |
 //! | `backoff` | when a process that cannot fork tries again, and the lines it logs (the master's pools, the `prefork-pass` runner) |
-//! | `worker` | the child: drop privileges, accept, check the client, run the handler, exit with a meaning; a UDP builtin's datagrams; a wait service's program on the socket itself |
+//! | `worker` | the child: drop privileges, accept, check the client, run the handler, exit with a meaning; a UDP pool's datagrams (a builtin's or a datagram handler's); a wait service's program on the socket itself |
 //! | `exit` | the exit statuses a worker and a runner tell the master why they stopped with ([`WorkerExit`]) |
 //! | [`scoreboard`] | one shared-memory slot per worker: state, client, served; one per pool: its counters, which outlive its workers |
 //! | [`privileges`] | what a worker becomes: user, group, chroot, limits |
@@ -28,7 +28,7 @@
 //! | `sys` | every `unsafe` block and OS call: fork, spawning programs, signals, descriptors, shared memory, privileges, daemon |
 //! | [`models`] | the server designs of UNP chapter 30 (`--model`): how a worker accepts, how a pool's socket is bound, the single-process runners |
 //! | [`compare`], [`load`] | `preforkd compare`: every model against the same load, measured from outside; the one load generator (of `compare`, `preforkd load` and the benchmarks under bench/) |
-//! | `server` | the library's [`Server`]: a pool of the master's per listener, each with your handler; the builder's knobs over the pool spec; the lifecycle hooks (before the first fork, after fork, worker exit, reload) |
+//! | `server` | the library's [`Server`]: a pool of the master's per listener (TCP, UDP, `unix:`), each with your handler; the builder's knobs over the pool spec; the lifecycle hooks (before the first fork, after fork, worker exit, reload) |
 //! | `fallback` | serving without fork (Windows), in one folder: every TCP service on a thread pool of std's, exec services through pipes |
 //!
 //! # The dependency rule: arrows point down
@@ -118,6 +118,30 @@
 //! }
 //! ```
 //!
+//! ## Datagrams
+//!
+//! [`Server::listen_udp`] adds a UDP listener, whose pool's workers each
+//! block in recvfrom(2) and give every datagram the pool's access rules
+//! admit to a [`DatagramHandler`] (or a closure over the [`Datagram`]),
+//! as the daemon's UDP builtins are served; [`Server::bind_udp`] and
+//! [`Server::serve_datagrams`] make a server of UDP first.
+//!
+//! ```no_run
+//! use std::io::Write;
+//! use preforkd::{Connection, Datagram, Server};
+//!
+//! fn main() -> Result<(), preforkd::Error> {
+//!     Server::bind("127.0.0.1:8080")?
+//!         .listen_udp("127.0.0.1:8080", |d: Datagram<'_>| {
+//!             let reply = format!("{} bytes from {}\n", d.data().len(), d.peer_addr());
+//!             d.reply(reply.as_bytes()).map(|_| ())
+//!         })?
+//!         .only_from(&["127.0.0.0/8"])?        // a refused datagram is dropped
+//!         .rate("1000/s")?
+//!         .serve(|mut c: Connection| c.write_all(b"hello\n"))
+//! }
+//! ```
+//!
 //! ## Hooks
 //!
 //! [`Server::before_first_fork`] runs once in the master;
@@ -193,8 +217,9 @@
 //! ```
 //!
 //! What is public, and so kept across minor versions: the items this page
-//! lists (`Server` and its methods, `Handler`, `Connection`, `Reload`,
-//! `WorkerInfo`, `WorkerExit`, `stop_pending`, `set_state`, `Error`), and the `config`
+//! lists (`Server` and its methods, `Handler`, `Connection`,
+//! `DatagramHandler`, `Datagram`, `Reload`, `WorkerInfo`, `WorkerExit`,
+//! `stop_pending`, `set_state`, `Error`), and the `config`
 //! types a pool's settings are made of. The modules `cli`, `compare`,
 //! `load`, `models`, `service` and `scoreboard` are public for the
 //! `preforkd` binary and its tests, and may change in any release.
@@ -242,9 +267,9 @@ pub use service::{Builtin, ExecSpec, Service};
 #[cfg(unix)]
 pub use {
     exit::WorkerExit,
-    net::{Connection, Listener},
+    net::{Connection, Datagram, Listener},
     server::{set_state, stop_pending, Reload, Server},
-    service::Handler,
+    service::{DatagramHandler, Handler},
     spec::WorkerInfo,
 };
 

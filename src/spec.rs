@@ -18,7 +18,7 @@ use std::rc::Rc;
 use crate::config::{PoolSettings, Protocol, ServiceConfig};
 use crate::exit::WorkerExit;
 use crate::net::ListenAddr;
-use crate::service::{Handler, Service};
+use crate::service::{DatagramHandler, Handler, Service};
 
 /// What a pool's workers serve.
 #[derive(Clone)]
@@ -30,6 +30,9 @@ pub(crate) enum Job<'h> {
     /// The library's handler, for each connection, with the hooks its
     /// workers run around it.
     Handler(Rc<dyn Handler + 'h>, Rc<WorkerHooks<'h>>),
+    /// The library's datagram handler, for each datagram of a UDP pool,
+    /// with the same hooks.
+    Datagrams(Rc<dyn DatagramHandler + 'h>, Rc<WorkerHooks<'h>>),
 }
 
 /// An after-fork hook: see [`WorkerHooks::started`].
@@ -52,6 +55,15 @@ pub(crate) struct WorkerHooks<'h> {
 }
 
 /// The worker a hook runs in: its pool and its process.
+///
+/// ```
+/// # fn main() -> Result<(), preforkd::Error> {
+/// let server = preforkd::Server::bind("127.0.0.1:0")?.after_fork(|worker: &preforkd::WorkerInfo| {
+///     eprintln!("worker {} of pool {}", worker.pid(), worker.pool());
+///     Ok(())
+/// });
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct WorkerInfo {
     pub(crate) pool: String,
@@ -61,22 +73,41 @@ pub struct WorkerInfo {
 impl WorkerInfo {
     /// The name of the worker's pool (its listener's, as set by
     /// [`Server::name`](crate::Server::name)).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?
+    ///     .after_fork(|worker| {
+    ///         eprintln!("a worker of {} starts", worker.pool());
+    ///         Ok(())
+    ///     });
+    /// # Ok(()) }
+    /// ```
     pub fn pool(&self) -> &str {
         &self.pool
     }
 
     /// The worker's process id.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?
+    ///     .before_worker_exit(|worker, exit| eprintln!("{} exits: {exit:?}", worker.pid()));
+    /// # Ok(()) }
+    /// ```
     pub fn pid(&self) -> u32 {
         self.pid
     }
 }
 
 impl Job<'_> {
-    /// What serves a connection.
-    pub(crate) fn handler(&self) -> &dyn Handler {
+    /// What serves a connection; `None` for a datagram handler, which
+    /// serves none (a UDP pool is served by the prefork model only).
+    pub(crate) fn handler(&self) -> Option<&dyn Handler> {
         match self {
-            Job::Service(service) => service,
-            Job::Handler(handler, _) => handler.as_ref(),
+            Job::Service(service) => Some(service),
+            Job::Handler(handler, _) => Some(handler.as_ref()),
+            Job::Datagrams(..) => None,
         }
     }
 
@@ -85,7 +116,7 @@ impl Job<'_> {
     pub(crate) fn service(&self) -> Option<&Service> {
         match self {
             Job::Service(service) => Some(service),
-            Job::Handler(..) => None,
+            Job::Handler(..) | Job::Datagrams(..) => None,
         }
     }
 
@@ -93,7 +124,7 @@ impl Job<'_> {
     pub(crate) fn hooks(&self) -> Option<&WorkerHooks<'_>> {
         match self {
             Job::Service(_) => None,
-            Job::Handler(_, hooks) => Some(hooks),
+            Job::Handler(_, hooks) | Job::Datagrams(_, hooks) => Some(hooks),
         }
     }
 
@@ -104,6 +135,9 @@ impl Job<'_> {
         match (self, other) {
             (Job::Service(a), Job::Service(b)) => a == b,
             (Job::Handler(a, _), Job::Handler(b, _)) => {
+                std::ptr::addr_eq(Rc::as_ptr(a), Rc::as_ptr(b))
+            }
+            (Job::Datagrams(a, _), Job::Datagrams(b, _)) => {
                 std::ptr::addr_eq(Rc::as_ptr(a), Rc::as_ptr(b))
             }
             _ => false,

@@ -4,9 +4,26 @@
 //! PROXY protocol on a `unix:` socket needs a file only the balancer can
 //! connect to.
 
-use super::{Model, Protocol, ServiceConfig, Sizing};
+use super::{Model, PoolSettings, Protocol, ServiceConfig, Sizing};
 use crate::net::ListenAddr;
 use crate::service::Service;
+
+impl PoolSettings {
+    /// Whether a UDP pool's settings fit: it is served by the prefork
+    /// model (a worker in recvfrom(2)), and no PROXY header comes first.
+    /// Also what the library's UDP listeners are checked with.
+    pub(crate) fn check_udp_model(&self) -> Result<(), String> {
+        if self.proxy_protocol.is_some() {
+            return Err("proxy_protocol applies to tcp services, not udp".into());
+        }
+        match self.model {
+            Model::Prefork => Ok(()),
+            model => Err(format!(
+                "model = \"{model}\" serves tcp; udp services use the prefork model"
+            )),
+        }
+    }
+}
 
 impl ServiceConfig {
     /// Whether the service's settings fit its model: the single-process
@@ -15,16 +32,11 @@ impl ServiceConfig {
     /// address. Returns what does not fit, in the user's words.
     pub fn check_model(&self) -> Result<(), String> {
         let model = self.pool.model;
-        if self.pool.protocol == Protocol::Udp && self.pool.proxy_protocol.is_some() {
-            return Err("proxy_protocol applies to tcp services, not udp".into());
+        if self.pool.protocol == Protocol::Udp {
+            return self.pool.check_udp_model();
         }
         if model == Model::Prefork {
             return Ok(());
-        }
-        if self.pool.protocol == Protocol::Udp {
-            return Err(format!(
-                "model = \"{model}\" serves tcp; udp services use the prefork model"
-            ));
         }
         if model == Model::Reuseport {
             if self.listen.iter().any(|a| matches!(a, ListenAddr::Unix(_))) {

@@ -44,9 +44,18 @@ impl<'a> Runner<'a> {
         &self.spec.name
     }
 
-    /// What serves a connection.
-    pub(crate) fn handler(&self) -> &'a dyn Handler {
-        self.spec.job.handler()
+    /// What serves a connection: `None` for a datagram handler, whose
+    /// pool `serve` gives the prefork model (a connection that reached a
+    /// runner anyway is closed, and logged).
+    pub(crate) fn handler(&self) -> Option<&'a dyn Handler> {
+        let handler = self.spec.job.handler();
+        if handler.is_none() {
+            log::error!(
+                "W0012 service {}: a datagram handler serves udp with the prefork model only",
+                self.name()
+            );
+        }
+        handler
     }
 
     /// The same handler as a builtin or exec service, when it is one (the
@@ -77,14 +86,17 @@ impl<'a> Runner<'a> {
     /// Serves one connection on this thread, as a worker would, and counts
     /// it on the scoreboard.
     pub(crate) fn serve(&self, conn: Connection) {
-        serve_counted(self.name(), self.handler(), self.timeout(), self.slot, conn);
+        if let Some(handler) = self.handler() {
+            serve_counted(self.name(), handler, self.timeout(), self.slot, conn);
+        }
     }
 
     /// Serves one connection on this thread, its timeout already set, and
     /// does not count it.
     pub(crate) fn serve_uncounted(&self, conn: Connection) {
-        let handler = self.handler();
-        serve_one(self.name(), || handler.handle(conn).map(|()| None));
+        if let Some(handler) = self.handler() {
+            serve_one(self.name(), || handler.handle(conn).map(|()| None));
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Sockets: the addresses a user writes, binding and listening, and the
-//! accepted connection a handler receives.
+//! accepted connection a handler receives, the datagram a datagram
+//! handler receives.
 //!
 //! This module opens and accepts; it does not fork, supervise or serve.
 //! Binding and accepting (`listen`) are Unix; on Windows the thread pool
@@ -14,9 +15,9 @@ pub mod proxy;
 
 pub use addr::{AddrParseError, ListenAddr};
 #[cfg(unix)]
-pub(crate) use listen::take_traffic;
+pub(crate) use listen::{take_traffic, Replies};
 #[cfg(unix)]
-pub use listen::{Connection, Listener};
+pub use listen::{Connection, Datagram, Listener};
 pub use peer::Peer;
 
 /// What the `listening on` line adds after an IPv6 wildcard address,

@@ -26,6 +26,12 @@ impl Server {
     /// listener needs its own.
     ///
     /// [`WorkerInfo`]: crate::WorkerInfo
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?.name("api");
+    /// # Ok(()) }
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Server {
         self.current_mut().name = name.into();
         self
@@ -34,6 +40,15 @@ impl Server {
     /// A fixed pool of `n` workers (at least one, at most
     /// [`MAX_WORKERS`](crate::config::maxima::MAX_WORKERS), as in the
     /// config): `workers = N`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// use preforkd::config::Sizing;
+    ///
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?.workers(4);
+    /// assert_eq!(server.settings().sizing, Sizing::Fixed(4));
+    /// # Ok(()) }
+    /// ```
     pub fn workers(mut self, n: usize) -> Server {
         let most = maxima::MAX_WORKERS as usize;
         self.current_mut().settings.sizing = Sizing::Fixed(n.clamp(1, most));
@@ -68,6 +83,14 @@ impl Server {
     /// chosen per worker so that workers started together do not all
     /// leave together (`max_requests`, `max_requests_jitter`). Its
     /// replacement is forked at once; nothing waiting is lost.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?.max_requests(1000, 100);
+    /// assert_eq!(server.settings().max_requests, Some(1000));
+    /// assert_eq!(server.settings().max_requests_jitter, 100);
+    /// # Ok(()) }
+    /// ```
     pub fn max_requests(mut self, n: u64, jitter: u64) -> Server {
         let settings = &mut self.current_mut().settings;
         // Bounded as the config's are, so that their sum cannot overflow.
@@ -79,6 +102,15 @@ impl Server {
     /// Closes a connection idle for `timeout` (a read or write waits no
     /// longer), and kills a worker whose handler is busy longer than that
     /// (`timeout`).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?.timeout(Duration::from_secs(30));
+    /// assert_eq!(server.settings().timeout, Some(Duration::from_secs(30)));
+    /// # Ok(()) }
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Server {
         // At most the config's longest, so that a deadline cannot overflow.
         self.current_mut().settings.timeout = Some(timeout.min(maxima::MAX_DURATION));
@@ -88,12 +120,26 @@ impl Server {
     /// Retires a worker, after its connection, once its resident memory is
     /// larger than `bytes` (it is replaced at once; nothing is lost):
     /// `max_memory`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?.max_memory(256 << 20);
+    /// assert_eq!(server.settings().max_memory, Some(256 << 20));
+    /// # Ok(()) }
+    /// ```
     pub fn max_memory(mut self, bytes: u64) -> Server {
         self.current_mut().settings.max_memory = Some(bytes.min(maxima::MAX_SIZE));
         self
     }
 
     /// Logs one line per connection (C0001, C0003): `log_connections`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?.log_connections(true);
+    /// assert!(server.settings().log_connections);
+    /// # Ok(()) }
+    /// ```
     pub fn log_connections(mut self, on: bool) -> Server {
         self.current_mut().settings.log_connections = on;
         self
@@ -119,6 +165,14 @@ impl Server {
 
     /// Never serves clients from these networks (wins over `only_from`):
     /// `no_access`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?.no_access(&["10.1.0.0/16"])?;
+    /// assert_eq!(server.settings().access.no_access.len(), 1);
+    /// assert!(preforkd::Server::bind("127.0.0.1:0")?.no_access(&["no-net"]).is_err());
+    /// # Ok(()) }
+    /// ```
     pub fn no_access(mut self, networks_: &[&str]) -> Result<Server, Error> {
         self.current_mut().settings.access.no_access = networks("no_access", networks_)?;
         Ok(self)
@@ -126,6 +180,13 @@ impl Server {
 
     /// At most `n` connections at once from one client address:
     /// `per_source`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?.per_source(8);
+    /// assert_eq!(server.settings().access.per_source, Some(8));
+    /// # Ok(()) }
+    /// ```
     pub fn per_source(mut self, n: u32) -> Server {
         self.current_mut().settings.access.per_source = Some(n.min(maxima::MAX_PER_SOURCE as u32));
         self
@@ -133,6 +194,14 @@ impl Server {
 
     /// At most this many new connections per period (`"50/s"`, `"600/m"`)
     /// on this listener; the others are closed at once: `rate`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?.rate("600/m")?;
+    /// assert!(server.settings().access.rate.is_some());
+    /// assert!(preforkd::Server::bind("127.0.0.1:0")?.rate("fast").is_err());
+    /// # Ok(()) }
+    /// ```
     pub fn rate(mut self, rate: &str) -> Result<Server, Error> {
         let rate: Rate = rate
             .parse()
@@ -177,6 +246,12 @@ impl Server {
     /// primary group) after fork, before the after-fork hook: `user`,
     /// `group`. The master must be root for that; `serve` refuses
     /// otherwise. An error says the user or group is unknown.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:8080")?.user("www-data", Some("www-data"))?;
+    /// # Ok(()) }
+    /// ```
     pub fn user(mut self, user: &str, group: Option<&str>) -> Result<Server, Error> {
         let account = Account::lookup(user, group).map_err(Error::Usage)?;
         self.current_mut().settings.privileges.account = Some(account);
@@ -185,6 +260,13 @@ impl Server {
 
     /// Workers chroot(2) to `dir` after fork (the master must be root):
     /// `chroot`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?.chroot("/var/empty");
+    /// assert_eq!(server.settings().privileges.chroot.as_deref(), Some("/var/empty".as_ref()));
+    /// # Ok(()) }
+    /// ```
     pub fn chroot(mut self, dir: impl Into<PathBuf>) -> Server {
         self.current_mut().settings.privileges.chroot = Some(dir.into());
         self
@@ -192,6 +274,19 @@ impl Server {
 
     /// Resource limits each worker sets on itself after fork:
     /// `limits`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// use preforkd::privileges::Limits;
+    ///
+    /// let limits = Limits {
+    ///     open_files: Some(1024),
+    ///     ..Limits::default()
+    /// };
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?.limits(limits);
+    /// assert_eq!(server.settings().privileges.limits.open_files, Some(1024));
+    /// # Ok(()) }
+    /// ```
     pub fn limits(mut self, limits: Limits) -> Server {
         self.current_mut().settings.privileges.limits = limits;
         self
@@ -199,6 +294,14 @@ impl Server {
 
     /// On SIGTERM, how long busy workers may take before they are killed
     /// (all listeners): `[daemon] graceful_timeout`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?.graceful_timeout(Duration::from_secs(5));
+    /// # Ok(()) }
+    /// ```
     pub fn graceful_timeout(mut self, timeout: Duration) -> Server {
         self.graceful_timeout = timeout.min(maxima::MAX_DURATION);
         self
@@ -243,5 +346,61 @@ mod tests {
         assert_eq!(s.timeout, Some(maxima::MAX_DURATION));
         assert_eq!(s.max_memory, Some(maxima::MAX_SIZE));
         assert_eq!(s.access.per_source, Some(maxima::MAX_PER_SOURCE as u32));
+    }
+
+    #[test]
+    fn a_handler_serves_only_its_own_kind_of_listener() {
+        let refused = |result: Result<(), Error>| match result {
+            Err(Error::Usage(why)) => why,
+            other => panic!("not refused: {other:?}"),
+        };
+        let udp = Server::bind_udp("127.0.0.1:0").unwrap();
+        let why = refused(udp.serve(|_c: crate::Connection| Ok(())));
+        assert!(why.contains("served by a datagram handler"), "{why}");
+        let tcp = Server::bind("127.0.0.1:0").unwrap();
+        let why = refused(tcp.serve_datagrams(|_d: crate::Datagram<'_>| Ok(())));
+        assert!(
+            why.contains("a datagram handler serves a UDP listener"),
+            "{why}"
+        );
+        // A protocol changed behind the listener's back.
+        let switched = Server::bind("127.0.0.1:0")
+            .unwrap()
+            .listen_udp("127.0.0.1:0", |_d: crate::Datagram<'_>| Ok(()))
+            .unwrap()
+            .pool_settings(|s| s.protocol = crate::config::Protocol::Tcp);
+        let why = refused(switched.serve(|_c: crate::Connection| Ok(())));
+        assert!(why.starts_with("listener server-2: "), "{why}");
+    }
+
+    #[test]
+    fn a_udp_listener_is_refused_what_the_daemon_refuses_a_udp_builtin() {
+        let udp = |change: fn(Server) -> Server| {
+            let server = Server::bind("127.0.0.1:0")
+                .unwrap()
+                .listen_udp("127.0.0.1:0", |_d: crate::Datagram<'_>| Ok(()))
+                .unwrap();
+            let server = change(server);
+            super::super::check_udp("server-2", server.settings())
+        };
+        assert_eq!(udp(|s| s.workers(2).rate("10/s").unwrap()), Ok(()));
+        for (change, key) in [
+            (
+                (|s: Server| s.timeout(Duration::from_secs(1))) as fn(Server) -> Server,
+                "timeout",
+            ),
+            (|s| s.max_memory(1 << 20), "max_memory"),
+            (|s| s.log_connections(true), "log_connections"),
+            (
+                |s| s.pool_settings(|p| p.model = crate::config::Model::Threads),
+                "model",
+            ),
+        ] {
+            let refused = udp(change).unwrap_err();
+            assert!(
+                refused.starts_with("listener server-2: ") && refused.contains(key),
+                "{refused}"
+            );
+        }
     }
 }

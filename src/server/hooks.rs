@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use super::Server;
-use crate::config::{maxima, PoolSettings};
+use crate::config::{maxima, PoolSettings, Protocol};
 use crate::master::plan::Plan;
 use crate::master::Reloader;
 use crate::net::ListenAddr;
@@ -41,6 +41,20 @@ pub(super) struct Hooks {
 /// settings change gets new workers (which run the after-fork hook), and
 /// the old ones finish their connection and leave, as in a reload of the
 /// daemon's config file.
+///
+/// ```
+/// use preforkd::config::Sizing;
+///
+/// # fn main() -> Result<(), preforkd::Error> {
+/// let server = preforkd::Server::bind("127.0.0.1:0")?.on_reload(|reload| {
+///     let Some(pool) = reload.pool_mut("server") else {
+///         return Err("no pool named server".into());
+///     };
+///     pool.sizing = Sizing::Fixed(8);
+///     Ok(())
+/// });
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Reload<'r> {
     pools: &'r mut [(String, PoolSettings)],
@@ -49,11 +63,32 @@ pub struct Reload<'r> {
 
 impl Reload<'_> {
     /// The names of the pools, in the order they were added.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?.on_reload(|reload| {
+    ///     eprintln!("reloading {}", reload.names().collect::<Vec<_>>().join(", "));
+    ///     Ok(())
+    /// });
+    /// # Ok(()) }
+    /// ```
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.pools.iter().map(|(name, _)| name.as_str())
     }
 
     /// The settings of the pool named `name`, to change.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?.name("api").on_reload(|reload| {
+    ///     let api = reload.pool_mut("api").ok_or("no api pool")?;
+    ///     api.timeout = Some(Duration::from_secs(10));
+    ///     Ok(())
+    /// });
+    /// # Ok(()) }
+    /// ```
     pub fn pool_mut(&mut self, name: &str) -> Option<&mut PoolSettings> {
         self.pools
             .iter_mut()
@@ -62,11 +97,33 @@ impl Reload<'_> {
     }
 
     /// Every pool's name and settings, to change.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?.on_reload(|reload| {
+    ///     for (_name, settings) in reload.pools_mut() {
+    ///         settings.log_connections = true;
+    ///     }
+    ///     Ok(())
+    /// });
+    /// # Ok(()) }
+    /// ```
     pub fn pools_mut(&mut self) -> impl Iterator<Item = (&str, &mut PoolSettings)> {
         self.pools.iter_mut().map(|(n, s)| (n.as_str(), s))
     }
 
     /// How long a stop (or the old workers of a reload) may take.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?.on_reload(|reload| {
+    ///     reload.set_graceful_timeout(Duration::from_secs(60));
+    ///     Ok(())
+    /// });
+    /// # Ok(()) }
+    /// ```
     pub fn set_graceful_timeout(&mut self, timeout: Duration) {
         *self.graceful_timeout = timeout;
     }
@@ -171,7 +228,8 @@ impl Server {
     /// [`Server::serve`]) refuse the reload the same way, naming the pool,
     /// the field and its bound. Without a reload hook, SIGHUP is ignored
     /// (M0004). A pool's address and handler stay; its protocol cannot
-    /// change.
+    /// change, and a UDP pool is refused what [`serve`](Server::serve)
+    /// refuses it (see [`listen_udp`](Server::listen_udp)).
     ///
     /// ```no_run
     /// # fn main() -> Result<(), preforkd::Error> {
@@ -230,6 +288,9 @@ pub(super) fn reloader<'h>(
                     "pool {name}: the protocol cannot change ({} to {})",
                     old.protocol, new.protocol
                 ));
+            }
+            if new.protocol == Protocol::Udp {
+                errors.extend(super::check_udp(name, new).err());
             }
             // The config's bounds, as at `serve`: a hook's numbers must
             // not overflow a deadline or fork thousands of workers.

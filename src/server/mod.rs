@@ -2,7 +2,8 @@
 //!
 //! [`Server`] wraps the daemon's own machinery (`crate::master`, its pools,
 //! forked workers, reload, systemd) for a Rust program that brings its own
-//! [`Handler`]. Each listener is one pool of the master's, described by the
+//! [`Handler`] (or, on a UDP listener, its own [`DatagramHandler`]). Each
+//! listener is one pool of the master's, described by the
 //! same [`PoolSettings`] the daemon builds from its config file: the
 //! builder's knobs (in `builder.rs`) set its fields, nothing else. The
 //! hooks, and where each runs, are in `hooks.rs`; the crate docs show it
@@ -18,10 +19,10 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::config::{maxima, PoolSettings};
+use crate::config::{maxima, PoolSettings, Protocol};
 use crate::spec::{Job, PoolSpec, WorkerHooks};
 use crate::{master, net};
-use crate::{Error, Handler, ListenAddr, Listener};
+use crate::{DatagramHandler, Error, Handler, ListenAddr, Listener};
 
 use hooks::Hooks;
 pub use hooks::Reload;
@@ -97,8 +98,24 @@ struct PoolBuild {
     /// What `local_display` shows.
     display: String,
     settings: PoolSettings,
-    /// The handler given with `listen`; the first pool's comes to `serve`.
-    handler: Option<Rc<dyn Handler>>,
+    /// The handler given with `listen` or `listen_udp`; the first pool's
+    /// comes to `serve` or `serve_datagrams`.
+    handler: Option<Handed<'static>>,
+}
+
+/// What serves a pool: a handler of connections, or of datagrams.
+enum Handed<'h> {
+    Connections(Rc<dyn Handler + 'h>),
+    Datagrams(Rc<dyn DatagramHandler + 'h>),
+}
+
+impl Handed<'_> {
+    fn protocol(&self) -> Protocol {
+        match self {
+            Handed::Connections(_) => Protocol::Tcp,
+            Handed::Datagrams(_) => Protocol::Udp,
+        }
+    }
 }
 
 /// A pre-fork server: its listeners, each with its pool and handler, and
@@ -108,7 +125,21 @@ struct PoolBuild {
 /// The pool knobs ([`workers`](Server::workers),
 /// [`timeout`](Server::timeout), [`only_from`](Server::only_from), ...)
 /// set the pool of the listener added last: the one of
-/// [`bind`](Server::bind) until [`listen`](Server::listen) adds another.
+/// [`bind`](Server::bind) until [`listen`](Server::listen) or
+/// [`listen_udp`](Server::listen_udp) adds another.
+///
+/// ```no_run
+/// use std::io::Write;
+/// use preforkd::{Connection, Datagram, Server};
+///
+/// # fn main() -> Result<(), preforkd::Error> {
+/// Server::bind("127.0.0.1:8080")?
+///     .workers(4)                                  // the pool of 127.0.0.1:8080
+///     .listen_udp("127.0.0.1:8080", |d: Datagram<'_>| d.reply(b"up\n").map(|_| ()))?
+///     .workers(1)                                  // the pool of the UDP listener
+///     .serve(|mut c: Connection| c.write_all(b"hello\n"))
+/// # }
+/// ```
 pub struct Server {
     pools: Vec<PoolBuild>,
     graceful_timeout: Duration,
@@ -144,19 +175,26 @@ fn socket_activated() -> bool {
     ours && std::env::var("LISTEN_FDS").is_ok_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0))
 }
 
-/// Binds `addr` (`127.0.0.1:8080`, `[::1]:0`, `:8080`, `unix:/path`),
-/// unless a service manager passed the sockets.
-fn bind_pool(addr: &str, name: String) -> Result<PoolBuild, Error> {
+/// Binds `addr` (`127.0.0.1:8080`, `[::1]:0`, `:8080`, `unix:/path`; an
+/// IP address only for UDP), unless a service manager passed the sockets.
+fn bind_pool(addr: &str, name: String, protocol: Protocol) -> Result<PoolBuild, Error> {
     let addr: ListenAddr = addr.parse().map_err(Error::Address)?;
+    if protocol == Protocol::Udp && matches!(addr, ListenAddr::Unix(_)) {
+        return Err(Error::Usage(format!(
+            "{addr}: a unix: address cannot serve udp"
+        )));
+    }
     let listener = if socket_activated() {
         None
     } else {
-        Some(
-            Listener::bind(&addr, net::DEFAULT_BACKLOG).map_err(|source| Error::Bind {
-                addr: addr.to_string(),
-                source,
-            })?,
-        )
+        let bound = match protocol {
+            Protocol::Tcp => Listener::bind(&addr, net::DEFAULT_BACKLOG),
+            Protocol::Udp => Listener::bind_udp(&addr),
+        };
+        Some(bound.map_err(|source| Error::Bind {
+            addr: addr.to_string(),
+            source,
+        })?)
     };
     Ok(PoolBuild {
         display: listener
@@ -165,9 +203,56 @@ fn bind_pool(addr: &str, name: String) -> Result<PoolBuild, Error> {
         name,
         addr,
         listener,
-        settings: PoolSettings::default(),
+        settings: PoolSettings {
+            protocol,
+            ..PoolSettings::default()
+        },
         handler: None,
     })
+}
+
+/// Whether `handler` can serve `pool`: a handler of connections a TCP or
+/// `unix:` listener, a datagram handler a UDP one (as bound: a protocol
+/// changed by `pool_settings` is refused), with what UDP allows.
+fn check_handled(pool: &PoolBuild, handler: &Handed<'_>) -> Result<(), Error> {
+    let protocol = pool.settings.protocol;
+    if protocol != handler.protocol() {
+        return Err(Error::Usage(format!(
+            "listener {}: {}",
+            pool.name,
+            match handler {
+                Handed::Connections(_) =>
+                    "a UDP listener is served by a datagram handler \
+                     (bind_udp and serve_datagrams, or listen_udp)",
+                Handed::Datagrams(_) =>
+                    "a datagram handler serves a UDP listener \
+                     (bind_udp or listen_udp), and its protocol stays udp",
+            }
+        )));
+    }
+    if protocol == Protocol::Udp {
+        check_udp(&pool.name, &pool.settings).map_err(Error::Usage)?;
+    }
+    Ok(())
+}
+
+/// What a UDP pool cannot do, refused as the daemon's config refuses it
+/// for a UDP builtin: a worker answers each datagram at once, in the
+/// memory it started with, and logs no line per datagram.
+/// `name` is the listener's, for the message.
+pub(super) fn check_udp(name: &str, s: &PoolSettings) -> Result<(), String> {
+    let unfit = [
+        ("timeout", s.timeout.is_some()),
+        ("max_memory", s.max_memory.is_some()),
+        ("log_connections", s.log_connections),
+    ];
+    let refused = |why: String| format!("listener {name}: {why}");
+    if let Some((key, _)) = unfit.iter().find(|(_, set)| *set) {
+        return Err(refused(format!(
+            "`{key}` applies to tcp listeners, not udp"
+        )));
+    }
+    s.check_udp_model().map_err(refused)
 }
 
 impl Server {
@@ -186,8 +271,29 @@ impl Server {
     /// # Ok(()) }
     /// ```
     pub fn bind(addr: &str) -> Result<Server, Error> {
+        Server::bind_as(addr, Protocol::Tcp)
+    }
+
+    /// Binds the UDP socket `addr` (`127.0.0.1:5353`, `[::1]:0`, `:5353`),
+    /// for a pool with the default settings whose workers each answer
+    /// datagrams with the [`DatagramHandler`] given to
+    /// [`serve_datagrams`](Server::serve_datagrams). Under socket
+    /// activation, as [`bind`](Server::bind).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// preforkd::Server::bind_udp("127.0.0.1:5353")?
+    ///     .workers(2)
+    ///     .serve_datagrams(|d: preforkd::Datagram<'_>| d.reply(d.data()).map(|_| ()))
+    /// # }
+    /// ```
+    pub fn bind_udp(addr: &str) -> Result<Server, Error> {
+        Server::bind_as(addr, Protocol::Udp)
+    }
+
+    fn bind_as(addr: &str, protocol: Protocol) -> Result<Server, Error> {
         Ok(Server {
-            pools: vec![bind_pool(addr, "server".into())?],
+            pools: vec![bind_pool(addr, "server".into(), protocol)?],
             graceful_timeout: Duration::from_secs(30),
             hooks: Hooks::default(),
             control: None,
@@ -232,10 +338,55 @@ impl Server {
     ///     .serve(|mut c: Connection| c.write_all(b"hello\n"))
     /// # }
     /// ```
-    pub fn listen<H: Handler + 'static>(mut self, addr: &str, handler: H) -> Result<Server, Error> {
+    pub fn listen<H: Handler + 'static>(self, addr: &str, handler: H) -> Result<Server, Error> {
+        self.add_pool(addr, Handed::Connections(Rc::new(handler)))
+    }
+
+    /// Adds a UDP listener on `addr` (an IP address) with its own pool,
+    /// whose workers each block in recvfrom(2) and give every datagram to
+    /// `handler` (a [`DatagramHandler`], or a closure over the
+    /// [`Datagram`](crate::Datagram)), one at a time, as the daemon's UDP
+    /// builtins do. Named `server-N` for the N-th listener; the pool
+    /// knobs that follow set this pool.
+    ///
+    /// The access rules apply to each datagram: one refused by
+    /// [`only_from`](Server::only_from) or
+    /// [`no_access`](Server::no_access) is dropped unanswered;
+    /// [`per_source`](Server::per_source) counts datagrams per second
+    /// from one address (100 by default, so that a forged source cannot
+    /// aim a flood of replies anywhere), and [`rate`](Server::rate) those
+    /// of the whole listener. As inetd does, a datagram from a port below
+    /// 1024, or from one of the server's own UDP ports, is dropped too:
+    /// two servers never answer each other in a loop. `max_requests`
+    /// counts datagrams. `timeout`, `max_memory`, `log_connections` and
+    /// the PROXY protocol are for connections: `serve` refuses them here,
+    /// and any model but [`Prefork`](crate::config::Model::Prefork).
+    ///
+    /// ```no_run
+    /// use std::io::Write;
+    /// use preforkd::{Connection, Datagram, Server};
+    ///
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// Server::bind("127.0.0.1:8080")?
+    ///     .listen_udp("127.0.0.1:8080", |d: Datagram<'_>| d.reply(b"pong\n").map(|_| ()))?
+    ///     .name("ping")
+    ///     .workers(1)
+    ///     .only_from(&["127.0.0.0/8"])?
+    ///     .serve(|mut c: Connection| c.write_all(b"hello\n"))
+    /// # }
+    /// ```
+    pub fn listen_udp<D: DatagramHandler + 'static>(
+        self,
+        addr: &str,
+        handler: D,
+    ) -> Result<Server, Error> {
+        self.add_pool(addr, Handed::Datagrams(Rc::new(handler)))
+    }
+
+    fn add_pool(mut self, addr: &str, handler: Handed<'static>) -> Result<Server, Error> {
         let name = format!("server-{}", self.pools.len() + 1);
-        let mut pool = bind_pool(addr, name)?;
-        pool.handler = Some(Rc::new(handler));
+        let mut pool = bind_pool(addr, name, handler.protocol())?;
+        pool.handler = Some(handler);
         self.pools.push(pool);
         Ok(self)
     }
@@ -243,12 +394,30 @@ impl Server {
     /// The address of the listener added last, with the real port
     /// (`listening on` prints this); the address asked for under socket
     /// activation.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?;
+    /// assert!(server.local_display().starts_with("127.0.0.1:"));
+    /// assert!(!server.local_display().ends_with(":0"));
+    /// # Ok(()) }
+    /// ```
     pub fn local_display(&self) -> &str {
         &self.current().display
     }
 
     /// The settings of the pool of the listener added last: the same type
     /// the daemon builds from a `[[service]]` of its config file.
+    ///
+    /// ```
+    /// use preforkd::config::Protocol;
+    ///
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// let server = preforkd::Server::bind("127.0.0.1:0")?
+    ///     .listen_udp("127.0.0.1:0", |_d: preforkd::Datagram<'_>| Ok(()))?;
+    /// assert_eq!(server.settings().protocol, Protocol::Udp);
+    /// # Ok(()) }
+    /// ```
     pub fn settings(&self) -> &PoolSettings {
         &self.current().settings
     }
@@ -270,16 +439,51 @@ impl Server {
     /// `Type=notify` unit (`$NOTIFY_SOCKET`).
     ///
     /// `handler` serves the first listener (the one of
-    /// [`bind`](Server::bind)). The process must be single-threaded here:
-    /// forking a multi-threaded process is refused.
+    /// [`bind`](Server::bind)); a server made by
+    /// [`bind_udp`](Server::bind_udp) is served by
+    /// [`serve_datagrams`](Server::serve_datagrams) instead. The process
+    /// must be single-threaded here: forking a multi-threaded process is
+    /// refused. A setting a listener cannot have (see
+    /// [`listen_udp`](Server::listen_udp)), a handler of the wrong kind
+    /// for its listener, or two listeners of one name, is refused before
+    /// anything is forked.
     ///
     /// Each pool's settings are first held to the bounds `preforkd check`
     /// holds a config file's to (preforkd.toml(5), DURATIONS AND SIZES):
     /// a number that [`pool_settings`](Server::pool_settings) set out of
     /// them (`workers`, `max_requests`, `timeout`, `per_source`, `backlog`,
     /// a limit, ...) is an [`Error::Usage`] naming the pool, the field and
-    /// its bound, before anything is forked.
+    /// its bound.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// preforkd::Server::bind("127.0.0.1:8080")?
+    ///     .workers(2)
+    ///     .serve(|_conn: preforkd::Connection| Ok(()))
+    /// # }
+    /// ```
     pub fn serve<H: Handler>(self, handler: H) -> Result<(), Error> {
+        self.serve_with(Handed::Connections(Rc::new(handler)))
+    }
+
+    /// As [`serve`](Server::serve), for a server whose first listener is
+    /// the UDP one of [`bind_udp`](Server::bind_udp): `handler` answers
+    /// its datagrams.
+    ///
+    /// ```no_run
+    /// use preforkd::{Datagram, Server};
+    ///
+    /// # fn main() -> Result<(), preforkd::Error> {
+    /// Server::bind_udp("127.0.0.1:7013")?
+    ///     .rate("1000/s")?
+    ///     .serve_datagrams(|d: Datagram<'_>| d.reply(b"a time of day\r\n").map(|_| ()))
+    /// # }
+    /// ```
+    pub fn serve_datagrams<D: DatagramHandler>(self, handler: D) -> Result<(), Error> {
+        self.serve_with(Handed::Datagrams(Rc::new(handler)))
+    }
+
+    fn serve_with(self, first: Handed<'_>) -> Result<(), Error> {
         let Server {
             pools,
             graceful_timeout,
@@ -310,18 +514,29 @@ impl Server {
             started: after_fork,
             exiting: before_worker_exit,
         });
-        let first: Rc<dyn Handler + '_> = Rc::new(handler);
+        // The first listener's handler came to `serve` or `serve_datagrams`.
+        let mut first = Some(first);
+        let mut handed = Vec::new();
+        for mut pool in pools {
+            let handler = match (first.take(), pool.handler.take()) {
+                (Some(h), _) | (None, Some(h)) => h,
+                (None, None) => unreachable!("every listener after the first has a handler"),
+            };
+            check_handled(&pool, &handler)?;
+            handed.push((pool, handler));
+        }
         let mut bound = Vec::new();
         let mut specs = Vec::new();
-        for (i, pool) in pools.into_iter().enumerate() {
-            let handler = match pool.handler {
-                Some(h) if i > 0 => h,
-                _ => Rc::clone(&first),
+        for (pool, handed) in handed {
+            let hooks = Rc::clone(&worker_hooks);
+            let job = match handed {
+                Handed::Connections(h) => Job::Handler(h, hooks),
+                Handed::Datagrams(h) => Job::Datagrams(h, hooks),
             };
             let spec = PoolSpec {
                 name: pool.name,
                 addr: pool.addr,
-                job: Job::Handler(handler, Rc::clone(&worker_hooks)),
+                job,
                 settings: pool.settings,
             };
             // Bound already, under the key the pool will ask for.

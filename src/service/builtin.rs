@@ -17,7 +17,9 @@ use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[cfg(unix)]
-use crate::net::Connection;
+use crate::net::{Connection, Datagram};
+#[cfg(unix)]
+use crate::service::DatagramHandler;
 use crate::sys;
 
 #[cfg(unix)]
@@ -242,6 +244,37 @@ impl Builtin {
             // Refused on UDP by the config's checks (`serves_udp`).
             Builtin::Work(_) | Builtin::Metrics => None,
         }
+    }
+}
+
+/// A builtin as a UDP worker serves it: each datagram answered with its
+/// [`datagram_reply`](Builtin::datagram_reply), the replies counted (to
+/// rotate chargen).
+#[cfg(unix)]
+pub(crate) struct DatagramBuiltin {
+    builtin: Builtin,
+    answered: std::cell::Cell<usize>,
+}
+
+#[cfg(unix)]
+impl DatagramBuiltin {
+    pub(crate) fn new(builtin: Builtin) -> DatagramBuiltin {
+        DatagramBuiltin {
+            builtin,
+            answered: std::cell::Cell::new(0),
+        }
+    }
+}
+
+#[cfg(unix)]
+impl DatagramHandler for DatagramBuiltin {
+    fn handle(&self, datagram: Datagram<'_>) -> io::Result<()> {
+        let answered = self.answered.get();
+        if let Some(reply) = self.builtin.datagram_reply(datagram.data(), answered) {
+            datagram.reply(&reply)?;
+            self.answered.set(answered + 1);
+        }
+        Ok(())
     }
 }
 

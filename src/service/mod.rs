@@ -3,7 +3,8 @@
 //!
 //! A handler runs in a worker process, one connection at a time; it does
 //! not accept, fork workers or supervise. Library users implement
-//! `Handler` (or pass a closure) to serve their own protocol. (`Handler`
+//! `Handler` (or pass a closure) to serve their own protocol, and
+//! `DatagramHandler` for their own over UDP. (`Handler`
 //! is Unix only, as the workers are; on Windows the thread pool serves a
 //! [`Service`] itself, an exec service through the fallback's relay.)
 
@@ -19,7 +20,7 @@ pub use builtin::Builtin;
 pub use exec::ExecSpec;
 
 #[cfg(unix)]
-use crate::net::Connection;
+use crate::net::{Connection, Datagram};
 
 /// Serves one accepted connection.
 ///
@@ -27,6 +28,25 @@ use crate::net::Connection;
 /// handler returns or drops it. Returning an error only logs it (at debug
 /// level for a client that went away, warning otherwise); the worker goes
 /// back to accept either way, and so it does after a panic.
+///
+/// ```no_run
+/// use std::io::Write;
+/// use preforkd::{Connection, Handler};
+///
+/// /// Greets each client by its address.
+/// struct Greeter;
+///
+/// impl Handler for Greeter {
+///     fn handle(&self, mut conn: Connection) -> std::io::Result<()> {
+///         let who = conn.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+///         writeln!(conn, "hello {who}")
+///     }
+/// }
+///
+/// # fn main() -> Result<(), preforkd::Error> {
+/// preforkd::Server::bind("127.0.0.1:8080")?.serve(Greeter)
+/// # }
+/// ```
 #[cfg(unix)]
 pub trait Handler {
     /// Serve `conn` until done.
@@ -40,6 +60,44 @@ where
 {
     fn handle(&self, conn: Connection) -> io::Result<()> {
         self(conn)
+    }
+}
+
+/// Answers one datagram received on a UDP listener.
+///
+/// Runs in a pre-forked worker process, one datagram at a time, as the
+/// daemon's UDP builtins (echo, daytime, ...) do: the worker blocks in
+/// recvfrom(2), applies the pool's access rules, and gives the handler
+/// each datagram it admits, with the sender's address and a way to
+/// [`reply`](Datagram::reply). Returning an error only logs it (W0013),
+/// and so does a panic (W0014); the worker goes on to the next datagram.
+///
+/// ```no_run
+/// use preforkd::{Datagram, DatagramHandler};
+///
+/// /// Answers each datagram with its length.
+/// struct Length;
+///
+/// impl DatagramHandler for Length {
+///     fn handle(&self, datagram: Datagram<'_>) -> std::io::Result<()> {
+///         let len = datagram.data().len().to_string();
+///         datagram.reply(len.as_bytes()).map(|_| ())
+///     }
+/// }
+/// ```
+#[cfg(unix)]
+pub trait DatagramHandler {
+    /// Answer `datagram`, or not.
+    fn handle(&self, datagram: Datagram<'_>) -> io::Result<()>;
+}
+
+#[cfg(unix)]
+impl<F> DatagramHandler for F
+where
+    F: Fn(Datagram<'_>) -> io::Result<()>,
+{
+    fn handle(&self, datagram: Datagram<'_>) -> io::Result<()> {
+        self(datagram)
     }
 }
 

@@ -1,32 +1,38 @@
-//! A UDP builtin's worker: it receives datagrams and answers each one it
-//! may, under the service's access rules (`per_source` counts datagrams
-//! per second here, by default [`UDP_PER_SOURCE`]).
+//! A UDP worker: it receives datagrams and gives each one it may answer
+//! to its handler (a builtin's, or a library program's
+//! [`DatagramHandler`]), under the service's access rules (`per_source`
+//! counts datagrams per second here, by default [`UDP_PER_SOURCE`]).
 //!
 //! A program on UDP is a wait service instead (`wait.rs`): its worker
 //! never reads the socket.
 
 use std::io;
 use std::os::fd::AsFd;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Worker;
 use crate::exit::WorkerExit;
 use crate::net::acl::{Rate, UDP_PER_SOURCE};
+use crate::net::{Datagram, Replies};
 use crate::scoreboard::{Counter, State};
 use crate::service::builtin::answerable;
-use crate::service::Builtin;
+use crate::service::{outcome, DatagramHandler};
 use crate::sys;
 
 impl Worker<'_> {
-    /// Receives datagrams and answers them, one at a time.
-    pub(super) fn serve_datagrams(&self, builtin: Builtin, stop: &AtomicBool) -> WorkerExit {
+    /// Receives datagrams and has `handler` answer them, one at a time.
+    pub(super) fn serve_datagrams(
+        &self,
+        handler: &dyn DatagramHandler,
+        stop: &AtomicBool,
+    ) -> WorkerExit {
         let Some(socket) = self.listener.as_udp() else {
             log::error!("W0012 service {}: not a datagram socket", self.name());
             return WorkerExit::Fatal;
         };
         let fd = socket.as_fd();
         let mut buf = vec![0u8; 65536];
-        let mut answered = 0usize;
         // Datagrams admitted (answered or not: discard), for max_requests.
         let mut taken = 0u64;
         let max_requests = self.max_requests();
@@ -73,15 +79,20 @@ impl Worker<'_> {
             taken += 1;
             let pool = self.seat.board.slot(self.seat.pool);
             pool.add(Counter::BytesIn, len as u64);
-            if let Some(reply) = builtin.datagram_reply(&buf[..len], answered) {
-                match socket.send_to(&reply, source) {
-                    Ok(n) => {
-                        answered += 1;
-                        pool.add(Counter::BytesOut, n as u64);
-                    }
-                    Err(e) => log::debug!("service {}: sendto {source}: {e}", self.name()),
+            let replies = Replies::default();
+            let datagram = Datagram::new(&buf[..len], source, socket, &replies);
+            let answered = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(datagram)));
+            match answered {
+                // A reply that could not go (sendto: no route, no buffer)
+                // is the sender's loss, not the handler's failure.
+                Ok(Err(e)) if replies.failed.get() => {
+                    log::debug!("service {}: sendto {source}: {e}", self.name());
+                }
+                answered => {
+                    outcome(self.name(), answered);
                 }
             }
+            pool.add(Counter::BytesOut, replies.bytes.get());
             self.seat.slot.end();
         }
     }

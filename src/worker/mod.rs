@@ -10,9 +10,9 @@
 //!
 //! Before the first accept it drops to its service's privileges (user,
 //! group, chroot, limits); if that fails it exits with
-//! [`WorkerExit::Fatal`] and never serves. A UDP builtin's worker blocks
-//! in recvfrom(2) instead of accept(2) and answers each datagram it may
-//! (`datagram.rs`); a wait service's worker watches the socket and starts
+//! [`WorkerExit::Fatal`] and never serves. A UDP worker (a builtin's, or
+//! a library program's datagram handler's) blocks in recvfrom(2) instead
+//! of accept(2) and answers each datagram it may (`datagram.rs`); a wait service's worker watches the socket and starts
 //! the program that reads or accepts on it (`wait.rs`).
 //!
 //! Stopping: SIGTERM only sets a flag. A worker blocked in accept sees EINTR
@@ -35,6 +35,7 @@ use crate::net::proxy::{self, Proxy};
 use crate::net::{Connection, Listener};
 use crate::scoreboard::{Counter, OwnSlot, Scoreboard, Slot, State};
 use crate::service::builtin::metrics::{self, PoolLabel};
+use crate::service::builtin::DatagramBuiltin;
 use crate::service::{serve_one, Builtin, Served, Service};
 use crate::spec::{Job, PoolSpec};
 use crate::sys;
@@ -200,11 +201,21 @@ impl Worker<'_> {
                 self.serve_waiting(program, stop)
             }
             (Job::Service(Service::Builtin(builtin)), Protocol::Udp) => {
-                self.serve_datagrams(*builtin, stop)
+                self.serve_datagrams(&DatagramBuiltin::new(*builtin), stop)
+            }
+            (Job::Datagrams(handler, _), Protocol::Udp) => {
+                self.serve_datagrams(handler.as_ref(), stop)
             }
             (_, Protocol::Udp) => {
                 log::error!(
-                    "W0012 service {}: udp serves builtins and wait services only",
+                    "W0012 service {}: udp serves builtins, datagram handlers and wait services only",
+                    self.name()
+                );
+                WorkerExit::Fatal
+            }
+            (Job::Datagrams(..), Protocol::Tcp) => {
+                log::error!(
+                    "W0012 service {}: a datagram handler serves udp only",
                     self.name()
                 );
                 WorkerExit::Fatal
@@ -487,6 +498,11 @@ impl Worker<'_> {
             Job::Handler(handler, _) => {
                 serve_one(self.name(), || handler.handle(conn).map(|()| None))
             }
+            // `serve` gives a datagram handler's pool no connection.
+            Job::Datagrams(..) => Served {
+                failure: Some("a datagram handler serves no connection".into()),
+                program: None,
+            },
         }
     }
 

@@ -1,6 +1,9 @@
-//! The library: `examples/hello.rs` serves with its own handler.
+//! The library: `examples/hello.rs` serves with its own handler, and on
+//! the socket a service manager passed.
 
+use std::collections::BTreeSet;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -94,4 +97,118 @@ fn a_leaking_handler_is_retired_by_max_memory_and_nothing_is_lost() {
         d.report()
     );
     assert!(d.stderr().contains("W0022"), "{}", d.report());
+}
+
+/// The inodes of the TCP sockets in LISTEN state (/proc/net/tcp, tcp6).
+fn listening_tcp_inodes() -> BTreeSet<String> {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    (fields.get(3) == Some(&"0A")).then(|| fields.get(9).map(|i| i.to_string()))?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The inodes of the sockets process `pid` holds.
+fn socket_inodes_of(pid: u32) -> BTreeSet<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect()
+}
+
+// Issue 17: sockets adopted from systemd (`LISTEN_FDS`), through a
+// library program.
+#[test]
+fn a_library_program_serves_on_the_socket_systemd_passed() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", listener.as_raw_fd())).unwrap();
+    let inode = link
+        .to_string_lossy()
+        .trim_start_matches("socket:[")
+        .trim_end_matches(']')
+        .to_string();
+    // Waiting in the socket's queue before the program even starts.
+    let mut early = connect_within_5s(&listener.local_addr().unwrap()).unwrap();
+    let hello = example("hello");
+    let activation = Activation {
+        socket: &listener,
+        listen_pid: "$$",
+        names: None,
+        umask_000: false,
+    };
+    let mut d = activation.run(|script| {
+        Daemon::start_with(
+            &mut activation.command(script, &hello, &[&addr, "2"]),
+            &["(examples/hello, LISTEN_FDS=1)"],
+        )
+    });
+    assert_eq!(d.listening(), addr, "{}", d.report());
+    assert!(
+        d.stderr().contains("passed by the service manager"),
+        "{}",
+        d.report()
+    );
+    let mut out = String::new();
+    early
+        .read_to_string(&mut out)
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.report()));
+    assert!(
+        out.starts_with("hello from worker "),
+        "the connection made before the start got {out:?}\n{}",
+        d.report()
+    );
+    // The program listens on our socket and on no socket of its own.
+    let listening: BTreeSet<String> = socket_inodes_of(d.pid())
+        .intersection(&listening_tcp_inodes())
+        .cloned()
+        .collect();
+    assert_eq!(
+        listening,
+        BTreeSet::from([inode]),
+        "the program listens on sockets other than the one passed\n{}",
+        d.report()
+    );
+    d.stop_gracefully();
+}
+
+#[test]
+fn a_library_program_ignores_sockets_passed_to_another_pid() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let activation = Activation {
+        socket: &listener,
+        // The shell's parent: not the program.
+        listen_pid: "$PPID",
+        names: None,
+        umask_000: false,
+    };
+    // So it binds the address itself, which our socket holds.
+    let out = activation.run(|script| {
+        run_command_to_exit(&mut activation.command(script, &example("hello"), &[&addr, "1"]))
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot bind {addr}")) && stderr.contains("in use"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("passed by the service manager"),
+        "{stderr}"
+    );
 }

@@ -9,9 +9,11 @@
 //! - `ip`: TCP and UDP sockets and their options;
 //! - `unix`: `Unix`-domain sockets and their files, made, changed and
 //!   removed only while they are still ours;
-//! - `connection`: accepting, and the [`Connection`].
+//! - `connection`: accepting, and the [`Connection`];
+//! - `datagram`: one [`Datagram`] received on a UDP socket.
 
 mod connection;
+mod datagram;
 mod ip;
 mod unix;
 
@@ -29,6 +31,8 @@ use crate::sys::path::FileId;
 
 pub(crate) use connection::take_traffic;
 pub use connection::Connection;
+pub use datagram::Datagram;
+pub(crate) use datagram::Replies;
 use unix::adopted_file;
 
 /// A bound, listening socket.

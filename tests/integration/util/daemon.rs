@@ -28,6 +28,52 @@ pub struct Daemon {
     status: Option<ExitStatus>,
 }
 
+/// How a test passes a socket the way a service manager does (systemd's
+/// socket activation): `socket` as descriptor 3 of a program started
+/// through `sh -c`, with LISTEN_FDS=1 and LISTEN_PID=`listen_pid` (`$$`,
+/// the shell's pid, which `exec` keeps: the program's own).
+pub struct Activation<'s, S: AsRawFd> {
+    pub socket: &'s S,
+    pub listen_pid: &'s str,
+    /// LISTEN_FDNAMES, if any.
+    pub names: Option<&'s str>,
+    /// Under `umask 000`.
+    pub umask_000: bool,
+}
+
+impl<S: AsRawFd> Activation<'_, S> {
+    /// Runs `start` with the shell script that execs the program (`"$0"`,
+    /// with `"$@"` after it) while `socket` may be inherited; only what
+    /// `start` spawns inherits it.
+    pub fn run<T>(&self, start: impl FnOnce(&str) -> T) -> T {
+        let fd = self.socket.as_raw_fd();
+        let inherit = |flags| {
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(flags)).unwrap();
+        };
+        let script = format!(
+            "{}LISTEN_PID={} LISTEN_FDS=1 {}exec \"$0\" \"$@\" 3<&{fd}",
+            if self.umask_000 { "umask 000; " } else { "" },
+            self.listen_pid,
+            self.names
+                .map(|n| format!("LISTEN_FDNAMES={n} "))
+                .unwrap_or_default(),
+        );
+        // Let the shell below inherit it, as systemd passes its sockets.
+        inherit(nix::fcntl::FdFlag::empty());
+        let started = start(&script);
+        inherit(nix::fcntl::FdFlag::FD_CLOEXEC);
+        started
+    }
+
+    /// The command that runs `script` (from [`run`](Activation::run)) for
+    /// `program ARGS`.
+    pub fn command(&self, script: &str, program: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", script]).arg(program).args(args);
+        command
+    }
+}
+
 /// One `listening on ADDR (PROTO service NAME)` line of `preforkd serve`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listening {
@@ -104,24 +150,23 @@ impl Daemon {
         config: &Path,
         umask_000: bool,
     ) -> Daemon {
-        let fd = socket.as_raw_fd();
-        let inherit = |flags| {
-            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(flags)).unwrap();
+        let config = config.to_str().unwrap();
+        let activation = Activation {
+            socket,
+            listen_pid: "$$",
+            names: Some(name),
+            umask_000,
         };
-        // Let the shell below inherit it, as systemd passes its sockets.
-        inherit(nix::fcntl::FdFlag::empty());
-        // $$ is the shell's pid, which exec keeps: LISTEN_PID names preforkd.
-        let script = format!(
-            "{}LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES={name} exec \"$0\" serve --foreground -c '{}' 3<&{fd}",
-            if umask_000 { "umask 000; " } else { "" },
-            config.display(),
-        );
-        let d = Daemon::start_with(
-            Command::new("/bin/sh").args(["-c", &script, BIN]),
-            &["serve (LISTEN_FDS=1)"],
-        );
-        inherit(nix::fcntl::FdFlag::FD_CLOEXEC);
-        d
+        activation.run(|script| {
+            Daemon::start_with(
+                &mut activation.command(
+                    script,
+                    Path::new(BIN),
+                    &["serve", "--foreground", "-c", config],
+                ),
+                &["serve (LISTEN_FDS=1)"],
+            )
+        })
     }
 
     pub fn pid(&self) -> u32 {

@@ -19,6 +19,17 @@ pub fn run_command_to_exit(command: &mut Command) -> Output {
     run_command_within(command, Duration::from_secs(10))
 }
 
+/// Runs `command` to completion and checks that it failed as a usage or
+/// configuration error does: exit status 2, `message` on stderr. Its
+/// stderr.
+pub fn expect_usage_error(command: &mut Command, message: &str) -> String {
+    let out = run_command_to_exit(command);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(message), "not {message:?} in {stderr}");
+    stderr
+}
+
 /// As [`run_command_to_exit`], allowing `limit` for a long run.
 pub fn run_command_within(command: &mut Command, limit: Duration) -> Output {
     let tag = format!("{}-{:?}", std::process::id(), Instant::now());
