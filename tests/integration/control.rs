@@ -35,13 +35,24 @@ fn status_shows_busy_and_idle_workers_and_every_connection_served() {
         echo_once(&mut c, &format!("held {i}\n")).unwrap();
         held.push(c);
     }
-    let out = preforkd(&["status", "-c", config, "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // A worker forked last may still be starting (not yet in accept) on a
+    // loaded machine: asked again until none is, for 5 s at most.
+    let ask = || {
+        let out = preforkd(&["status", "-c", config, "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let mut status = ask();
+    wait_until(Duration::from_secs(5), || {
+        status = ask();
+        !status["pools"][0]["workers"]
+            .as_array()
+            .is_some_and(|w| w.iter().any(|w| w["state"] == "starting"))
+    });
     let pool = &status["pools"][0];
     assert_eq!(status["master"], d.pid(), "{status:#}");
     assert_eq!(pool["service"], "e");
