@@ -209,7 +209,10 @@ impl<'a> Master<'a> {
             let others: Vec<_> = [
                 Some(self.busy_pipe.0.as_fd()),
                 self.control.listener.as_ref().map(|c| c.as_fd()),
-                self.phase.upgrade().map(|u| u.ready.as_fd()),
+                self.phase
+                    .upgrade()
+                    .and_then(|u| u.ready.as_ref())
+                    .map(|r| r.as_fd()),
             ]
             .into_iter()
             .flatten()
@@ -217,7 +220,7 @@ impl<'a> Master<'a> {
             .chain(self.control.clients.iter().map(|c| c.interest()))
             .collect();
             let control = self.control.listener.is_some();
-            let upgrading = self.phase.upgrade().is_some();
+            let upgrading = self.phase.upgrade().is_some_and(|u| u.ready.is_some());
             let (events, ready) = signals.wait(timeout, &others).map_err(|e| Error::Startup {
                 what: "cannot wait for signals",
                 source: e,

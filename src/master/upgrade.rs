@@ -121,7 +121,13 @@ pub(crate) struct InProgress {
     /// Under a service manager, the intermediate process, our child, that
     /// forks the new master and exits at once.
     pub intermediate: Option<Pid>,
-    pub ready: OwnedFd,
+    /// The pipe the new master says `ready` on; `None` once it closed
+    /// while the new master is our own child, whose exit status then
+    /// says why (SIGCHLD), rather than the pipe.
+    pub ready: Option<OwnedFd>,
+    /// Whether the new master is our child (no service manager): its
+    /// exit is reaped here.
+    pub ours: bool,
     pub deadline: Instant,
 }
 
@@ -255,7 +261,8 @@ impl Master<'_> {
                 self.phase = Phase::Upgrading(InProgress {
                     child,
                     intermediate,
-                    ready: ready_read,
+                    ready: Some(ready_read),
+                    ours: !via_intermediate,
                     deadline: sys::time::after(Instant::now(), self.graceful_timeout),
                 });
             }
@@ -270,14 +277,24 @@ impl Master<'_> {
         let Phase::Upgrading(up) = &mut self.phase else {
             return;
         };
+        let Some(ready) = &up.ready else {
+            return;
+        };
         let mut buf = [0u8; 64];
-        let n = match nix::unistd::read(up.ready.as_raw_fd(), &mut buf) {
+        let n = match nix::unistd::read(ready.as_raw_fd(), &mut buf) {
             Ok(n) => n,
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return,
             Err(_) => 0,
         };
         if n == 0 {
-            self.upgrade_failed("the new master closed its pipe before it was ready");
+            if up.ours {
+                // It is exiting, most likely: SIGCHLD brings its status
+                // (and the graceful timeout ends a new master that lives
+                // on without its pipe).
+                up.ready = None;
+            } else {
+                self.upgrade_failed("the new master closed its pipe before it was ready");
+            }
             return;
         }
         let mut ready = false;
