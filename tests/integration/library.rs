@@ -151,12 +151,11 @@ fn a_library_program_serves_on_the_socket_systemd_passed() {
         names: None,
         umask_000: false,
     };
-    let mut d = activation.run(|script| {
-        Daemon::start_with(
-            &mut activation.command(script, &hello, &[&addr, "2"]),
-            &["(examples/hello, LISTEN_FDS=1)"],
-        )
-    });
+    let mut d = Daemon::start_from(
+        &mut activation.command(&hello, &[&addr, "2"]),
+        activation.stdin(),
+        &["(examples/hello, LISTEN_FDS=1)"],
+    );
     assert_eq!(d.listening(), addr, "{}", d.report());
     assert!(
         d.stderr().contains("passed by the service manager"),
@@ -198,9 +197,11 @@ fn a_library_program_ignores_sockets_passed_to_another_pid() {
         umask_000: false,
     };
     // So it binds the address itself, which our socket holds.
-    let out = activation.run(|script| {
-        run_command_to_exit(&mut activation.command(script, &example("hello"), &[&addr, "1"]))
-    });
+    let out = run_command_from(
+        &mut activation.command(&example("hello"), &[&addr, "1"]),
+        activation.stdin(),
+        Duration::from_secs(10),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -32,7 +32,13 @@ pub struct Daemon {
 /// socket activation): `socket` as descriptor 3 of a program started
 /// through `sh -c`, with LISTEN_FDS=1 and LISTEN_PID=`listen_pid` (`$$`,
 /// the shell's pid, which `exec` keeps: the program's own).
-pub struct Activation<'s, S: AsRawFd> {
+///
+/// The socket reaches the shell as its standard input, which the child
+/// alone gets (std dup2s it after fork), and the shell moves it to 3: a
+/// descriptor left inheritable in this many-threaded harness would leak
+/// into every program another test spawns meanwhile, and dash takes only
+/// one digit in `3<&N`.
+pub struct Activation<'s, S: AsFd> {
     pub socket: &'s S,
     pub listen_pid: &'s str,
     /// LISTEN_FDNAMES, if any.
@@ -41,36 +47,27 @@ pub struct Activation<'s, S: AsRawFd> {
     pub umask_000: bool,
 }
 
-impl<S: AsRawFd> Activation<'_, S> {
-    /// Runs `start` with the shell script that execs the program (`"$0"`,
-    /// with `"$@"` after it) while `socket` may be inherited; only what
-    /// `start` spawns inherits it.
-    pub fn run<T>(&self, start: impl FnOnce(&str) -> T) -> T {
-        let fd = self.socket.as_raw_fd();
-        let inherit = |flags| {
-            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(flags)).unwrap();
-        };
+impl<S: AsFd> Activation<'_, S> {
+    /// The command that runs `program ARGS` with the socket as its
+    /// descriptor 3 (and /dev/null as its standard input); spawn it with
+    /// [`stdin`](Activation::stdin) as its standard input.
+    pub fn command(&self, program: &Path, args: &[&str]) -> Command {
         let script = format!(
-            "{}LISTEN_PID={} LISTEN_FDS=1 {}exec \"$0\" \"$@\" 3<&{fd}",
+            "{}LISTEN_PID={} LISTEN_FDS=1 {}exec \"$0\" \"$@\" 3<&0 0</dev/null",
             if self.umask_000 { "umask 000; " } else { "" },
             self.listen_pid,
             self.names
                 .map(|n| format!("LISTEN_FDNAMES={n} "))
                 .unwrap_or_default(),
         );
-        // Let the shell below inherit it, as systemd passes its sockets.
-        inherit(nix::fcntl::FdFlag::empty());
-        let started = start(&script);
-        inherit(nix::fcntl::FdFlag::FD_CLOEXEC);
-        started
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", &script]).arg(program).args(args);
+        command
     }
 
-    /// The command that runs `script` (from [`run`](Activation::run)) for
-    /// `program ARGS`.
-    pub fn command(&self, script: &str, program: &Path, args: &[&str]) -> Command {
-        let mut command = Command::new("/bin/sh");
-        command.args(["-c", script]).arg(program).args(args);
-        command
+    /// The socket, as the shell's standard input.
+    pub fn stdin(&self) -> Stdio {
+        Stdio::from(self.socket.as_fd().try_clone_to_owned().unwrap())
     }
 }
 
@@ -90,7 +87,12 @@ impl Daemon {
 
     /// As [`Daemon::start`], with a prepared command (environment, ...).
     pub fn start_with(command: &mut Command, args: &[&str]) -> Daemon {
-        let mut child = spawn(command, Stdio::null());
+        Daemon::start_from(command, Stdio::null(), args)
+    }
+
+    /// As [`Daemon::start_with`], with `stdin` as its standard input.
+    pub fn start_from(command: &mut Command, stdin: Stdio, args: &[&str]) -> Daemon {
+        let mut child = spawn(command, stdin, Stdio::null());
         let stderr = Arc::new(Mutex::new(String::new()));
         let pipe = child.stderr.take().unwrap();
         let sink = Arc::clone(&stderr);
@@ -145,7 +147,7 @@ impl Daemon {
     /// LISTEN_PID, LISTEN_FDS=1 and LISTEN_FDNAMES=`name`; under `umask
     /// 000` when `umask_000`. Only that child inherits `socket`.
     pub fn start_activated(
-        socket: &impl AsRawFd,
+        socket: &impl AsFd,
         name: &str,
         config: &Path,
         umask_000: bool,
@@ -157,16 +159,11 @@ impl Daemon {
             names: Some(name),
             umask_000,
         };
-        activation.run(|script| {
-            Daemon::start_with(
-                &mut activation.command(
-                    script,
-                    Path::new(BIN),
-                    &["serve", "--foreground", "-c", config],
-                ),
-                &["serve (LISTEN_FDS=1)"],
-            )
-        })
+        Daemon::start_from(
+            &mut activation.command(Path::new(BIN), &["serve", "--foreground", "-c", config]),
+            activation.stdin(),
+            &["serve (LISTEN_FDS=1)"],
+        )
     }
 
     pub fn pid(&self) -> u32 {

@@ -32,13 +32,19 @@ pub fn expect_usage_error(command: &mut Command, message: &str) -> String {
 
 /// As [`run_command_to_exit`], allowing `limit` for a long run.
 pub fn run_command_within(command: &mut Command, limit: Duration) -> Output {
+    run_command_from(command, Stdio::null(), limit)
+}
+
+/// As [`run_command_within`], with `stdin` as its standard input.
+pub fn run_command_from(command: &mut Command, stdin: Stdio, limit: Duration) -> Output {
     let tag = format!("{}-{:?}", std::process::id(), Instant::now());
-    let (output, exited) = output_within(command.env("PREFORKD_TEST_TAG", &tag), limit, || {
-        // And whatever it started (servers, load generators).
-        for pid in processes_tagged(&tag) {
-            kill(pid, libc::SIGKILL);
-        }
-    });
+    let (output, exited) =
+        output_from(command.env("PREFORKD_TEST_TAG", &tag), stdin, limit, || {
+            // And whatever it started (servers, load generators).
+            for pid in processes_tagged(&tag) {
+                kill(pid, libc::SIGKILL);
+            }
+        });
     assert!(exited, "preforkd did not exit within {limit:?}: {output:?}");
     let left = processes_tagged(&tag);
     assert!(left.is_empty(), "processes left behind: {left:?}");
@@ -53,7 +59,16 @@ pub fn output_within(
     limit: Duration,
     on_timeout: impl FnOnce(),
 ) -> (Output, bool) {
-    let mut child = spawn(command, Stdio::piped());
+    output_from(command, Stdio::null(), limit, on_timeout)
+}
+
+fn output_from(
+    command: &mut Command,
+    stdin: Stdio,
+    limit: Duration,
+    on_timeout: impl FnOnce(),
+) -> (Output, bool) {
+    let mut child = spawn(command, stdin, Stdio::piped());
     let exited = wait_until(limit, || child.try_wait().ok().flatten().is_some());
     if !exited {
         let _ = child.kill();
@@ -74,9 +89,9 @@ const SERVICE_MANAGER_VARIABLES: [&str; 7] = [
     "JOURNAL_STREAM",
 ];
 
-/// Spawns `command` with no stdin, `stdout`, and its stderr piped: how
+/// Spawns `command` with `stdin`, `stdout`, and its stderr piped: how
 /// the harness starts a `preforkd`, to its end or to keep running.
-pub(super) fn spawn(command: &mut Command, stdout: Stdio) -> Child {
+pub(super) fn spawn(command: &mut Command, stdin: Stdio, stdout: Stdio) -> Child {
     // What a service manager gives the process it runs, and a test run
     // under one (in a container, a CI unit) would pass on: only where the
     // test sets it itself.
@@ -86,7 +101,7 @@ pub(super) fn spawn(command: &mut Command, stdout: Stdio) -> Child {
         }
     }
     command
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
